@@ -1,0 +1,330 @@
+# Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
+"""Conditioning of a reward model on a domain or user: the spec, the soft-token table and the shared forward pass.
+
+Two modes condition a reward model on the value of a dataset column (a domain such as `"academy"`, or a user id):
+
+- `"text"`: the condition is rendered into the input with a template, so the trained model is a plain
+  `AutoModelForSequenceClassification` that any pipeline loads.
+- `"embedding"`: a learned table of `num_tokens` soft-token embeddings per condition is inserted into the input
+  embeddings right after the first token (BOS/CLS stays first). Row 0 of the table is the shared *generic* entry,
+  used for absent or unknown conditions.
+
+Everything that must be identical at training and at scoring time (tokenization, the forward pass, save/load of the
+table) lives here, so [`CustomRewardTrainer`] and [`RewardScorer`] cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+from torch.utils.checkpoint import checkpoint
+
+
+CONDITIONING_FILE = "conditioning.json"
+CONDITION_EMBEDDINGS_FILE = "condition_embeddings.safetensors"
+CONDITION_TABLE_ATTRIBUTE = "condition_embeddings"
+GENERIC_CONDITION = "generic"
+CONDITION_MODES = ("none", "text", "embedding")
+
+
+@dataclass
+class ConditioningSpec:
+    """
+    What a conditioned reward model was trained with; saved beside the weights as `conditioning.json`.
+
+    Args:
+        mode (`str`): `"none"`, `"text"` or `"embedding"`.
+        column (`str`): Dataset column holding the condition (e.g. `"domain"` or `"user_id"`).
+        conditions (`list[str]`): Known condition values. Embedding row `i + 1` belongs to `conditions[i]`; row 0 is
+            the generic entry.
+        template (`str`): Text-mode template with a `{condition}` field, prepended to the prompt (standard format) or
+            used as the system message (conversational format).
+        num_tokens (`int`): Soft tokens per condition (embedding mode).
+        strict (`bool`): Raise on unknown condition values instead of falling back to the generic entry.
+    """
+
+    mode: str = "none"
+    column: str = "domain"
+    conditions: list[str] = field(default_factory=list)
+    template: str = "Preference domain: {condition}.\n\n"
+    num_tokens: int = 4
+    strict: bool = False
+
+    def __post_init__(self):
+        if self.mode not in CONDITION_MODES:
+            raise ValueError(f"Unknown condition mode {self.mode!r}; choose one of {CONDITION_MODES}.")
+        self.conditions = [str(c) for c in self.conditions]
+        if len(set(self.conditions)) != len(self.conditions):
+            raise ValueError(f"Duplicate values in `conditions`: {self.conditions}.")
+
+    @property
+    def names(self) -> list[str]:
+        """Name of each condition id: id 0 is the generic entry."""
+        return [GENERIC_CONDITION] + self.conditions
+
+    def condition_id(self, value: Any, where: str = "") -> int:
+        """Table row of a condition value: 0 (generic) for `None`/`""` and, unless strict, for unknown values."""
+        if is_missing_condition(value):
+            return 0
+        try:
+            return self.conditions.index(str(value)) + 1
+        except ValueError:
+            if self.strict:
+                raise ValueError(
+                    f"Unknown {self.column}={value!r}{where}; known values: {self.conditions}. Add it to "
+                    "`conditions`, or set `strict_conditions=False` to score it with the generic entry."
+                ) from None
+            return 0
+
+    def render(self, value: Any) -> str:
+        """Text-mode prefix for a condition value (`""` for an absent condition: the generic user)."""
+        return "" if is_missing_condition(value) else self.template.format(condition=value)
+
+    def save(self, directory: str | os.PathLike) -> None:
+        with open(os.path.join(directory, CONDITIONING_FILE), "w", encoding="utf-8") as f:
+            json.dump(asdict(self), f, indent=2)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> ConditioningSpec:
+        """Spec saved in `directory`, or an unconditioned spec when there is none (a plain reward model)."""
+        path = os.path.join(directory, CONDITIONING_FILE)
+        if not os.path.isfile(path):
+            return cls(mode="none")
+        with open(path, encoding="utf-8") as f:
+            return cls(**json.load(f))
+
+
+def is_missing_condition(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value)
+
+
+class ConditionEmbedding(nn.Module):
+    """
+    Table of `num_tokens` soft-token embeddings for each condition, plus the shared generic entry at row 0.
+
+    Args:
+        num_conditions (`int`): Number of known conditions (the table has `num_conditions + 1` rows).
+        num_tokens (`int`): Soft tokens per condition.
+        hidden_size (`int`): Width of the model's input embeddings.
+        init_std (`float`): Standard deviation of the initial values; match the model's token embeddings.
+    """
+
+    def __init__(self, num_conditions: int, num_tokens: int, hidden_size: int, init_std: float = 0.02):
+        super().__init__()
+        self.num_tokens = num_tokens
+        self.weight = nn.Parameter(torch.randn(num_conditions + 1, num_tokens, hidden_size) * init_std)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.weight.shape[-1]
+
+    def forward(self, condition_ids: torch.LongTensor) -> torch.Tensor:
+        return self.weight[condition_ids]
+
+
+def get_condition_table(model: nn.Module) -> ConditionEmbedding | None:
+    """The condition table attached to a (possibly PEFT- or DDP-wrapped) model, if any."""
+    for module in model.modules():
+        table = getattr(module, CONDITION_TABLE_ATTRIBUTE, None)
+        if isinstance(table, ConditionEmbedding):
+            return table
+    return None
+
+
+def attach_condition_table(model: nn.Module, spec: ConditioningSpec) -> ConditionEmbedding:
+    """Create (or check) the condition table of `model` for `spec` and register it as a trainable submodule."""
+    embeddings = model.get_input_embeddings()
+    hidden_size = embeddings.weight.shape[-1]
+    table = get_condition_table(model)
+    if table is not None:
+        if table.hidden_size != hidden_size:
+            raise ValueError(
+                f"The condition table has hidden size {table.hidden_size} but the model's embeddings have "
+                f"{hidden_size}: the table was trained for another backbone. Train a new table for this model."
+            )
+        expected = (len(spec.conditions) + 1, spec.num_tokens)
+        if tuple(table.weight.shape[:2]) != expected:
+            raise ValueError(
+                f"The model's condition table has shape {tuple(table.weight.shape[:2])} (conditions + 1, tokens) "
+                f"but the conditioning spec needs {expected}."
+            )
+        return table
+    init_std = float(embeddings.weight.detach().float().std())
+    table = ConditionEmbedding(len(spec.conditions), spec.num_tokens, hidden_size, init_std=init_std)
+    table.to(device=embeddings.weight.device, dtype=embeddings.weight.dtype)
+    owner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    setattr(owner, CONDITION_TABLE_ATTRIBUTE, table)
+    return table
+
+
+def save_condition_table(table_state: torch.Tensor, directory: str | os.PathLike) -> None:
+    save_file({"weight": table_state.detach().contiguous().cpu()}, os.path.join(directory, CONDITION_EMBEDDINGS_FILE))
+
+
+def load_condition_table_weights(directory: str | os.PathLike) -> torch.Tensor:
+    path = os.path.join(directory, CONDITION_EMBEDDINGS_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path} is missing: {directory} was saved by an embedding-mode trainer, but without its condition table."
+        )
+    return load_file(path)["weight"]
+
+
+def uses_last_token_pooling(model: nn.Module) -> bool:
+    """True for decoder reward models (a `score` head read at the last token), False for CLS-pooled encoders."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return hasattr(inner, "score")
+
+
+def insert_condition_tokens(
+    base_model: nn.Module,
+    table: ConditionEmbedding,
+    input_ids: torch.LongTensor,
+    attention_mask: torch.LongTensor,
+    condition_ids: torch.LongTensor,
+    extra: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """
+    Build `inputs_embeds` with the condition's soft tokens inserted after the first token.
+
+    For last-token-pooled (decoder) models the rows are re-aligned to the right (padding moved to the left) with
+    explicit `position_ids`, so that the model's "last position" is each sequence's last real token even though
+    padding cannot be detected from `inputs_embeds`. `extra` (a per-token tensor such as a completion mask) goes
+    through the same re-arrangement.
+
+    Returns:
+        `dict` with `inputs_embeds`, `attention_mask`, `input_ids` (aligned; soft positions hold the first token),
+        optional `position_ids` and `extra`.
+    """
+    k = table.num_tokens
+    token_embeds = base_model.get_input_embeddings()(input_ids)
+    soft = table(condition_ids).to(token_embeds.dtype)
+    batch = input_ids.shape[0]
+
+    def splice(tensor, filler):
+        return torch.cat([tensor[:, :1], filler, tensor[:, 1:]], dim=1)
+
+    out = {
+        "inputs_embeds": splice(token_embeds, soft),
+        "attention_mask": splice(attention_mask, attention_mask.new_ones(batch, k)),
+        "input_ids": splice(input_ids, input_ids[:, :1].expand(batch, k)),
+    }
+    if extra is not None:
+        out["extra"] = splice(extra, extra.new_zeros(batch, k))
+    if uses_last_token_pooling(base_model):
+        mask = out["attention_mask"]
+        length = mask.shape[1]
+        shift = length - mask.sum(dim=1, keepdim=True)
+        index = (torch.arange(length, device=mask.device).unsqueeze(0) - shift) % length
+        for key in list(out):
+            value = out[key]
+            gather_index = index if value.dim() == 2 else index.unsqueeze(-1).expand_as(value)
+            out[key] = value.gather(1, gather_index)
+        out["position_ids"] = (out["attention_mask"].cumsum(dim=1) - 1).clamp(min=0)
+    return out
+
+
+def lm_head_weight(model: nn.Module) -> torch.Tensor:
+    """
+    The LM head of a decoder reward model, for the imitation loss: its tied input embeddings, or an `lm_head`.
+
+    Raises a `ValueError` naming the backbone when there is none (encoders such as BERT/MiniLM, untied decoders whose
+    `lm_head` was dropped when loading them as sequence classifiers).
+    """
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    name = type(inner).__name__
+    if not uses_last_token_pooling(inner):
+        raise ValueError(
+            f"`imitation_coef > 0` needs a causal-LM backbone, but {name} is an encoder without a causal LM head. "
+            "Set `imitation_coef=0`, or use a decoder model (Llama, Qwen2, SmolLM2, ...)."
+        )
+    lm_head = getattr(inner, "lm_head", None)
+    if isinstance(lm_head, nn.Linear):
+        return lm_head.weight
+    if getattr(inner.config.get_text_config(), "tie_word_embeddings", False):
+        return inner.get_input_embeddings().weight
+    raise ValueError(
+        f"`imitation_coef > 0` needs the LM head, but {name} does not tie it to its input embeddings and "
+        "AutoModelForSequenceClassification drops `lm_head` at load time. Use a backbone with "
+        "`tie_word_embeddings=True`, or set `imitation_coef=0`."
+    )
+
+
+def _ce_sum(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy((hidden @ weight.T).float(), targets, reduction="sum")
+
+
+def chunked_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """
+    Mean next-token cross-entropy of `hidden` (N, H) against `targets` (N,), in chunks of `chunk_size` rows.
+
+    Each chunk's (chunk, vocab) logits are recomputed in the backward pass instead of being stored, so memory grows
+    with `chunk_size * vocab`, not with the number of tokens.
+    """
+    if targets.numel() == 0:
+        return hidden.sum() * 0.0
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, targets.numel(), chunk_size):
+        part = slice(start, start + chunk_size)
+        if torch.is_grad_enabled():
+            total = total + checkpoint(_ce_sum, hidden[part], weight, targets[part], use_reentrant=False)
+        else:
+            total = total + _ce_sum(hidden[part], weight, targets[part])
+    return total / targets.numel()
+
+
+def reward_forward(
+    model: nn.Module,
+    input_ids: torch.LongTensor,
+    attention_mask: torch.LongTensor,
+    condition_ids: torch.LongTensor | None = None,
+    table: ConditionEmbedding | None = None,
+    completion_mask: torch.Tensor | None = None,
+    output_hidden_states: bool = False,
+    base_model: nn.Module | None = None,
+) -> dict[str, Any]:
+    """
+    Rewards of a batch of sequences, with the condition's soft tokens when `table` is given.
+
+    Without a table this is exactly `model(input_ids, attention_mask)`, as in TRL's `RewardTrainer`. `model` is
+    called as given (so a DDP/DeepSpeed wrapper sees the forward); `base_model` is its unwrapped module (defaults to
+    `model`), used to look up token embeddings.
+
+    Returns:
+        `dict` with `rewards` (batch,), and when `output_hidden_states`: `hidden` (last hidden states), `input_ids`
+        and `completion_mask` aligned with them.
+    """
+    if table is None:
+        outputs = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            use_cache=False,
+            output_hidden_states=output_hidden_states,
+        )
+        result = {"rewards": outputs.logits.squeeze(-1), "input_ids": input_ids, "completion_mask": completion_mask}
+    else:
+        if condition_ids is None:
+            condition_ids = input_ids.new_zeros(input_ids.shape[0])
+        inputs = insert_condition_tokens(base_model or model, table, input_ids, attention_mask, condition_ids, completion_mask)
+        outputs = model(
+            inputs_embeds=inputs["inputs_embeds"],
+            attention_mask=inputs["attention_mask"],
+            use_cache=False,
+            output_hidden_states=output_hidden_states,
+            **({"position_ids": inputs["position_ids"]} if "position_ids" in inputs else {}),
+        )
+        result = {
+            "rewards": outputs.logits.squeeze(-1),
+            "input_ids": inputs["input_ids"],
+            "completion_mask": inputs.get("extra"),
+        }
+    if output_hidden_states:
+        result["hidden"] = outputs.hidden_states[-1]
+    return result

@@ -1,0 +1,91 @@
+# Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
+from dataclasses import dataclass, field
+
+from trl import RewardConfig
+
+from .conditioning import CONDITION_MODES
+
+
+LONG_PAIR_POLICIES = ("truncate", "drop", "error")
+
+
+@dataclass
+class CustomRewardConfig(RewardConfig):
+    r"""
+    Configuration class for [`CustomRewardTrainer`]: TRL's [`~trl.RewardConfig`] plus conditioning on a domain or
+    user, customized preference imitation and margin scaling.
+
+    Parameters:
+        > Conditioning
+
+        condition_mode (`str`, *optional*, defaults to `"text"`):
+            How the reward model is conditioned on the `condition_column`: `"text"` renders the condition into the
+            input with `condition_template` (the result is a plain sequence-classification model), `"embedding"`
+            inserts `num_condition_tokens` learned soft tokens per condition, `"none"` behaves exactly as TRL's
+            `RewardTrainer`.
+        condition_column (`str`, *optional*, defaults to `"domain"`):
+            Dataset column holding the condition value (a domain name, a user id, ...). Empty/`None` values mean "no
+            condition" and use the generic entry.
+        conditions (`list[str]` or `None`, *optional*, defaults to `None`):
+            Known condition values, in table order. If `None`, the sorted distinct values of the training dataset.
+        strict_conditions (`bool`, *optional*, defaults to `False`):
+            Raise on values not in `conditions` instead of falling back to the generic entry.
+        condition_template (`str`, *optional*, defaults to `"Preference domain: {condition}.\n\n"`):
+            Text-mode template; prefix of the prompt (standard data) or system message (conversational data).
+        num_condition_tokens (`int`, *optional*, defaults to `4`):
+            Soft tokens per condition in embedding mode.
+        condition_dropout (`float`, *optional*, defaults to `0.0`):
+            Embedding mode: probability of replacing a training pair's condition by the generic entry, so that the
+            generic entry learns the population preference.
+
+        > Losses
+
+        imitation_coef (`float`, *optional*, defaults to `0.0`):
+            Weight of the customized preference imitation loss (DSP): the language-modeling loss on the chosen
+            response tokens (prompt masked), added to the ranking loss. Needs a causal-LM backbone.
+        imitation_chunk_size (`int`, *optional*, defaults to `512`):
+            Tokens per chunk of the imitation loss's LM-head computation (bounds memory at `chunk * vocab`).
+        margin_coef (`float`, *optional*, defaults to `1.0`):
+            Scale of the per-pair `margin` column: loss = `-logsigmoid(r_chosen - r_rejected - margin_coef * margin)`.
+        long_pair_policy (`str`, *optional*, defaults to `"truncate"`):
+            What to do with pairs longer than `max_length` tokens: `"truncate"` (keep the first `max_length - 1`
+            tokens and the final one), `"drop"` or `"error"`. The count is always logged.
+    """
+
+    condition_mode: str = field(default="text", metadata={"help": "'none', 'text' or 'embedding'.", "choices": CONDITION_MODES})
+    condition_column: str = field(default="domain", metadata={"help": "Dataset column holding the condition."})
+    conditions: list[str] | None = field(default=None, metadata={"help": "Known condition values, in table order."})
+    strict_conditions: bool = field(default=False, metadata={"help": "Raise on unknown condition values."})
+    condition_template: str = field(
+        default="Preference domain: {condition}.\n\n", metadata={"help": "Text-mode template with a {condition} field."}
+    )
+    num_condition_tokens: int = field(default=4, metadata={"help": "Soft tokens per condition (embedding mode)."})
+    condition_dropout: float = field(default=0.0, metadata={"help": "Probability of training a pair as generic."})
+    imitation_coef: float = field(default=0.0, metadata={"help": "Weight of the LM loss on chosen responses."})
+    imitation_chunk_size: int = field(default=512, metadata={"help": "Tokens per imitation LM-head chunk."})
+    margin_coef: float = field(default=1.0, metadata={"help": "Scale of the per-pair `margin` column."})
+    long_pair_policy: str = field(
+        default="truncate", metadata={"help": "'truncate', 'drop' or 'error'.", "choices": LONG_PAIR_POLICIES}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.condition_mode not in CONDITION_MODES:
+            raise ValueError(f"condition_mode={self.condition_mode!r}: choose one of {CONDITION_MODES}.")
+        if self.long_pair_policy not in LONG_PAIR_POLICIES:
+            raise ValueError(f"long_pair_policy={self.long_pair_policy!r}: choose one of {LONG_PAIR_POLICIES}.")
+        if self.condition_mode == "text" and "{condition}" not in self.condition_template:
+            raise ValueError(
+                f"condition_template={self.condition_template!r} has no '{{condition}}' field: add one, e.g. "
+                "'Preference domain: {condition}.\\n\\n'."
+            )
+        if self.num_condition_tokens < 1:
+            raise ValueError(f"num_condition_tokens must be >= 1, got {self.num_condition_tokens}.")
+        if not 0.0 <= self.condition_dropout < 1.0:
+            raise ValueError(f"condition_dropout must be in [0, 1), got {self.condition_dropout}.")
+        if self.condition_dropout > 0 and self.condition_mode != "embedding":
+            raise ValueError("condition_dropout only applies to condition_mode='embedding'.")
+        if self.imitation_coef < 0:
+            raise ValueError(f"imitation_coef must be >= 0, got {self.imitation_coef}.")
+        if self.imitation_chunk_size < 1:
+            raise ValueError(f"imitation_chunk_size must be >= 1, got {self.imitation_chunk_size}.")

@@ -1,0 +1,76 @@
+# Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
+"""Tokenization of (condition, prompt, response) shared by training and scoring.
+
+With conditioning off, a sequence is tokenized exactly as TRL's `RewardTrainer` does it (prompt + response + EOS for
+standard text, the chat template for conversational messages), so losses match TRL's. Unlike TRL, tokenizers without
+an EOS token (BERT/MiniLM: they end every sequence with `[SEP]` themselves) are supported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase
+from trl.data_utils import _tokenize
+
+from .conditioning import ConditioningSpec, is_missing_condition
+
+
+Messages = list[dict[str, Any]]
+
+
+def _with_system_message(messages: Messages, text: str) -> Messages:
+    if messages and messages[0].get("role") == "system":
+        return [{"role": "system", "content": f"{text}\n{messages[0]['content']}"}] + list(messages[1:])
+    return [{"role": "system", "content": text}] + list(messages)
+
+
+def apply_text_condition(
+    spec: ConditioningSpec,
+    condition: Any,
+    prompt: str | Messages | None,
+    responses: list[str | Messages],
+) -> tuple[str | Messages | None, list[str | Messages]]:
+    """
+    Render `condition` into the input (text mode): prefix of the prompt (standard format) or system message
+    (conversational format); with an implicit prompt, into each response. Absent conditions render nothing.
+    """
+    if spec.mode != "text" or is_missing_condition(condition):
+        return prompt, responses
+    prefix = spec.render(condition)
+
+    def render(part):
+        return _with_system_message(part, prefix.strip()) if isinstance(part, list) else prefix + part
+
+    if prompt is not None:
+        return render(prompt), responses
+    return None, [render(response) for response in responses]
+
+
+def encode_sequence(
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: str | Messages | None,
+    response: str | Messages,
+    **chat_template_kwargs,
+) -> list[int]:
+    """Token ids of prompt + response, as TRL's `RewardTrainer` builds them."""
+    if isinstance(response, list):
+        return _tokenize(tokenizer, (prompt or []) + response, **chat_template_kwargs)["input_ids"]
+    eos = tokenizer.eos_token
+    if eos is not None and not response.endswith(eos):
+        response = response + eos
+    return _tokenize(tokenizer, (prompt or "") + response)["input_ids"]
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str | Messages, **chat_template_kwargs) -> list[int]:
+    """Token ids of the prompt alone (with the generation prompt for conversations), to locate the completion."""
+    if isinstance(prompt, list):
+        return _tokenize(tokenizer, prompt, add_generation_prompt=True, **chat_template_kwargs)["input_ids"]
+    return _tokenize(tokenizer, prompt)["input_ids"]
+
+
+def truncate_ids(ids: list[int], max_length: int) -> list[int]:
+    """Keep the first `max_length - 1` tokens and the final token (EOS/SEP, where the reward is read)."""
+    if len(ids) <= max_length:
+        return ids
+    return ids[: max_length - 1] + ids[-1:]

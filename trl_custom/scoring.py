@@ -1,0 +1,166 @@
+# Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
+"""Loading a trained (conditioned) reward model and scoring responses with it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from .conditioning import (
+    ConditioningSpec,
+    attach_condition_table,
+    get_condition_table,
+    load_condition_table_weights,
+    reward_forward,
+)
+from .encoding import apply_text_condition, encode_sequence, truncate_ids
+
+
+def load_reward_model(
+    path: str | os.PathLike, tokenizer: PreTrainedTokenizerBase | None = None, **model_kwargs: Any
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, ConditioningSpec]:
+    """
+    Load a reward model saved by [`CustomRewardTrainer`] (or any sequence-classification reward model).
+
+    Restores the LoRA adapter (when `adapter_config.json` is present, on top of its base model), the conditioning
+    spec and, in embedding mode, the condition table. The spec is also set as `model.trl_custom_conditioning`.
+
+    Args:
+        path (`str`): Directory written by `trainer.save_model(path)`.
+        tokenizer (`PreTrainedTokenizerBase`, *optional*): Defaults to `AutoTokenizer.from_pretrained(path)`.
+        **model_kwargs: Passed to `AutoModelForSequenceClassification.from_pretrained`.
+
+    Returns:
+        `(model, tokenizer, spec)`.
+    """
+    path = str(path)
+    spec = ConditioningSpec.load(path)
+    model_kwargs.setdefault("num_labels", 1)
+    if os.path.isfile(os.path.join(path, "adapter_config.json")):
+        from peft import PeftConfig, PeftModel
+
+        base_path = PeftConfig.from_pretrained(path).base_model_name_or_path
+        model = AutoModelForSequenceClassification.from_pretrained(base_path, **model_kwargs)
+        model = PeftModel.from_pretrained(model, path)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(path, **model_kwargs)
+    tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(path)
+    if model.config.get_text_config().pad_token_id is None:
+        model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
+    if spec.mode == "embedding":
+        table = attach_condition_table(model, spec)
+        weights = load_condition_table_weights(path)
+        if weights.shape != table.weight.shape:
+            raise ValueError(
+                f"{path}: the saved condition table has shape {tuple(weights.shape)}, but conditioning.json and the "
+                f"model need {tuple(table.weight.shape)} (conditions + 1, tokens, hidden size)."
+            )
+        with torch.no_grad():
+            table.weight.copy_(weights.to(table.weight.dtype))
+    model.trl_custom_conditioning = spec
+    model.eval()
+    return model, tokenizer, spec
+
+
+class RewardScorer:
+    """
+    Scores `(prompt, response, condition)` triples with a reward model exactly as [`CustomRewardTrainer`] saw them
+    (same template, soft tokens, EOS handling and truncation).
+
+    Args:
+        model ([`~transformers.PreTrainedModel`]): The reward model (with its condition table in embedding mode).
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`]): Its tokenizer.
+        spec ([`ConditioningSpec`], *optional*): How the model is conditioned; defaults to the model's own.
+        max_length (`int`, *optional*, defaults to `512`): Longer sequences are truncated like in training.
+        batch_size (`int`, *optional*, defaults to `16`): Sequences per forward pass.
+
+    Example:
+
+    ```python
+    >>> scorer = RewardScorer.from_pretrained("outputs/dsp-rm")
+    >>> scorer.score(["Explain gravity."], ["Gravity is ..."], conditions=["academy"])
+    [1.93]
+    ```
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        spec: ConditioningSpec | None = None,
+        max_length: int | None = 512,
+        batch_size: int = 16,
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.spec = spec or getattr(model, "trl_custom_conditioning", None) or ConditioningSpec(mode="none")
+        self.table = get_condition_table(model) if self.spec.mode == "embedding" else None
+        self.max_length = max_length
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        device: str | None = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        **kwargs: Any,
+    ) -> RewardScorer:
+        """Load with [`load_reward_model`]; `kwargs` go to the constructor (`max_length`, `batch_size`)."""
+        model, tokenizer, spec = load_reward_model(path, tokenizer=tokenizer)
+        if device is not None:
+            model.to(device)
+        return cls(model, tokenizer, spec, **kwargs)
+
+    def encode(self, prompt: Any, response: Any, condition: Any = None) -> list[int]:
+        prompt, (response,) = apply_text_condition(self.spec, condition, prompt, [response])
+        ids = encode_sequence(self.tokenizer, prompt, response)
+        return truncate_ids(ids, self.max_length) if self.max_length else ids
+
+    @torch.no_grad()
+    def score(
+        self,
+        prompts: Sequence[Any] | None,
+        responses: Sequence[Any],
+        conditions: Sequence[Any] | None = None,
+        progress: bool = False,
+        desc: str = "Scoring",
+    ) -> list[float]:
+        """
+        Rewards of `responses` to `prompts` (`None` for implicit-prompt data) under `conditions` (`None`: generic).
+        """
+        n = len(responses)
+        prompts = [None] * n if prompts is None else list(prompts)
+        conditions = [None] * n if conditions is None else list(conditions)
+        if not len(prompts) == len(conditions) == n:
+            raise ValueError(f"Got {len(prompts)} prompts, {n} responses and {len(conditions)} conditions.")
+        encoded = [self.encode(p, r, c) for p, r, c in zip(prompts, responses, conditions, strict=True)]
+        condition_ids = [self.spec.condition_id(c) if self.spec.mode != "none" else 0 for c in conditions]
+        order = sorted(range(n), key=lambda i: len(encoded[i]))  # similar lengths per batch: less padding
+        rewards = [0.0] * n
+        device = next(self.model.parameters()).device
+        pad_id = self.tokenizer.pad_token_id
+        batches = range(0, n, self.batch_size)
+        for start in tqdm(batches, desc=desc, disable=not progress):
+            rows = order[start : start + self.batch_size]
+            width = max(len(encoded[i]) for i in rows)
+            input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+            attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for j, i in enumerate(rows):
+                input_ids[j, : len(encoded[i])] = torch.tensor(encoded[i])
+                attention_mask[j, : len(encoded[i])] = 1
+            out = reward_forward(
+                self.model,
+                input_ids.to(device),
+                attention_mask.to(device),
+                condition_ids=torch.tensor([condition_ids[i] for i in rows], device=device),
+                table=self.table,
+            )
+            for j, i in enumerate(rows):
+                rewards[i] = out["rewards"][j].float().item()
+        return rewards
