@@ -282,7 +282,10 @@ def test_long_pairs_truncated_dropped_or_refused_and_counted(tmp_path, caplog):
         truncated = make_trainer(path, args=config(tmp_path, max_length=32), train_dataset=data)
     assert len(truncated.train_dataset) == 10
     assert max(len(ids) for ids in truncated.train_dataset["chosen_ids"]) == 32
-    assert truncated.train_dataset[2]["chosen_ids"][-1] == truncated.processing_class.eos_token_id
+    row = truncated.train_dataset[2]
+    full = dropped.processing_class(f"{data[2]['domain']} {data[2]['prompt']}{long_answer}<eos>")  # text mode
+    assert row["chosen_ids"] == full["input_ids"][:8] + full["input_ids"][-24:]  # head 32 // 4, tail 24
+    assert row["chosen_ids"][-1] == truncated.processing_class.eos_token_id
     assert "Truncated 2 of 10 pairs" in caplog.text
     with pytest.raises(ValueError, match="2 of 10 pairs of the train dataset are longer than max_length=32"):
         make_trainer(path, args=config(tmp_path, max_length=32, long_pair_policy="error"), train_dataset=data)

@@ -48,8 +48,9 @@ class CustomRewardConfig(RewardConfig):
         margin_coef (`float`, *optional*, defaults to `1.0`):
             Scale of the per-pair `margin` column: loss = `-logsigmoid(r_chosen - r_rejected - margin_coef * margin)`.
         long_pair_policy (`str`, *optional*, defaults to `"truncate"`):
-            What to do with pairs longer than `max_length` tokens: `"truncate"` (keep the first `max_length - 1`
-            tokens and the final one), `"drop"` or `"error"`. The count is always logged.
+            What to do with pairs longer than `max_length` tokens: `"truncate"` (cut the middle: keep the first
+            `max_length // 4` tokens, where the condition and question are, and the last ones, where the response
+            ends), `"drop"` or `"error"`. The count is always logged.
     """
 
     condition_mode: str = field(default="text", metadata={"help": "'none', 'text' or 'embedding'.", "choices": CONDITION_MODES})

