@@ -119,3 +119,32 @@ def conditioned_pairs(n: int = 32, seed: int = 0, column: str = "domain", conver
         row[column] = domain
         rows.append(row)
     return Dataset.from_list(rows)
+
+
+def make_causal_lm(arch: str, tokenizer, seed: int = 0, hidden_size: int = 16):
+    """Tiny causal LM (`qwen2` or `llama`) with tied embeddings."""
+    from transformers import LlamaForCausalLM, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    common = dict(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=2, num_attention_heads=2,
+                  num_key_value_heads=1, intermediate_size=32, max_position_embeddings=256, tie_word_embeddings=True,
+                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    if arch == "qwen2":
+        return Qwen2ForCausalLM(Qwen2Config(**common))
+    if arch == "llama":
+        return LlamaForCausalLM(LlamaConfig(**common))
+    raise ValueError(arch)
+
+
+def user_pairs(n: int = 32, seed: int = 0, users=("u1", "u2")) -> Dataset:
+    """Toy P-DPO data: user u1 prefers short answers, u2 long ones, on the same prompts."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        user = users[i % len(users)]
+        prompt = f"question about t{rng.randrange(20)} "
+        short = "answer short"
+        long = "answer " + " ".join(f"w{rng.randrange(40)}" for _ in range(4))
+        chosen, rejected = (short, long) if user == users[0] else (long, short)
+        rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "user_id": user})
+    return Dataset.from_list(rows)

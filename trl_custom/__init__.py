@@ -18,3 +18,20 @@ __all__ = [
     "RewardScorer",
     "load_reward_model",
 ]
+
+from .personalization import fit_new_user, generate_for_user, load_personalized_model
+from .personalized_dpo_config import PersonalizedDPOConfig
+from .personalized_dpo_trainer import DataCollatorForPersonalizedPreference, PersonalizedDPOTrainer
+from .user_model import UserModel, UserModelConfig
+
+
+__all__ += [
+    "DataCollatorForPersonalizedPreference",
+    "PersonalizedDPOConfig",
+    "PersonalizedDPOTrainer",
+    "UserModel",
+    "UserModelConfig",
+    "fit_new_user",
+    "generate_for_user",
+    "load_personalized_model",
+]

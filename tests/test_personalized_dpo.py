@@ -1,0 +1,208 @@
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from peft import LoraConfig
+
+from toy import make_causal_lm, make_tokenizer, user_pairs
+from trl_custom import (
+    PersonalizedDPOConfig,
+    PersonalizedDPOTrainer,
+    UserModel,
+    UserModelConfig,
+    fit_new_user,
+    generate_for_user,
+    load_personalized_model,
+)
+from trl_custom.personalization import sequence_log_probs
+from trl_custom.synthetic_users import build_length_preference_dataset, length_pairs
+from trl_custom.user_model import attach_user_model
+
+
+def config(tmp_path, **kwargs):
+    defaults = dict(output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, report_to="none", save_strategy="no",
+                    per_device_train_batch_size=8, max_steps=30, learning_rate=1e-2, logging_steps=10, beta=0.5,
+                    disable_tqdm=True, seed=0)
+    defaults.update(kwargs)
+    return PersonalizedDPOConfig(**defaults)
+
+
+def make_trainer(tmp_path, arch="qwen2", peft=False, data=None, **kwargs):
+    tokenizer = make_tokenizer()
+    model = make_causal_lm(arch, tokenizer)
+    extra = {}
+    if peft:  # from a folder, so that the saved adapter knows its base model
+        model.save_pretrained(tmp_path / "base")
+        model = type(model).from_pretrained(tmp_path / "base")
+        extra["peft_config"] = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    else:
+        extra["ref_model"] = copy.deepcopy(model)
+    return PersonalizedDPOTrainer(model, args=config(tmp_path, **kwargs), train_dataset=data or user_pairs(64),
+                                  processing_class=tokenizer, **extra)
+
+
+def batch_of(trainer, n=8):
+    return trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in range(n)]))
+
+
+def manual_dpo(policy, ref, batch, soft, beta):
+    """Plain DPO from full logits: policy with `soft` tokens prepended vs the reference without any."""
+    logps = sequence_log_probs(policy, batch, torch.cat([soft, soft]))
+    ref_logps = sequence_log_probs(ref, batch, None)
+    (c, r), (rc, rr) = logps.chunk(2), ref_logps.chunk(2)
+    return -F.logsigmoid(beta * ((c - rc) - (r - rr))).mean()
+
+
+# ---------------------------------------------------------------------------------------------------- training
+@pytest.mark.parametrize("arch,peft", [("qwen2", False), ("llama", False), ("qwen2", True)])
+def test_policy_and_user_model_learn_conflicting_users(tmp_path, arch, peft):
+    trainer = make_trainer(tmp_path, arch, peft=peft, alpha=1.0, max_steps=80 if peft else 40)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train()
+    after = dict(trainer.model.named_parameters())
+    changed = {n for n, v in before.items() if not torch.equal(v, after[n].detach())}
+    assert any("user_model.proj" in n for n in changed) and any("user_model.individual" in n for n in changed)
+    assert any(("lora_" in n) if peft else ("layers.0" in n) for n in changed)
+    metrics = trainer.evaluate(user_pairs(16, seed=1))
+    assert metrics["eval_rewards/accuracies/u1"] >= 0.9 and metrics["eval_rewards/accuracies/u2"] >= 0.9
+
+
+def test_reference_is_the_non_personalized_base(tmp_path):
+    trainer = make_trainer(tmp_path)
+    batch = batch_of(trainer)
+    with torch.no_grad():
+        trainer.user_model.proj.weight.normal_()  # make users differ
+        ref_chosen, ref_rejected = trainer.compute_ref_log_probs(trainer.model, batch)
+        plain = sequence_log_probs(trainer.ref_model, batch, None)
+        personal = trainer.policy_log_probs(trainer.model, batch["input_ids"], batch["attention_mask"],
+                                            batch["completion_mask"], torch.cat([trainer.user_model(batch["user_ids"])] * 2))
+    assert torch.allclose(torch.cat([ref_chosen, ref_rejected]), plain, atol=1e-4)
+    assert not torch.allclose(personal, plain, atol=1e-3)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.0, 0.3])
+def test_alpha_mixes_personalized_and_generic_dpo(tmp_path, alpha):
+    trainer = make_trainer(tmp_path, alpha=alpha, generic_loss_mode="exact")
+    trainer.model.train()
+    batch = batch_of(trainer)
+    with torch.no_grad():
+        trainer.user_model.proj.weight.normal_()
+        loss = trainer.compute_loss(trainer.model, dict(batch)).item()
+        personal = manual_dpo(trainer.model, trainer.ref_model, batch, trainer.user_model(batch["user_ids"]), 0.5).item()
+        generic_tokens = trainer.user_model.generic.unsqueeze(0).expand(8, -1, -1)
+        generic = manual_dpo(trainer.model, trainer.ref_model, batch, generic_tokens, 0.5).item()
+    assert personal != pytest.approx(generic, abs=1e-4)
+    assert loss == pytest.approx(alpha * personal + (1 - alpha) * generic, rel=1e-4, abs=1e-5)
+
+
+def test_sampled_generic_loss_is_one_pass_and_trains(tmp_path):
+    trainer = make_trainer(tmp_path, alpha=0.5, generic_loss_mode="sampled", max_steps=30)
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert losses[-1] < losses[0]
+
+
+def test_precompute_ref_log_probs_and_gradient_checkpointing(tmp_path):
+    trainer = make_trainer(tmp_path, precompute_ref_log_probs=True, gradient_checkpointing=True, max_steps=3)
+    assert "ref_chosen_logps" in trainer.train_dataset.column_names
+    row = trainer.train_dataset[0]
+    batch = trainer.data_collator([row])
+    expected = sequence_log_probs(trainer.ref_model, batch, None)[0].item()
+    assert row["ref_chosen_logps"] == pytest.approx(expected, abs=1e-4)
+    trainer.train()
+
+
+# ---------------------------------------------------------------------------------------------------- save / load
+@pytest.mark.parametrize("peft", [False, True])
+def test_save_load_identical_log_probs_per_user(tmp_path, peft):
+    trainer = make_trainer(tmp_path, peft=peft, max_steps=5)
+    trainer.train()
+    trainer.save_model(str(tmp_path / "saved"))
+    model, _, user_model = load_personalized_model(str(tmp_path / "saved"), tokenizer=make_tokenizer())
+    batch = {k: v for k, v in batch_of(trainer).items()}
+    trainer.model.eval()
+    for user in ["u1", "u2", "never-seen"]:
+        ids = torch.full((8,), trainer.user_model.user_index(user))
+        with torch.no_grad():
+            expected = sequence_log_probs(trainer.model, batch, torch.cat([trainer.user_model(ids)] * 2))
+            got = sequence_log_probs(model, batch, torch.cat([user_model(ids)] * 2))
+        assert torch.allclose(got, expected, atol=1e-5), user
+    assert user_model.config.users == ["u1", "u2"]
+
+
+def test_unseen_user_gets_the_generic_tokens(tmp_path):
+    trainer = make_trainer(tmp_path, max_steps=3)
+    trainer.train()
+    um = trainer.user_model
+    assert um.user_index("never-seen") == 0
+    generic = um(torch.tensor([0]))
+    assert torch.equal(um(torch.tensor([um.user_index("never-seen")])), generic)
+    assert torch.equal(generic[0], um.generic)
+    assert not torch.equal(um(torch.tensor([um.user_index("u1")])), generic)
+
+
+# ---------------------------------------------------------------------------------------------------- inference
+def test_generate_for_user_and_cold_start(tmp_path):
+    trainer = make_trainer(tmp_path, peft=True, alpha=1.0, max_steps=40)
+    trainer.train()
+    model, tokenizer = trainer.model.eval(), trainer.processing_class
+    texts = generate_for_user(model, tokenizer, ["question about t1 ", "question about t2 "], users="u1",
+                              max_new_tokens=5, do_sample=False)
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    pairs = list(user_pairs(8, seed=5, users=("u1", "u2")).filter(lambda r: r["user_id"] == "u2"))  # likes long
+    assert fit_new_user(model, tokenizer, "newcomer", [], beta=0.5) == 0  # zero pairs: generic
+    index = fit_new_user(model, tokenizer, "newcomer", pairs, beta=0.5, steps=30)
+    assert trainer.user_model.config.users[-1] == "newcomer" and index == 3
+    batch = trainer.data_collator(
+        [trainer.train_dataset[i] for i in range(len(trainer.train_dataset)) if trainer.train_dataset[i]["user_id"] == "u2"][:8])
+    with torch.no_grad(), model.disable_adapter():
+        ref = sequence_log_probs(model, batch, None)
+    with torch.no_grad():
+        new = sequence_log_probs(model, batch, torch.cat([trainer.user_model(torch.full((8,), index))] * 2))
+    (c, r), (rc, rr) = new.chunk(2), ref.chunk(2)
+    assert ((c - rc) > (r - rr)).float().mean() >= 0.9  # the newcomer now prefers long answers, like u2
+
+
+# ---------------------------------------------------------------------------------------------------- errors
+def test_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="has no 'user_id' column"):
+        make_trainer(tmp_path, data=user_pairs(8).remove_columns("user_id"))
+    bad = user_pairs(8).map(lambda r, i: {"user_id": "stranger"} if i == 5 else {}, with_indices=True)
+    with pytest.raises(ValueError, match="Unknown user_id='stranger' in row 5 of the train dataset"):
+        make_trainer(tmp_path, data=bad, users=["u1", "u2"], strict_users=True)
+    with pytest.raises(ValueError, match="user table has hidden size 8 but the policy's embeddings have 16"):
+        attach_user_model(make_causal_lm("qwen2", make_tokenizer()), UserModel(UserModelConfig(["a"], hidden_size=8)))
+    with pytest.raises(ValueError, match="loss_type"):
+        config(tmp_path, loss_type=["ipo"])
+    with pytest.raises(ValueError, match="alpha must be in"):
+        config(tmp_path, alpha=1.5)
+
+
+# ---------------------------------------------------------------------------------------------------- user model
+def test_cluster_user_model_and_features():
+    um = UserModel(UserModelConfig(["a", "b"], hidden_size=6, num_tokens=2, user_dim=3,
+                                   user_model_type="cluster", num_clusters=4, num_features=2))
+    torch.nn.init.normal_(um.proj.weight)
+    out = um(torch.tensor([0, 1, 2]), torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
+    assert out.shape == (3, 2, 6)
+    assert torch.equal(out[0], um.generic)  # id 0 ignores features: generic user
+    assert not torch.allclose(out[1], out[2])
+
+
+def test_synthetic_length_users_are_deterministic_and_conflicting():
+    items = [{"query": f"q{i}", "responses": {"a": "x" * 10, "b": "y" * 40, "c": "z" * 12, "d": ""}} for i in range(5)]
+    assert {(p["short"], p["long"]) for p in length_pairs(items)} == {("x" * 10, "y" * 40), ("z" * 12, "y" * 40)}
+    first = build_length_preference_dataset(items, users_per_group=2, pairs_per_user=3, seed=1)
+    second = build_length_preference_dataset(items, users_per_group=2, pairs_per_user=3, seed=1)
+    assert first.to_list() == second.to_list()
+    assert len(first) == 3 * 2 * 3 and set(first["group"]) == {"short", "long", "mixed"}
+    for row in first:
+        if row["group"] == "short":
+            assert len(row["chosen"]) < len(row["rejected"])
+        if row["group"] == "long":
+            assert len(row["chosen"]) > len(row["rejected"])
+    with pytest.raises(ValueError, match="length ratio >= 9"):
+        build_length_preference_dataset(items, min_ratio=9)
+    assert isinstance(first, Dataset)

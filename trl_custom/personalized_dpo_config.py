@@ -1,0 +1,68 @@
+# Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
+from dataclasses import dataclass, field
+
+from trl import DPOConfig
+
+
+@dataclass
+class PersonalizedDPOConfig(DPOConfig):
+    r"""
+    Configuration class for [`PersonalizedDPOTrainer`] (P-DPO, from P-RLHF): TRL's [`~trl.DPOConfig`] plus the user
+    model and the α-mixed objective.
+
+    Parameters:
+        > User model
+
+        user_column (`str`, *optional*, defaults to `"user_id"`):
+            Dataset column with the user id (int or string). Empty/`None` means the generic user.
+        users (`list[str]` or `None`, *optional*, defaults to `None`):
+            Known user ids, in table order. If `None`, the sorted distinct ids of the training dataset.
+        strict_users (`bool`, *optional*, defaults to `False`):
+            Raise on user ids outside the table instead of using the generic user.
+        num_user_tokens (`int`, *optional*, defaults to `4`):
+            Soft tokens prepended to the policy input.
+        user_dim (`int`, *optional*, defaults to `32`):
+            Size of each user's individual vector (projected to `num_user_tokens x hidden`).
+        user_model_type (`str`, *optional*, defaults to `"individual"`):
+            `"individual"`: a free vector per user; `"cluster"`: user weights over `num_clusters` shared prototypes.
+        num_clusters (`int`, *optional*, defaults to `8`):
+            Prototypes of the cluster user model.
+        user_feature_columns (`list[str]` or `None`, *optional*, defaults to `None`):
+            Numeric dataset columns with user features, added to the individual vector through a linear map.
+        user_group_column (`str` or `None`, *optional*, defaults to `None`):
+            Column naming a group per row (e.g. `"short"`/`"long"`), for `rewards/accuracies/<group>` metrics. If
+            `None`, per-user metrics are logged when there are at most 20 users.
+
+        > Objective
+
+        alpha (`float`, *optional*, defaults to `0.5`):
+            loss = alpha x DPO(personalized) + (1 - alpha) x DPO(generic user).
+        generic_loss_mode (`str`, *optional*, defaults to `"sampled"`):
+            `"exact"` computes both terms on every pair (two policy passes); `"sampled"` gives each pair the generic
+            user with probability `1 - alpha`, an unbiased estimate of the same loss at the cost of one pass.
+    """
+
+    user_column: str = field(default="user_id", metadata={"help": "Dataset column with the user id."})
+    users: list[str] | None = field(default=None, metadata={"help": "Known user ids, in table order."})
+    strict_users: bool = field(default=False, metadata={"help": "Raise on unknown user ids."})
+    num_user_tokens: int = field(default=4, metadata={"help": "Soft tokens prepended to the policy input."})
+    user_dim: int = field(default=32, metadata={"help": "Size of each user's individual vector."})
+    user_model_type: str = field(default="individual", metadata={"help": "'individual' or 'cluster'."})
+    num_clusters: int = field(default=8, metadata={"help": "Prototypes of the cluster user model."})
+    user_feature_columns: list[str] | None = field(default=None, metadata={"help": "Numeric user-feature columns."})
+    user_group_column: str | None = field(default=None, metadata={"help": "Column naming a group per row."})
+    alpha: float = field(default=0.5, metadata={"help": "Weight of the personalized DPO loss."})
+    generic_loss_mode: str = field(default="sampled", metadata={"help": "'exact' or 'sampled'."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}.")
+        if self.generic_loss_mode not in ("exact", "sampled"):
+            raise ValueError(f"generic_loss_mode={self.generic_loss_mode!r}: choose 'exact' or 'sampled'.")
+        if self.num_user_tokens < 1:
+            raise ValueError(f"num_user_tokens must be >= 1, got {self.num_user_tokens}.")
+        if list(self.loss_type) != ["sigmoid"]:
+            raise ValueError(
+                f"PersonalizedDPOTrainer implements P-DPO's sigmoid loss; loss_type={self.loss_type} is not supported."
+            )

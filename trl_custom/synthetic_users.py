@@ -1,0 +1,100 @@
+# Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
+"""Synthetic users with conflicting preferences (P-RLHF's first experiment): short vs long answers.
+
+From any prompt set with several real responses per prompt (DSP query files work), build preference pairs of two
+responses of clearly different lengths, and users of three groups:
+
+- `short`: prefer the shorter response;
+- `long`: prefer the longer response;
+- `mixed`: no length preference (a fixed coin per pair), the neutral group.
+
+The same pair can appear for users of different groups with opposite labels, so a single (vanilla) policy cannot fit
+the short and long users at once, while a personalized one can.
+
+    python -m trl_custom.synthetic_users --dsp_file dsp_queries.json --output users.jsonl --users_per_group 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections.abc import Sequence
+
+from datasets import Dataset
+
+from .data import load_dsp_queries
+
+
+GROUPS = ("short", "long", "mixed")
+
+
+def length_pairs(items: Sequence[dict], min_ratio: float = 1.5, max_chars: int | None = None) -> list[dict]:
+    """Pairs `(prompt, shorter, longer)` of non-empty responses of one prompt whose lengths differ by `min_ratio`."""
+    pairs = []
+    for item in items:
+        responses = sorted({r.strip() for r in item["responses"].values() if r and r.strip()}, key=len)
+        if max_chars:
+            responses = [r[:max_chars] for r in responses]
+        for i, short in enumerate(responses):
+            for long in responses[i + 1 :]:
+                if len(long) >= min_ratio * len(short):
+                    pairs.append({"prompt": item["query"], "short": short, "long": long})
+    return pairs
+
+
+def build_length_preference_dataset(
+    items: Sequence[dict],
+    users_per_group: int = 4,
+    pairs_per_user: int = 40,
+    groups: Sequence[str] = GROUPS,
+    min_ratio: float = 1.5,
+    max_chars: int | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """
+    Deterministic P-DPO dataset: `prompt, chosen, rejected, user_id, group` rows, `pairs_per_user` per user.
+
+    User ids are `"<group>-<i>"`. Each user draws its pairs from the same pool, so groups see overlapping prompts.
+    """
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        raise ValueError(f"Unknown groups {sorted(unknown)}; choose from {GROUPS}.")
+    pool = length_pairs(items, min_ratio=min_ratio, max_chars=max_chars)
+    if not pool:
+        raise ValueError(f"No response pairs with a length ratio >= {min_ratio}: lower `min_ratio`.")
+    rng = random.Random(seed)
+    rows = []
+    for group in groups:
+        for u in range(users_per_group):
+            for pair in rng.sample(pool, min(pairs_per_user, len(pool))):
+                prefers_short = group == "short" or (group == "mixed" and rng.random() < 0.5)
+                chosen, rejected = (pair["short"], pair["long"]) if prefers_short else (pair["long"], pair["short"])
+                rows.append({"prompt": pair["prompt"], "chosen": chosen, "rejected": rejected,
+                             "user_id": f"{group}-{u}", "group": group})
+    return Dataset.from_list(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dsp_file", required=True, help="Prompt file with several responses per prompt (DSP format).")
+    parser.add_argument("--output", required=True, help="Output JSON-lines file.")
+    parser.add_argument("--users_per_group", type=int, default=4)
+    parser.add_argument("--pairs_per_user", type=int, default=40)
+    parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=GROUPS)
+    parser.add_argument("--min_ratio", type=float, default=1.5, help="Minimum length ratio long/short.")
+    parser.add_argument("--max_chars", type=int, default=None, help="Cut responses to this many characters.")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    dataset = build_length_preference_dataset(
+        load_dsp_queries(args.dsp_file), args.users_per_group, args.pairs_per_user, args.groups, args.min_ratio,
+        args.max_chars, args.seed,
+    )
+    with open(args.output, "w", encoding="utf-8") as f:
+        for row in dataset:
+            f.write(json.dumps(row) + "\n")
+    print(f"Wrote {len(dataset)} pairs for {len(set(dataset['user_id']))} users to {args.output}.")
+
+
+if __name__ == "__main__":
+    main()
