@@ -26,7 +26,14 @@ from transformers import AutoTokenizer
 from trl import RewardConfig, RewardTrainer
 
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
-from trl_custom.data import DSP_DOMAINS, dsp_pairs, load_dsp_queries, load_general_pairs, mix_general_preferences, split_dsp_queries
+from trl_custom.data import (
+    DSP_DOMAINS,
+    dsp_pairs,
+    load_dsp_queries,
+    load_general_pairs,
+    mix_general_preferences,
+    split_dsp_queries,
+)
 from trl_custom.evaluate import evaluate_reward_model, heatmap
 from trl_custom.models import resolve_model_path
 from trl_custom.reward_script import _write_general_eval
@@ -53,9 +60,20 @@ def parse_args():
 
 def train(model_path, dataset, out_dir, args, mode="none", epochs=1.0):
     config = CustomRewardConfig(
-        out_dir, condition_mode=mode, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
-        max_length=args.max_length, per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate,
-        num_train_epochs=epochs, warmup_steps=5, logging_steps=20, seed=args.seed, disable_tqdm=True,
+        out_dir,
+        condition_mode=mode,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        max_length=args.max_length,
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        num_train_epochs=epochs,
+        warmup_steps=5,
+        logging_steps=20,
+        seed=args.seed,
+        disable_tqdm=True,
     )
     start = time.perf_counter()
     trainer = CustomRewardTrainer(model_path, args=config, train_dataset=dataset)
@@ -74,23 +92,47 @@ def time_steps(model_path, dataset, args):
     """Median seconds of one training step (forward + backward) on the same batch: stock vs conditioned."""
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     batch_rows = dataset.select(range(args.batch_size))
-    common = dict(use_cpu=True, bf16=False, report_to="none", max_length=args.max_length, learning_rate=0.0,
-                  per_device_train_batch_size=args.batch_size, disable_tqdm=True)
+    common = dict(
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        max_length=args.max_length,
+        learning_rate=0.0,
+        per_device_train_batch_size=args.batch_size,
+        disable_tqdm=True,
+    )
     # Stock TRL cannot tokenize for MiniLM (no EOS): it gets the batch our trainer tokenized with conditioning off.
-    ours_none = CustomRewardTrainer(model_path, args=CustomRewardConfig("/tmp/t0", condition_mode="none", **common),
-                                    train_dataset=batch_rows, processing_class=copy.deepcopy(tokenizer))
+    ours_none = CustomRewardTrainer(
+        model_path,
+        args=CustomRewardConfig("/tmp/t0", condition_mode="none", **common),
+        train_dataset=batch_rows,
+        processing_class=copy.deepcopy(tokenizer),
+    )
     pretokenized = ours_none.train_dataset.select_columns(["chosen_ids", "rejected_ids"])
     trainers = {
-        "stock RewardTrainer": RewardTrainer(model_path, args=RewardConfig("/tmp/t1", **common),
-                                             train_dataset=pretokenized, processing_class=copy.deepcopy(tokenizer)),
+        "stock RewardTrainer": RewardTrainer(
+            model_path,
+            args=RewardConfig("/tmp/t1", **common),
+            train_dataset=pretokenized,
+            processing_class=copy.deepcopy(tokenizer),
+        ),
         "ours, condition_mode=none": ours_none,
-        "ours, text": CustomRewardTrainer(model_path, args=CustomRewardConfig("/tmp/t2", condition_mode="text", **common),
-                                          train_dataset=batch_rows, processing_class=copy.deepcopy(tokenizer)),
+        "ours, text": CustomRewardTrainer(
+            model_path,
+            args=CustomRewardConfig("/tmp/t2", condition_mode="text", **common),
+            train_dataset=batch_rows,
+            processing_class=copy.deepcopy(tokenizer),
+        ),
         "ours, embedding": CustomRewardTrainer(
-            model_path, args=CustomRewardConfig("/tmp/t3", condition_mode="embedding", **common),
-            train_dataset=batch_rows, processing_class=copy.deepcopy(tokenizer)),
+            model_path,
+            args=CustomRewardConfig("/tmp/t3", condition_mode="embedding", **common),
+            train_dataset=batch_rows,
+            processing_class=copy.deepcopy(tokenizer),
+        ),
     }
-    batches = {name: t.data_collator([t.train_dataset[i] for i in range(args.batch_size)]) for name, t in trainers.items()}
+    batches = {
+        name: t.data_collator([t.train_dataset[i] for i in range(args.batch_size)]) for name, t in trainers.items()
+    }
     times = {name: [] for name in trainers}
     for name, t in trainers.items():  # warm-up
         t.model.train()
@@ -119,15 +161,20 @@ def main():
     custom = dsp_pairs(train_queries)
     general_parts, general_eval_files = [], []
     for name in ("helpful", "harmless", "webgpt"):
-        pairs = load_general_pairs(os.path.join(args.data_dir, f"{name}.dev.json"), skip_empty=True).shuffle(seed=args.seed)
+        pairs = load_general_pairs(os.path.join(args.data_dir, f"{name}.dev.json"), skip_empty=True).shuffle(
+            seed=args.seed
+        )
         eval_file = os.path.join(args.output_dir, f"{name}.json")
         _write_general_eval(pairs.select(range(args.general_eval_pairs)), eval_file)
         general_eval_files.append(eval_file)
         end = min(len(pairs), args.general_eval_pairs + args.general_train_pairs)
         general_parts.append(pairs.select(range(args.general_eval_pairs, end)))
     general = concatenate_datasets(general_parts).shuffle(seed=args.seed)
-    print(f"DSP: {len(train_queries)} train queries ({len(custom)} pairs), {len(test_queries)} held-out queries; "
-          f"general: {len(general)} train pairs, {args.general_eval_pairs} held-out per file", flush=True)
+    print(
+        f"DSP: {len(train_queries)} train queries ({len(custom)} pairs), {len(test_queries)} held-out queries; "
+        f"general: {len(general)} train pairs, {args.general_eval_pairs} held-out per file",
+        flush=True,
+    )
 
     results = {"args": vars(args), "models": {}}
     out = lambda name: os.path.join(args.output_dir, name)  # noqa: E731
@@ -139,25 +186,39 @@ def main():
     print("Stage 3: one RM per domain", flush=True)
     per_domain_rows = []
     for domain in DSP_DOMAINS:
-        path = train(general_rm, custom.filter(lambda r: r["domain"] == domain), out(f"per-domain-{domain}"), args,
-                     epochs=args.per_domain_epochs)
+        path = train(
+            general_rm,
+            custom.filter(lambda r: r["domain"] == domain),
+            out(f"per-domain-{domain}"),
+            args,
+            epochs=args.per_domain_epochs,
+        )
         scorer, res = evaluate(path, test_queries, general_eval_files, args)
         results["models"][f"per-domain RM: {domain}"] = res
         per_domain_rows.append([res["dsp"][d] for d in DSP_DOMAINS])
-    results["per_domain_heatmap"] = {"rows": list(DSP_DOMAINS), "columns": list(DSP_DOMAINS), "values": per_domain_rows}
+    results["per_domain_heatmap"] = {
+        "rows": list(DSP_DOMAINS),
+        "columns": list(DSP_DOMAINS),
+        "values": per_domain_rows,
+    }
     results["models"]["per-domain RMs (own domain)"] = {
         "dsp": {d: per_domain_rows[i][i] for i, d in enumerate(DSP_DOMAINS)},
         "general": {},
     }
     results["models"]["per-domain RMs (own domain)"]["dsp"]["mean"] = statistics.mean(
-        per_domain_rows[i][i] for i in range(len(DSP_DOMAINS)))
+        per_domain_rows[i][i] for i in range(len(DSP_DOMAINS))
+    )
 
     print("Stage 3: one conditioned RM", flush=True)
     enriched = mix_general_preferences(custom, general, args.enrichment_ratio, seed=args.seed)
-    for name, mode, data in [("conditioned RM, text", "text", custom),
-                             ("conditioned RM, embedding", "embedding", custom),
-                             ("conditioned RM, text + enrichment", "text", enriched)]:
-        path = train(general_rm, data, out(name.replace(" ", "_").replace(",", "").replace("+", "plus")), args, mode=mode)
+    for name, mode, data in [
+        ("conditioned RM, text", "text", custom),
+        ("conditioned RM, embedding", "embedding", custom),
+        ("conditioned RM, text + enrichment", "text", enriched),
+    ]:
+        path = train(
+            general_rm, data, out(name.replace(" ", "_").replace(",", "").replace("+", "plus")), args, mode=mode
+        )
         scorer, res = evaluate(path, test_queries, general_eval_files, args)
         res["heatmap"] = heatmap(scorer, test_queries, progress=False)
         results["models"][name] = res
@@ -173,22 +234,38 @@ def main():
 def markdown(results):
     fmt = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
     general_names = ["helpful", "harmless", "webgpt"]
-    lines = ["| model | " + " | ".join(DSP_DOMAINS) + " | DSP mean | " + " | ".join(general_names) + " | general mean |",
-             "|---" * (len(DSP_DOMAINS) + len(general_names) + 3) + "|"]
+    lines = [
+        "| model | " + " | ".join(DSP_DOMAINS) + " | DSP mean | " + " | ".join(general_names) + " | general mean |",
+        "|---" * (len(DSP_DOMAINS) + len(general_names) + 3) + "|",
+    ]
     for name, res in results["models"].items():
         general = [res["general"].get(g) for g in general_names]
         present = [g for g in general if g is not None]
-        lines.append(f"| {name} | " + " | ".join(fmt(res["dsp"].get(d)) for d in DSP_DOMAINS)
-                     + f" | {fmt(res['dsp'].get('mean'))} | " + " | ".join(fmt(g) for g in general)
-                     + f" | {fmt(statistics.mean(present)) if present else ''} |")
-    lines += ["", "Per-domain RMs, heatmap (row: domain the RM was trained on, column: evaluated domain)", "",
-              "| trained on | " + " | ".join(DSP_DOMAINS) + " |", "|---" * (len(DSP_DOMAINS) + 1) + "|"]
+        lines.append(
+            f"| {name} | "
+            + " | ".join(fmt(res["dsp"].get(d)) for d in DSP_DOMAINS)
+            + f" | {fmt(res['dsp'].get('mean'))} | "
+            + " | ".join(fmt(g) for g in general)
+            + f" | {fmt(statistics.mean(present)) if present else ''} |"
+        )
+    lines += [
+        "",
+        "Per-domain RMs, heatmap (row: domain the RM was trained on, column: evaluated domain)",
+        "",
+        "| trained on | " + " | ".join(DSP_DOMAINS) + " |",
+        "|---" * (len(DSP_DOMAINS) + 1) + "|",
+    ]
     for row, values in zip(results["per_domain_heatmap"]["rows"], results["per_domain_heatmap"]["values"]):
         lines.append(f"| {row} | " + " | ".join(fmt(v) for v in values) + " |")
     for name, res in results["models"].items():
         if "heatmap" in res:
-            lines += ["", f"{name}, heatmap (row: condition given, column: evaluated domain)", "",
-                      "| condition | " + " | ".join(DSP_DOMAINS) + " |", "|---" * (len(DSP_DOMAINS) + 1) + "|"]
+            lines += [
+                "",
+                f"{name}, heatmap (row: condition given, column: evaluated domain)",
+                "",
+                "| condition | " + " | ".join(DSP_DOMAINS) + " |",
+                "|---" * (len(DSP_DOMAINS) + 1) + "|",
+            ]
             for row, values in zip(res["heatmap"]["rows"], res["heatmap"]["values"]):
                 lines.append(f"| {row} | " + " | ".join(fmt(v) for v in values) + " |")
     lines += ["", "| step (forward+backward, same batch) | median s | ratio vs stock | tokens |", "|---|---|---|---|"]

@@ -36,11 +36,17 @@ def main(script_args: RewardScriptArguments, training_args: CustomRewardConfig, 
     )
 
     def evaluate():
-        scorer = RewardScorer(trainer.model, trainer.processing_class, trainer.conditioning,
-                              max_length=training_args.max_length, batch_size=training_args.per_device_eval_batch_size)
+        scorer = RewardScorer(
+            trainer.model,
+            trainer.processing_class,
+            trainer.conditioning,
+            max_length=training_args.max_length,
+            batch_size=training_args.per_device_eval_batch_size,
+        )
         trainer.model.eval()
-        results = evaluate_reward_model(scorer, data.eval_queries or None, data.general_eval_files,
-                                        progress=not training_args.disable_tqdm)
+        results = evaluate_reward_model(
+            scorer, data.eval_queries or None, data.general_eval_files, progress=not training_args.disable_tqdm
+        )
         trainer.model.train()
         return results
 

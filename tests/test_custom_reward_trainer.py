@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 import torch.nn as nn
-from datasets import Dataset, IterableDataset
+from datasets import IterableDataset
 from peft import LoraConfig
+from toy import conditioned_pairs, make_reward_model, make_tokenizer, save_reward_model
 from trl import RewardConfig, RewardTrainer
 
-from toy import conditioned_pairs, make_reward_model, make_tokenizer, save_reward_model
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
 from trl_custom.conditioning import chunked_lm_loss, get_condition_table
 from trl_custom.custom_reward_trainer import DataCollatorForConditionedPreference
@@ -17,9 +17,18 @@ from trl_custom.custom_reward_trainer import DataCollatorForConditionedPreferenc
 
 def config(tmp_path, **kwargs):
     defaults = dict(
-        output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, report_to="none", save_strategy="no",
-        per_device_train_batch_size=8, learning_rate=1e-2, max_steps=40, logging_steps=10, max_length=64,
-        condition_template="{condition} ", disable_tqdm=True,
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        per_device_train_batch_size=8,
+        learning_rate=1e-2,
+        max_steps=40,
+        logging_steps=10,
+        max_length=64,
+        condition_template="{condition} ",
+        disable_tqdm=True,
     )
     defaults.update(kwargs)
     return CustomRewardConfig(**defaults)
@@ -48,13 +57,31 @@ def test_condition_off_matches_stock_reward_trainer(tmp_path, fmt):
     data = data.add_column("margin", [0.1 * (i % 3) for i in range(len(data))])
     tokenizer = make_tokenizer()
     model = make_reward_model("qwen2", tokenizer)
-    common = dict(output_dir=str(tmp_path / "o"), use_cpu=True, bf16=False, report_to="none", save_strategy="no",
-                  per_device_train_batch_size=8, max_steps=3, logging_steps=1, learning_rate=1e-2, seed=7,
-                  disable_tqdm=True)
-    stock = RewardTrainer(copy.deepcopy(model), args=RewardConfig(**common), train_dataset=data,
-                          processing_class=copy.deepcopy(tokenizer))
-    ours = CustomRewardTrainer(copy.deepcopy(model), args=CustomRewardConfig(condition_mode="none", **common),
-                               train_dataset=data, processing_class=copy.deepcopy(tokenizer))
+    common = dict(
+        output_dir=str(tmp_path / "o"),
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        per_device_train_batch_size=8,
+        max_steps=3,
+        logging_steps=1,
+        learning_rate=1e-2,
+        seed=7,
+        disable_tqdm=True,
+    )
+    stock = RewardTrainer(
+        copy.deepcopy(model),
+        args=RewardConfig(**common),
+        train_dataset=data,
+        processing_class=copy.deepcopy(tokenizer),
+    )
+    ours = CustomRewardTrainer(
+        copy.deepcopy(model),
+        args=CustomRewardConfig(condition_mode="none", **common),
+        train_dataset=data,
+        processing_class=copy.deepcopy(tokenizer),
+    )
     assert ours.train_dataset["chosen_ids"] == stock.train_dataset["chosen_ids"]
     assert ours.train_dataset["rejected_ids"] == stock.train_dataset["rejected_ids"]
     stock.train()
@@ -77,8 +104,12 @@ def test_plain_reward_config_means_no_conditioning(tmp_path):
 def test_conditioned_rm_learns_opposite_preferences(tmp_path, mode, arch):
     """The same pairs carry opposite labels under two domains: only a conditioned RM can fit both."""
     path = save_reward_model(tmp_path, arch)
-    trainer = make_trainer(path, args=config(tmp_path, condition_mode=mode, max_steps=60),
-                                  train_dataset=conditioned_pairs(64), eval_dataset=conditioned_pairs(32, seed=1))
+    trainer = make_trainer(
+        path,
+        args=config(tmp_path, condition_mode=mode, max_steps=60),
+        train_dataset=conditioned_pairs(64),
+        eval_dataset=conditioned_pairs(32, seed=1),
+    )
     before = snapshot(trainer.model)
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -94,8 +125,12 @@ def test_conditioned_rm_learns_opposite_preferences(tmp_path, mode, arch):
 def test_unconditioned_rm_cannot_fit_opposite_preferences(tmp_path):
     """Control for the test above: the same data without the condition stays at chance."""
     path = save_reward_model(tmp_path)
-    trainer = make_trainer(path, args=config(tmp_path, condition_mode="none", max_steps=60),
-                                  train_dataset=conditioned_pairs(64), eval_dataset=conditioned_pairs(32, seed=1))
+    trainer = make_trainer(
+        path,
+        args=config(tmp_path, condition_mode="none", max_steps=60),
+        train_dataset=conditioned_pairs(64),
+        eval_dataset=conditioned_pairs(32, seed=1),
+    )
     trainer.train()
     assert trainer.evaluate()["eval_accuracy"] <= 0.7
 
@@ -105,10 +140,18 @@ def test_bert_backbone_without_eos(tmp_path):
     path = save_reward_model(tmp_path, "bert")
     data = conditioned_pairs(64)
     with pytest.raises(TypeError):
-        RewardTrainer(path, processing_class=make_tokenizer("bert"), args=RewardConfig(str(tmp_path / "s"), use_cpu=True, bf16=False, report_to="none"),
-                      train_dataset=data)
-    trainer = make_trainer(path, args=config(tmp_path, condition_mode="embedding", max_steps=60),
-                                  train_dataset=data, eval_dataset=conditioned_pairs(32, seed=1))
+        RewardTrainer(
+            path,
+            processing_class=make_tokenizer("bert"),
+            args=RewardConfig(str(tmp_path / "s"), use_cpu=True, bf16=False, report_to="none"),
+            train_dataset=data,
+        )
+    trainer = make_trainer(
+        path,
+        args=config(tmp_path, condition_mode="embedding", max_steps=60),
+        train_dataset=data,
+        eval_dataset=conditioned_pairs(32, seed=1),
+    )
     ids = trainer.train_dataset[0]["chosen_ids"]
     tokenizer = trainer.processing_class
     assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
@@ -122,8 +165,11 @@ def test_conditioning_on_user_id_column(tmp_path):
     data = conditioned_pairs(16, column="user_id")
     data = data.map(lambda row: {"user_id": {"formal": "u1", "casual": "u2"}[row["user_id"]]})
     path = save_reward_model(tmp_path)
-    trainer = make_trainer(path, args=config(tmp_path, condition_mode="embedding", condition_column="user_id",
-                                                    max_steps=2), train_dataset=data)
+    trainer = make_trainer(
+        path,
+        args=config(tmp_path, condition_mode="embedding", condition_column="user_id", max_steps=2),
+        train_dataset=data,
+    )
     assert trainer.conditioning.conditions == ["u1", "u2"]
     trainer.train()
     assert "accuracy/u1" in trainer.state.log_history[0] or "accuracy/u1" in trainer.state.log_history[-2]
@@ -131,13 +177,15 @@ def test_conditioning_on_user_id_column(tmp_path):
 
 def test_unknown_condition_scores_as_generic(tmp_path):
     path = save_reward_model(tmp_path)
-    trainer = make_trainer(path, args=config(tmp_path, condition_mode="embedding", max_steps=5),
-                                  train_dataset=conditioned_pairs(16))
+    trainer = make_trainer(
+        path, args=config(tmp_path, condition_mode="embedding", max_steps=5), train_dataset=conditioned_pairs(16)
+    )
     trainer.train()
     scorer = RewardScorer(trainer.model, trainer.processing_class, trainer.conditioning, batch_size=4)
     row = conditioned_pairs(1)[0]
-    unknown, generic, formal = (scorer.score([row["prompt"]], [row["chosen"]], [c])[0]
-                                for c in ("never-seen", None, "formal"))
+    unknown, generic, formal = (
+        scorer.score([row["prompt"]], [row["chosen"]], [c])[0] for c in ("never-seen", None, "formal")
+    )
     assert unknown == generic
     assert formal != generic
 
@@ -146,9 +194,15 @@ def test_unknown_condition_scores_as_generic(tmp_path):
 @pytest.mark.parametrize("mode,lora", [("text", False), ("embedding", False), ("embedding", True), ("text", True)])
 def test_save_load_gives_identical_rewards(tmp_path, mode, lora):
     path = save_reward_model(tmp_path)
-    peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="SEQ_CLS") if lora else None
-    trainer = make_trainer(path, args=config(tmp_path, condition_mode=mode, max_steps=10),
-                                  train_dataset=conditioned_pairs(32), peft_config=peft_config)
+    peft_config = (
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="SEQ_CLS") if lora else None
+    )
+    trainer = make_trainer(
+        path,
+        args=config(tmp_path, condition_mode=mode, max_steps=10),
+        train_dataset=conditioned_pairs(32),
+        peft_config=peft_config,
+    )
     trainer.train()
     trainer.save_model(str(tmp_path / "saved"))
     data = conditioned_pairs(8, seed=3)
@@ -165,25 +219,34 @@ def test_save_load_gives_identical_rewards(tmp_path, mode, lora):
 
 def test_continue_training_from_saved_embedding_checkpoint(tmp_path):
     path = save_reward_model(tmp_path)
-    first = make_trainer(path, args=config(tmp_path, condition_mode="embedding", max_steps=3),
-                                train_dataset=conditioned_pairs(16))
+    first = make_trainer(
+        path, args=config(tmp_path, condition_mode="embedding", max_steps=3), train_dataset=conditioned_pairs(16)
+    )
     first.train()
     first.save_model(str(tmp_path / "stage"))
-    second = make_trainer(str(tmp_path / "stage"), args=config(tmp_path, condition_mode="embedding", max_steps=1),
-                                 train_dataset=conditioned_pairs(16))
+    second = make_trainer(
+        str(tmp_path / "stage"),
+        args=config(tmp_path, condition_mode="embedding", max_steps=1),
+        train_dataset=conditioned_pairs(16),
+    )
     assert torch.equal(second.condition_table.weight.detach(), first.condition_table.weight.detach())
 
 
 # ---------------------------------------------------------------------------------------------------- imitation
 def test_collator_completion_mask_covers_chosen_completion_only():
     collator = DataCollatorForConditionedPreference(pad_token_id=0, return_completion_mask=True)
-    batch = collator([
-        {"chosen_ids": [5, 6, 7, 8], "rejected_ids": [5, 6, 9], "completion_start": 2, "condition_ids": 1},
-        {"chosen_ids": [5, 7], "rejected_ids": [5, 6, 6, 6, 6], "completion_start": 1, "condition_ids": 2},
-    ])
+    batch = collator(
+        [
+            {"chosen_ids": [5, 6, 7, 8], "rejected_ids": [5, 6, 9], "completion_start": 2, "condition_ids": 1},
+            {"chosen_ids": [5, 7], "rejected_ids": [5, 6, 6, 6, 6], "completion_start": 1, "condition_ids": 2},
+        ]
+    )
     assert batch["condition_ids"].tolist() == [1, 2]
     assert batch["completion_mask"].tolist() == [
-        [0, 0, 1, 1, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0],
+        [0, 0, 1, 1, 0],
+        [0, 1, 0, 0, 0],
+        [0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0],
     ]
 
 
@@ -203,8 +266,11 @@ def test_chunked_lm_loss_matches_full_cross_entropy():
 @pytest.mark.parametrize("mode", ["text", "embedding"])
 def test_imitation_loss_is_lm_loss_on_chosen_completion(tmp_path, mode):
     path = save_reward_model(tmp_path)
-    trainer = make_trainer(path, args=config(tmp_path, condition_mode=mode, imitation_coef=0.5, max_steps=30),
-                                  train_dataset=conditioned_pairs(32))
+    trainer = make_trainer(
+        path,
+        args=config(tmp_path, condition_mode=mode, imitation_coef=0.5, max_steps=30),
+        train_dataset=conditioned_pairs(32),
+    )
     # The imitation term equals a plain full-vocabulary LM loss on the chosen completion tokens (text mode: no soft
     # tokens to align, so it can be recomputed directly from the model's logits).
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
@@ -226,8 +292,11 @@ def test_imitation_loss_is_lm_loss_on_chosen_completion(tmp_path, mode):
 
 def test_imitation_needs_a_causal_lm_head(tmp_path):
     with pytest.raises(ValueError, match="encoder without a causal LM head"):
-        make_trainer(save_reward_model(tmp_path, "bert"), args=config(tmp_path, imitation_coef=1.0),
-                            train_dataset=conditioned_pairs(8))
+        make_trainer(
+            save_reward_model(tmp_path, "bert"),
+            args=config(tmp_path, imitation_coef=1.0),
+            train_dataset=conditioned_pairs(8),
+        )
     untied = save_reward_model(tmp_path, "llama", tie_word_embeddings=False)
     with pytest.raises(ValueError, match="does not tie it to its input embeddings"):
         make_trainer(untied, args=config(tmp_path, imitation_coef=1.0), train_dataset=conditioned_pairs(8))
@@ -236,8 +305,7 @@ def test_imitation_needs_a_causal_lm_head(tmp_path):
 # ---------------------------------------------------------------------------------------------------- margin
 def test_margin_scaled_by_margin_coef(tmp_path):
     data = conditioned_pairs(8).add_column("margin", [0.5, 1.0, 0.0, 2.0, 0.5, 1.0, 0.0, 2.0])
-    trainer = make_trainer(save_reward_model(tmp_path), args=config(tmp_path, margin_coef=3.0),
-                                  train_dataset=data)
+    trainer = make_trainer(save_reward_model(tmp_path), args=config(tmp_path, margin_coef=3.0), train_dataset=data)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
     rewards = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1)
     chosen, rejected = rewards.chunk(2)
@@ -258,11 +326,14 @@ def test_iterable_dataset(tmp_path):
 def test_iterable_dataset_in_embedding_mode_needs_conditions(tmp_path):
     stream = IterableDataset.from_generator(lambda: iter(list(conditioned_pairs(8))))
     with pytest.raises(ValueError, match="pass `conditions=\\[...\\]`"):
-        make_trainer(save_reward_model(tmp_path), args=config(tmp_path, condition_mode="embedding"),
-                            train_dataset=stream)
-    trainer = make_trainer(save_reward_model(tmp_path), train_dataset=stream,
-                                  args=config(tmp_path, condition_mode="embedding", conditions=["formal", "casual"],
-                                              max_steps=2))
+        make_trainer(
+            save_reward_model(tmp_path), args=config(tmp_path, condition_mode="embedding"), train_dataset=stream
+        )
+    trainer = make_trainer(
+        save_reward_model(tmp_path),
+        train_dataset=stream,
+        args=config(tmp_path, condition_mode="embedding", conditions=["formal", "casual"], max_steps=2),
+    )
     trainer.train()
 
 
@@ -272,8 +343,7 @@ def test_long_pairs_truncated_dropped_or_refused_and_counted(tmp_path, caplog):
     data = data.map(lambda row, i: {"chosen": long_answer} if i in (2, 5) else {}, with_indices=True)
     path = save_reward_model(tmp_path)
     with caplog.at_level(logging.WARNING, logger="trl_custom.custom_reward_trainer"):
-        dropped = make_trainer(path, args=config(tmp_path, max_length=32, long_pair_policy="drop"),
-                                      train_dataset=data)
+        dropped = make_trainer(path, args=config(tmp_path, max_length=32, long_pair_policy="drop"), train_dataset=data)
     assert len(dropped.train_dataset) == 8
     assert "Dropped 2 of 10 pairs of the train dataset" in caplog.text
     assert "rows [2, 5]" in caplog.text
@@ -298,14 +368,21 @@ def test_clear_errors_for_bad_input(tmp_path):
         make_trainer(path, args=config(tmp_path, condition_mode="text"), train_dataset=data.remove_columns("domain"))
     with pytest.raises(ValueError, match="Unknown domain='legal' in row 3 of the train dataset"):
         bad = data.map(lambda row, i: {"domain": "legal"} if i == 3 else {}, with_indices=True)
-        make_trainer(path, args=config(tmp_path, condition_mode="embedding", conditions=["formal", "casual"],
-                                              strict_conditions=True), train_dataset=bad)
+        make_trainer(
+            path,
+            args=config(tmp_path, condition_mode="embedding", conditions=["formal", "casual"], strict_conditions=True),
+            train_dataset=bad,
+        )
     with pytest.raises(ValueError, match="Row 4 of the train dataset has margin=nan"):
-        make_trainer(path, args=config(tmp_path), train_dataset=data.add_column(
-            "margin", [0.0, 1.0, 0.0, 0.0, math.nan, 0.0]))
+        make_trainer(
+            path, args=config(tmp_path), train_dataset=data.add_column("margin", [0.0, 1.0, 0.0, 0.0, math.nan, 0.0])
+        )
     with pytest.raises(ValueError, match="Row 1 of the train dataset has an empty 'rejected' response"):
-        make_trainer(path, args=config(tmp_path), train_dataset=data.map(
-            lambda row, i: {"rejected": "  "} if i == 1 else {}, with_indices=True))
+        make_trainer(
+            path,
+            args=config(tmp_path),
+            train_dataset=data.map(lambda row, i: {"rejected": "  "} if i == 1 else {}, with_indices=True),
+        )
     with pytest.raises(ValueError, match="condition_template=.*has no '\\{condition\\}' field"):
         config(tmp_path, condition_template="Domain:")
     with pytest.raises(ValueError, match="exceeds the model's 256 positions"):
@@ -319,9 +396,13 @@ def test_per_condition_accuracy_in_eval_metrics_and_compute_metrics(tmp_path):
         seen["shape"] = prediction.predictions.shape
         return {"n": float(prediction.predictions.shape[0])}
 
-    trainer = make_trainer(save_reward_model(tmp_path), args=config(tmp_path, max_steps=1),
-                                  train_dataset=conditioned_pairs(8), eval_dataset=conditioned_pairs(6, seed=2),
-                                  compute_metrics=compute_metrics)
+    trainer = make_trainer(
+        save_reward_model(tmp_path),
+        args=config(tmp_path, max_steps=1),
+        train_dataset=conditioned_pairs(8),
+        eval_dataset=conditioned_pairs(6, seed=2),
+        compute_metrics=compute_metrics,
+    )
     metrics = trainer.evaluate()
     assert {"eval_accuracy/formal", "eval_accuracy/casual", "eval_ranking_loss", "eval_n"} <= set(metrics)
     assert seen["shape"] == (6, 1)  # what TRL's RewardTrainer hands to compute_metrics for 6 pairs

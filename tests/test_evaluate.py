@@ -1,8 +1,8 @@
 import json
 
 import pytest
-
 from toy import conditioned_pairs, save_reward_model
+
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
 from trl_custom.data import DSP_DOMAINS, dsp_pairs, load_dsp_queries
 from trl_custom.evaluate import evaluate_reward_model, heatmap, main
@@ -53,8 +53,16 @@ def embedding_model(tmp_path_factory):
     path = save_reward_model(tmp_path)
     data = conditioned_pairs(16).map(lambda x: {"domain": {"formal": "academy", "casual": "business"}[x["domain"]]})
     args = CustomRewardConfig(
-        str(tmp_path / "out"), condition_mode="embedding", use_cpu=True, bf16=False, report_to="none", max_steps=2,
-        per_device_train_batch_size=4, save_strategy="no", disable_tqdm=True, max_length=64,
+        str(tmp_path / "out"),
+        condition_mode="embedding",
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        max_steps=2,
+        per_device_train_batch_size=4,
+        save_strategy="no",
+        disable_tqdm=True,
+        max_length=64,
     )
     trainer = CustomRewardTrainer(path, args=args, train_dataset=data)
     trainer.train()
@@ -80,10 +88,23 @@ def test_cli_unconditioned(tmp_path, capsys):
     model = save_reward_model(tmp_path)
     dsp, general = _dsp_file(tmp_path), _general_file(tmp_path)
     out, png = tmp_path / "eval" / "results.json", tmp_path / "heatmap.png"
-    returned = main([
-        "--model_name_or_path", model, "--dsp_file", dsp, "--general_files", general, "--output_json", str(out),
-        "--plot", str(png), "--batch_size", "8", "--no_progress",
-    ])
+    returned = main(
+        [
+            "--model_name_or_path",
+            model,
+            "--dsp_file",
+            dsp,
+            "--general_files",
+            general,
+            "--output_json",
+            str(out),
+            "--plot",
+            str(png),
+            "--batch_size",
+            "8",
+            "--no_progress",
+        ]
+    )
     results = json.loads(out.read_text())
     assert results == json.loads(json.dumps(returned))
     _check_structure(results, n_queries=3)
@@ -98,8 +119,19 @@ def test_cli_unconditioned(tmp_path, capsys):
 
     # --condition names the single row of a model trained for that domain; it does not change the rewards.
     out2 = tmp_path / "academy.json"
-    main(["--model_name_or_path", model, "--dsp_file", dsp, "--output_json", str(out2), "--condition", "academy",
-          "--no_progress"])
+    main(
+        [
+            "--model_name_or_path",
+            model,
+            "--dsp_file",
+            dsp,
+            "--output_json",
+            str(out2),
+            "--condition",
+            "academy",
+            "--no_progress",
+        ]
+    )
     forced = json.loads(out2.read_text())
     assert forced["heatmap"]["rows"] == ["academy"]
     assert forced["dsp"] == results["dsp"]
@@ -110,15 +142,45 @@ def test_dsp_split_and_limits(tmp_path):
     model = save_reward_model(tmp_path)
     dsp, general = _dsp_file(tmp_path, n=5), _general_file(tmp_path)
     out = tmp_path / "r.json"
-    main(["--model_name_or_path", model, "--dsp_file", dsp, "--general_files", general, "--output_json", str(out),
-          "--dsp_split", "test", "--test_size", "2", "--seed", "1", "--max_pairs", "2", "--no_heatmap",
-          "--no_progress"])
+    main(
+        [
+            "--model_name_or_path",
+            model,
+            "--dsp_file",
+            dsp,
+            "--general_files",
+            general,
+            "--output_json",
+            str(out),
+            "--dsp_split",
+            "test",
+            "--test_size",
+            "2",
+            "--seed",
+            "1",
+            "--max_pairs",
+            "2",
+            "--no_heatmap",
+            "--no_progress",
+        ]
+    )
     results = json.loads(out.read_text())
     assert all(results["counts"]["dsp"][d] == 2 * 4 for d in DSP_DOMAINS)
     assert results["counts"]["general"]["helpful"] == 2
     assert "heatmap" not in results
-    main(["--model_name_or_path", model, "--dsp_file", dsp, "--output_json", str(out), "--max_queries", "1",
-          "--no_progress"])
+    main(
+        [
+            "--model_name_or_path",
+            model,
+            "--dsp_file",
+            dsp,
+            "--output_json",
+            str(out),
+            "--max_queries",
+            "1",
+            "--no_progress",
+        ]
+    )
     assert json.loads(out.read_text())["counts"]["dsp"]["total"] == 16
 
 
@@ -163,8 +225,21 @@ def test_dedupe_matches_naive_pairwise_scoring(tmp_path, embedding_model):
 def test_cli_embedding_model_heatmap(tmp_path, embedding_model, capsys):
     dsp, general = _dsp_file(tmp_path), _general_file(tmp_path)
     out, png = tmp_path / "results.json", tmp_path / "heatmap.png"
-    main(["--model_name_or_path", embedding_model, "--dsp_file", dsp, "--general_files", general,
-          "--output_json", str(out), "--plot", str(png), "--no_progress"])
+    main(
+        [
+            "--model_name_or_path",
+            embedding_model,
+            "--dsp_file",
+            dsp,
+            "--general_files",
+            general,
+            "--output_json",
+            str(out),
+            "--plot",
+            str(png),
+            "--no_progress",
+        ]
+    )
     results = json.loads(out.read_text())
     _check_structure(results, n_queries=3)
     assert results["meta"]["condition_mode"] == "embedding"
@@ -185,24 +260,57 @@ def test_cli_errors(tmp_path, embedding_model, capsys):
     dsp = _dsp_file(tmp_path)
     out = str(tmp_path / "r.json")
     with pytest.raises(SystemExit):
-        main(["--model_name_or_path", embedding_model, "--dsp_file", str(tmp_path / "nope.json"),
-              "--output_json", out])
+        main(
+            ["--model_name_or_path", embedding_model, "--dsp_file", str(tmp_path / "nope.json"), "--output_json", out]
+        )
     assert "nope.json" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["--model_name_or_path", embedding_model, "--dsp_file", dsp, "--general_files",
-              str(tmp_path / "missing_general.json"), "--output_json", out])
+        main(
+            [
+                "--model_name_or_path",
+                embedding_model,
+                "--dsp_file",
+                dsp,
+                "--general_files",
+                str(tmp_path / "missing_general.json"),
+                "--output_json",
+                out,
+            ]
+        )
     assert "missing_general.json" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--model_name_or_path", str(tmp_path / "no_model"), "--dsp_file", dsp, "--output_json", out])
     assert "no_model" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["--model_name_or_path", embedding_model, "--dsp_file", dsp, "--output_json", out,
-              "--condition", "literature"])
+        main(
+            [
+                "--model_name_or_path",
+                embedding_model,
+                "--dsp_file",
+                dsp,
+                "--output_json",
+                out,
+                "--condition",
+                "literature",
+            ]
+        )
     err = capsys.readouterr().err
     assert "literature" in err and "academy, business" in err
     # 'none' forces the generic entry and is always accepted.
-    main(["--model_name_or_path", embedding_model, "--dsp_file", dsp, "--output_json", out, "--condition", "none",
-          "--no_heatmap", "--no_progress"])
+    main(
+        [
+            "--model_name_or_path",
+            embedding_model,
+            "--dsp_file",
+            dsp,
+            "--output_json",
+            out,
+            "--condition",
+            "none",
+            "--no_heatmap",
+            "--no_progress",
+        ]
+    )
     assert json.loads(open(out).read())["condition"] == "none"
 
 

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 from peft import LoraConfig
-
 from toy import make_causal_lm, make_tokenizer, user_pairs
+
 from trl_custom import (
     PersonalizedDPOConfig,
     PersonalizedDPOTrainer,
@@ -22,9 +22,20 @@ from trl_custom.user_model import attach_user_model
 
 
 def config(tmp_path, **kwargs):
-    defaults = dict(output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, report_to="none", save_strategy="no",
-                    per_device_train_batch_size=8, max_steps=30, learning_rate=1e-2, logging_steps=10, beta=0.5,
-                    disable_tqdm=True, seed=0)
+    defaults = dict(
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        per_device_train_batch_size=8,
+        max_steps=30,
+        learning_rate=1e-2,
+        logging_steps=10,
+        beta=0.5,
+        disable_tqdm=True,
+        seed=0,
+    )
     defaults.update(kwargs)
     return PersonalizedDPOConfig(**defaults)
 
@@ -36,11 +47,18 @@ def make_trainer(tmp_path, arch="qwen2", peft=False, data=None, **kwargs):
     if peft:  # from a folder, so that the saved adapter knows its base model
         model.save_pretrained(tmp_path / "base")
         model = type(model).from_pretrained(tmp_path / "base")
-        extra["peft_config"] = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+        extra["peft_config"] = LoraConfig(
+            r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"
+        )
     else:
         extra["ref_model"] = copy.deepcopy(model)
-    return PersonalizedDPOTrainer(model, args=config(tmp_path, **kwargs), train_dataset=data or user_pairs(64),
-                                  processing_class=tokenizer, **extra)
+    return PersonalizedDPOTrainer(
+        model,
+        args=config(tmp_path, **kwargs),
+        train_dataset=data or user_pairs(64),
+        processing_class=tokenizer,
+        **extra,
+    )
 
 
 def batch_of(trainer, n=8):
@@ -76,8 +94,13 @@ def test_reference_is_the_non_personalized_base(tmp_path):
         trainer.user_model.proj.weight.normal_()  # make users differ
         ref_chosen, ref_rejected = trainer.compute_ref_log_probs(trainer.model, batch)
         plain = sequence_log_probs(trainer.ref_model, batch, None)
-        personal = trainer.policy_log_probs(trainer.model, batch["input_ids"], batch["attention_mask"],
-                                            batch["completion_mask"], torch.cat([trainer.user_model(batch["user_ids"])] * 2))
+        personal = trainer.policy_log_probs(
+            trainer.model,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["completion_mask"],
+            torch.cat([trainer.user_model(batch["user_ids"])] * 2),
+        )
     assert torch.allclose(torch.cat([ref_chosen, ref_rejected]), plain, atol=1e-4)
     assert not torch.allclose(personal, plain, atol=1e-3)
 
@@ -90,7 +113,9 @@ def test_alpha_mixes_personalized_and_generic_dpo(tmp_path, alpha):
     with torch.no_grad():
         trainer.user_model.proj.weight.normal_()
         loss = trainer.compute_loss(trainer.model, dict(batch)).item()
-        personal = manual_dpo(trainer.model, trainer.ref_model, batch, trainer.user_model(batch["user_ids"]), 0.5).item()
+        personal = manual_dpo(
+            trainer.model, trainer.ref_model, batch, trainer.user_model(batch["user_ids"]), 0.5
+        ).item()
         generic_tokens = trainer.user_model.generic.unsqueeze(0).expand(8, -1, -1)
         generic = manual_dpo(trainer.model, trainer.ref_model, batch, generic_tokens, 0.5).item()
     assert personal != pytest.approx(generic, abs=1e-4)
@@ -148,15 +173,21 @@ def test_generate_for_user_and_cold_start(tmp_path):
     trainer = make_trainer(tmp_path, peft=True, alpha=1.0, max_steps=40)
     trainer.train()
     model, tokenizer = trainer.model.eval(), trainer.processing_class
-    texts = generate_for_user(model, tokenizer, ["question about t1 ", "question about t2 "], users="u1",
-                              max_new_tokens=5, do_sample=False)
+    texts = generate_for_user(
+        model, tokenizer, ["question about t1 ", "question about t2 "], users="u1", max_new_tokens=5, do_sample=False
+    )
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
     pairs = list(user_pairs(8, seed=5, users=("u1", "u2")).filter(lambda r: r["user_id"] == "u2"))  # likes long
     assert fit_new_user(model, tokenizer, "newcomer", [], beta=0.5) == 0  # zero pairs: generic
     index = fit_new_user(model, tokenizer, "newcomer", pairs, beta=0.5, steps=30)
     assert trainer.user_model.config.users[-1] == "newcomer" and index == 3
     batch = trainer.data_collator(
-        [trainer.train_dataset[i] for i in range(len(trainer.train_dataset)) if trainer.train_dataset[i]["user_id"] == "u2"][:8])
+        [
+            trainer.train_dataset[i]
+            for i in range(len(trainer.train_dataset))
+            if trainer.train_dataset[i]["user_id"] == "u2"
+        ][:8]
+    )
     with torch.no_grad(), model.disable_adapter():
         ref = sequence_log_probs(model, batch, None)
     with torch.no_grad():
@@ -182,8 +213,17 @@ def test_clear_errors(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- user model
 def test_cluster_user_model_and_features():
-    um = UserModel(UserModelConfig(["a", "b"], hidden_size=6, num_tokens=2, user_dim=3,
-                                   user_model_type="cluster", num_clusters=4, num_features=2))
+    um = UserModel(
+        UserModelConfig(
+            ["a", "b"],
+            hidden_size=6,
+            num_tokens=2,
+            user_dim=3,
+            user_model_type="cluster",
+            num_clusters=4,
+            num_features=2,
+        )
+    )
     torch.nn.init.normal_(um.proj.weight)
     out = um(torch.tensor([0, 1, 2]), torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
     assert out.shape == (3, 2, 6)

@@ -10,47 +10,71 @@ import pytest
 import yaml
 from trl import ModelConfig, TrlParser
 
-from trl_custom import CustomRewardConfig
+from trl_custom import CustomRewardConfig, PersonalizedDPOConfig
+from trl_custom.dpo_script import DPOScriptArguments
 from trl_custom.reward_script import RewardScriptArguments
 
 
 ROOT = Path(__file__).resolve().parents[1]
-REWARD_RECIPES = sorted(p for p in (ROOT / "recipes").glob("*.yaml"))
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+
+
+def parser_for(recipe):
+    """`pdpo_*.yaml` run `recipes/dpo.py`; the others run `recipes/reward.py`."""
+    if recipe.name.startswith("pdpo_"):
+        return TrlParser((DPOScriptArguments, PersonalizedDPOConfig, ModelConfig)), PersonalizedDPOConfig
+    return TrlParser((RewardScriptArguments, CustomRewardConfig, ModelConfig)), CustomRewardConfig
 
 
 def data_overrides(tmp_path, recipe):
     """Point the recipe's data keys at tiny files (the real DSP data is not part of the repo)."""
     config = yaml.safe_load(recipe.read_text())
     dsp, general = tmp_path / "dsp.json", tmp_path / "general.json"
-    dsp.write_text(json.dumps([{"query": "q", "responses": {d: d for d in
-                                ["academy", "business", "entertainment", "literature", "normal"]}}]))
-    general.write_text(json.dumps([{"text": ["\n\nHuman: hi\n\nAssistant: a", "\n\nHuman: hi\n\nAssistant: b"],
-                                    "score": [1, 0]}]))
+    dsp.write_text(
+        json.dumps(
+            [
+                {
+                    "query": "q",
+                    "responses": {d: d for d in ["academy", "business", "entertainment", "literature", "normal"]},
+                }
+            ]
+        )
+    )
+    general.write_text(
+        json.dumps([{"text": ["\n\nHuman: hi\n\nAssistant: a", "\n\nHuman: hi\n\nAssistant: b"], "score": [1, 0]}])
+    )
     args = []
     if config.get("dsp_file") not in (None, "demo"):
         args += ["--dsp_file", str(dsp)]
     if config.get("general_files"):
         args += ["--general_files", str(general)]
+    if config.get("synthetic_dsp_file") not in (None, "demo"):
+        args += ["--synthetic_dsp_file", str(dsp)]
     return args
 
 
-@pytest.mark.parametrize("recipe", REWARD_RECIPES, ids=lambda p: p.name)
-def test_reward_recipe_parses(tmp_path, recipe):
-    parser = TrlParser((RewardScriptArguments, CustomRewardConfig, ModelConfig))
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+def test_recipe_parses(tmp_path, recipe):
+    parser, config_class = parser_for(recipe)
     script_args, training_args, model_args = parser.parse_args_and_config(
-        ["--config", str(recipe), *data_overrides(tmp_path, recipe)])
+        ["--config", str(recipe), *data_overrides(tmp_path, recipe)]
+    )
     config = yaml.safe_load(recipe.read_text())
-    assert isinstance(training_args, CustomRewardConfig)
-    assert training_args.condition_mode == config["condition_mode"]
+    assert type(training_args) is config_class
     assert model_args.model_name_or_path == config["model_name_or_path"]
-    assert script_args.dsp_file or script_args.general_files
+    assert training_args.output_dir == config["output_dir"]
+    for key in ("condition_mode", "alpha", "imitation_coef", "enrichment_ratio", "load_in_4bit", "use_peft"):
+        if key in config:
+            holder = next(a for a in (script_args, training_args, model_args) if hasattr(a, key))
+            assert getattr(holder, key) == config[key], key
 
 
 def test_recipe_refuses_missing_data_file(tmp_path):
     parser = TrlParser((RewardScriptArguments, CustomRewardConfig, ModelConfig))
     with pytest.raises(FileNotFoundError, match="Data file not found: .*nowhere.json"):
-        parser.parse_args_and_config(["--config", str(ROOT / "recipes/quickstart_minilm.yaml"),
-                                      "--dsp_file", str(tmp_path / "nowhere.json")])
+        parser.parse_args_and_config(
+            ["--config", str(ROOT / "recipes/quickstart_minilm.yaml"), "--dsp_file", str(tmp_path / "nowhere.json")]
+        )
 
 
 def test_recipe_refuses_unknown_key(tmp_path):
@@ -65,13 +89,28 @@ def test_quickstart_recipe_runs_on_minilm(tmp_path):
     """`accelerate launch recipes/reward.py` on the real MiniLM from PyPI, shortened to a few steps."""
     out = tmp_path / "out"
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-        str(ROOT / "accelerate_configs/single_cpu.yaml"), str(ROOT / "recipes/reward.py"),
-        "--config", str(ROOT / "recipes/quickstart_minilm.yaml"), "--output_dir", str(out), "--max_steps", "3",
-        "--max_eval_queries", "2", "--max_queries", "4", "--disable_tqdm", "true",
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "accelerate_configs/single_cpu.yaml"),
+        str(ROOT / "recipes/reward.py"),
+        "--config",
+        str(ROOT / "recipes/quickstart_minilm.yaml"),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "3",
+        "--max_eval_queries",
+        "2",
+        "--max_queries",
+        "4",
+        "--disable_tqdm",
+        "true",
     ]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "held-out accuracy" in result.stdout and "DSP mean" in result.stdout
     results = json.loads((out / "eval_results.json").read_text())

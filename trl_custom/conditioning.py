@@ -26,6 +26,8 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 from torch.utils.checkpoint import checkpoint
 
+from .utils import attach, find_attached
+
 
 CONDITIONING_FILE = "conditioning.json"
 CONDITION_EMBEDDINGS_FILE = "condition_embeddings.safetensors"
@@ -131,11 +133,7 @@ class ConditionEmbedding(nn.Module):
 
 def get_condition_table(model: nn.Module) -> ConditionEmbedding | None:
     """The condition table attached to a (possibly PEFT- or DDP-wrapped) model, if any."""
-    for module in model.modules():
-        table = getattr(module, CONDITION_TABLE_ATTRIBUTE, None)
-        if isinstance(table, ConditionEmbedding):
-            return table
-    return None
+    return find_attached(model, CONDITION_TABLE_ATTRIBUTE, ConditionEmbedding)
 
 
 def attach_condition_table(model: nn.Module, spec: ConditioningSpec) -> ConditionEmbedding:
@@ -159,9 +157,7 @@ def attach_condition_table(model: nn.Module, spec: ConditioningSpec) -> Conditio
     init_std = float(embeddings.weight.detach().float().std())
     table = ConditionEmbedding(len(spec.conditions), spec.num_tokens, hidden_size, init_std=init_std)
     table.to(device=embeddings.weight.device, dtype=embeddings.weight.dtype)
-    owner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    setattr(owner, CONDITION_TABLE_ATTRIBUTE, table)
-    return table
+    return attach(model, CONDITION_TABLE_ATTRIBUTE, table)
 
 
 def save_condition_table(table_state: torch.Tensor, directory: str | os.PathLike) -> None:
@@ -261,7 +257,9 @@ def _ce_sum(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -
     return nn.functional.cross_entropy((hidden @ weight.T).float(), targets, reduction="sum")
 
 
-def chunked_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int) -> torch.Tensor:
+def chunked_lm_loss(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int
+) -> torch.Tensor:
     """
     Mean next-token cross-entropy of `hidden` (N, H) against `targets` (N,), in chunks of `chunk_size` rows.
 
@@ -312,7 +310,9 @@ def reward_forward(
     else:
         if condition_ids is None:
             condition_ids = input_ids.new_zeros(input_ids.shape[0])
-        inputs = insert_condition_tokens(base_model or model, table, input_ids, attention_mask, condition_ids, completion_mask)
+        inputs = insert_condition_tokens(
+            base_model or model, table, input_ids, attention_mask, condition_ids, completion_mask
+        )
         outputs = model(
             inputs_embeds=inputs["inputs_embeds"],
             attention_mask=inputs["attention_mask"],

@@ -53,12 +53,15 @@ class CustomRewardConfig(RewardConfig):
             ends), `"drop"` or `"error"`. The count is always logged.
     """
 
-    condition_mode: str = field(default="text", metadata={"help": "'none', 'text' or 'embedding'.", "choices": CONDITION_MODES})
+    condition_mode: str = field(
+        default="text", metadata={"help": "'none', 'text' or 'embedding'.", "choices": CONDITION_MODES}
+    )
     condition_column: str = field(default="domain", metadata={"help": "Dataset column holding the condition."})
     conditions: list[str] | None = field(default=None, metadata={"help": "Known condition values, in table order."})
     strict_conditions: bool = field(default=False, metadata={"help": "Raise on unknown condition values."})
     condition_template: str = field(
-        default="Preference domain: {condition}.\n\n", metadata={"help": "Text-mode template with a {condition} field."}
+        default="Preference domain: {condition}.\n\n",
+        metadata={"help": "Text-mode template with a {condition} field."},
     )
     num_condition_tokens: int = field(default=4, metadata={"help": "Soft tokens per condition (embedding mode)."})
     condition_dropout: float = field(default=0.0, metadata={"help": "Probability of training a pair as generic."})

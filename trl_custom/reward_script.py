@@ -1,5 +1,5 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
-"""The reward recipe (`recipes/reward.py`): data from DSP/general files, [`CustomRewardTrainer`], accuracy before/after.
+"""The reward recipe (`recipes/reward.py`): DSP/general data, [`CustomRewardTrainer`], accuracy before/after.
 
 Stages of the DSP scheme, one YAML each under `recipes/`:
 - stage 2, general RM fine-tuning: `general_files` only, `condition_mode: none`;
@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 
 from datasets import Dataset, concatenate_datasets
 
-from .data import DSP_DOMAINS, dsp_pairs, load_dsp_queries, load_general_pairs, mix_general_preferences, split_dsp_queries
+from .data import (
+    DSP_DOMAINS,
+    dsp_pairs,
+    load_dsp_queries,
+    load_general_pairs,
+    mix_general_preferences,
+    split_dsp_queries,
+)
 from .demo import make_demo_dsp_queries
 
 
@@ -48,7 +55,9 @@ class RewardScriptArguments:
     max_eval_queries: int | None = field(default=None, metadata={"help": "Cap on held-out DSP queries."})
     max_general_pairs: int | None = field(default=None, metadata={"help": "Cap on pairs per general file."})
     general_eval_pairs: int = field(default=200, metadata={"help": "General pairs per file held out for evaluation."})
-    enrichment_ratio: float = field(default=0.0, metadata={"help": "Fraction of general pairs in the customized stage."})
+    enrichment_ratio: float = field(
+        default=0.0, metadata={"help": "Fraction of general pairs in the customized stage."}
+    )
     evaluate_before: bool = field(default=True, metadata={"help": "Evaluate the starting model too."})
     results_file: str | None = field(default=None, metadata={"help": "JSON file for the before/after accuracies."})
 
@@ -57,11 +66,15 @@ class RewardScriptArguments:
             raise ValueError("Give training data: --dsp_file FILE (or 'demo') and/or --general_files FILE [FILE ...].")
         for path in ([self.dsp_file] if self.dsp_file not in (None, "demo") else []) + list(self.general_files or []):
             if not os.path.isfile(path):
-                raise FileNotFoundError(f"Data file not found: {path}. Fix the path in the YAML or on the command line.")
+                raise FileNotFoundError(
+                    f"Data file not found: {path}. Fix the path in the YAML or on the command line."
+                )
         if not 0.0 <= self.enrichment_ratio < 1.0:
             raise ValueError(f"enrichment_ratio must be in [0, 1), got {self.enrichment_ratio}.")
         if self.enrichment_ratio > 0 and not (self.dsp_file and self.general_files):
-            raise ValueError("enrichment_ratio > 0 mixes general pairs into DSP pairs: give both --dsp_file and --general_files.")
+            raise ValueError(
+                "enrichment_ratio > 0 mixes general pairs into DSP pairs: give both --dsp_file and --general_files."
+            )
 
 
 @dataclass
@@ -79,8 +92,9 @@ def build_reward_data(args: RewardScriptArguments, condition_column: str = "doma
         queries = make_demo_dsp_queries() if args.dsp_file == "demo" else load_dsp_queries(args.dsp_file)
         train_queries, eval_queries = split_dsp_queries(queries, args.test_size, seed=seed)
         eval_queries = eval_queries[: args.max_eval_queries] if args.max_eval_queries else eval_queries
-        train = dsp_pairs(train_queries, domains=args.domains, condition_column=condition_column,
-                          max_queries=args.max_queries)
+        train = dsp_pairs(
+            train_queries, domains=args.domains, condition_column=condition_column, max_queries=args.max_queries
+        )
     general = None
     general_eval_files = []
     if args.general_files:
@@ -88,7 +102,9 @@ def build_reward_data(args: RewardScriptArguments, condition_column: str = "doma
         for path in args.general_files:
             pairs = load_general_pairs(path, skip_empty=True).shuffle(seed=seed)
             held_out = min(args.general_eval_pairs, len(pairs) // 5)
-            parts.append(pairs.select(range(held_out, min(len(pairs), held_out + (args.max_general_pairs or len(pairs))))))
+            parts.append(
+                pairs.select(range(held_out, min(len(pairs), held_out + (args.max_general_pairs or len(pairs)))))
+            )
             eval_path = os.path.join(_eval_dir(), f"{os.path.splitext(os.path.basename(path))[0]}.json")
             _write_general_eval(pairs.select(range(held_out)), eval_path)
             general_eval_files.append(eval_path)
@@ -96,7 +112,9 @@ def build_reward_data(args: RewardScriptArguments, condition_column: str = "doma
     if train is None:
         train = general
     elif general is not None and args.enrichment_ratio > 0:
-        train = mix_general_preferences(train, general, args.enrichment_ratio, seed=seed, condition_column=condition_column)
+        train = mix_general_preferences(
+            train, general, args.enrichment_ratio, seed=seed, condition_column=condition_column
+        )
     return RewardData(train=train, eval_queries=eval_queries, general_eval_files=general_eval_files)
 
 
@@ -125,5 +143,7 @@ def print_before_after(before: dict | None, after: dict) -> str:
         for name, value in after.get(section, {}).items():
             old = before.get(section, {}).get(name) if before else None
             label = f"{'DSP ' if section == 'dsp' else 'general '}{name}"
-            lines.append(f"{label:<28}{'' if old is None else f'{old:8.3f}':>8}{'' if value is None else f'{value:8.3f}':>8}")
+            lines.append(
+                f"{label:<28}{'' if old is None else f'{old:8.3f}':>8}{'' if value is None else f'{value:8.3f}':>8}"
+            )
     return "\n".join(lines)

@@ -70,14 +70,23 @@ def build_length_preference_dataset(
             for pair in rng.sample(pool, min(pairs_per_user, len(pool))):
                 prefers_short = group == "short" or (group == "mixed" and rng.random() < 0.5)
                 chosen, rejected = (pair["short"], pair["long"]) if prefers_short else (pair["long"], pair["short"])
-                rows.append({"prompt": pair["prompt"], "chosen": chosen, "rejected": rejected,
-                             "user_id": f"{group}-{u}", "group": group})
+                rows.append(
+                    {
+                        "prompt": pair["prompt"],
+                        "chosen": chosen,
+                        "rejected": rejected,
+                        "user_id": f"{group}-{u}",
+                        "group": group,
+                    }
+                )
     return Dataset.from_list(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dsp_file", required=True, help="Prompt file with several responses per prompt (DSP format).")
+    parser.add_argument(
+        "--dsp_file", required=True, help="Prompt file with several responses per prompt (DSP format)."
+    )
     parser.add_argument("--output", required=True, help="Output JSON-lines file.")
     parser.add_argument("--users_per_group", type=int, default=4)
     parser.add_argument("--pairs_per_user", type=int, default=40)
@@ -87,8 +96,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     dataset = build_length_preference_dataset(
-        load_dsp_queries(args.dsp_file), args.users_per_group, args.pairs_per_user, args.groups, args.min_ratio,
-        args.max_chars, args.seed,
+        load_dsp_queries(args.dsp_file),
+        args.users_per_group,
+        args.pairs_per_user,
+        args.groups,
+        args.min_ratio,
+        args.max_chars,
+        args.seed,
     )
     with open(args.output, "w", encoding="utf-8") as f:
         for row in dataset:

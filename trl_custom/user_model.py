@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
+from .utils import attach, find_attached
+
 
 USER_MODEL_CONFIG_FILE = "user_model.json"
 USER_MODEL_WEIGHTS_FILE = "user_model.safetensors"
@@ -126,7 +128,9 @@ class UserModel(nn.Module):
             return self._index[user]
         table = self.individual if self.config.user_model_type == "individual" else self.user_weights
         new_row = torch.zeros(1, table.weight.shape[1], dtype=table.weight.dtype, device=table.weight.device)
-        grown = nn.Embedding(table.weight.shape[0] + 1, table.weight.shape[1]).to(table.weight.device, table.weight.dtype)
+        grown = nn.Embedding(table.weight.shape[0] + 1, table.weight.shape[1]).to(
+            table.weight.device, table.weight.dtype
+        )
         with torch.no_grad():
             grown.weight.copy_(torch.cat([table.weight, new_row]))
         setattr(self, "individual" if self.config.user_model_type == "individual" else "user_weights", grown)
@@ -137,8 +141,10 @@ class UserModel(nn.Module):
     def save_pretrained(self, directory: str | os.PathLike, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         os.makedirs(directory, exist_ok=True)
         state = state_dict if state_dict is not None else self.state_dict()
-        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()},
-                  os.path.join(directory, USER_MODEL_WEIGHTS_FILE))
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in state.items()},
+            os.path.join(directory, USER_MODEL_WEIGHTS_FILE),
+        )
         with open(os.path.join(directory, USER_MODEL_CONFIG_FILE), "w", encoding="utf-8") as f:
             json.dump(asdict(self.config), f, indent=2)
 
@@ -155,11 +161,7 @@ class UserModel(nn.Module):
 
 def get_user_model(model: nn.Module) -> UserModel | None:
     """The user model attached to a (possibly PEFT- or DDP-wrapped) policy, if any."""
-    for module in model.modules():
-        user_model = getattr(module, USER_MODEL_ATTRIBUTE, None)
-        if isinstance(user_model, UserModel):
-            return user_model
-    return None
+    return find_attached(model, USER_MODEL_ATTRIBUTE, UserModel)
 
 
 def attach_user_model(policy: nn.Module, user_model: UserModel) -> UserModel:
@@ -167,14 +169,13 @@ def attach_user_model(policy: nn.Module, user_model: UserModel) -> UserModel:
     hidden = policy.get_input_embeddings().weight.shape[-1]
     if user_model.config.hidden_size != hidden:
         raise ValueError(
-            f"The user table has hidden size {user_model.config.hidden_size} but the policy's embeddings have {hidden}: "
+            f"The user table has hidden size {user_model.config.hidden_size} but the policy's embeddings have "
+            f"{hidden}: "
             "the user model was trained for another backbone. Train a new user model for this policy."
         )
     weight = policy.get_input_embeddings().weight
     user_model.to(device=weight.device, dtype=weight.dtype if weight.is_floating_point() else torch.float32)
-    owner = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
-    setattr(owner, USER_MODEL_ATTRIBUTE, user_model)
-    return user_model
+    return attach(policy, USER_MODEL_ATTRIBUTE, user_model)
 
 
 def prepend_user_tokens(

