@@ -54,6 +54,16 @@ def parse_args():
     parser.add_argument("--learning_rate", type=float, default=5e-5)
     parser.add_argument("--per_domain_epochs", type=float, default=2.0)
     parser.add_argument("--timing_reps", type=int, default=8)
+    parser.add_argument("--general_rm", default=None, help="Reuse a stage-2 RM saved by an earlier run.")
+    parser.add_argument("--condition_learning_rate", type=float, default=1e-2, help="Embedding-mode table lr.")
+    parser.add_argument("--skip_per_domain", action="store_true", help="Train only the conditioned RMs.")
+    parser.add_argument("--timing_only", action="store_true", help="Only time the training step (needs --general_rm).")
+    parser.add_argument(
+        "--conditioned",
+        nargs="+",
+        default=["text", "embedding", "text+enrichment", "embedding+enrichment"],
+        help="Conditioned RMs to train: <mode>[+enrichment].",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
@@ -62,6 +72,7 @@ def train(model_path, dataset, out_dir, args, mode="none", epochs=1.0):
     config = CustomRewardConfig(
         out_dir,
         condition_mode=mode,
+        condition_learning_rate=args.condition_learning_rate if mode == "embedding" else None,
         use_cpu=True,
         bf16=False,
         report_to="none",
@@ -123,12 +134,15 @@ def time_steps(model_path, dataset, args):
             train_dataset=batch_rows,
             processing_class=copy.deepcopy(tokenizer),
         ),
-        "ours, embedding": CustomRewardTrainer(
-            model_path,
-            args=CustomRewardConfig("/tmp/t3", condition_mode="embedding", **common),
-            train_dataset=batch_rows,
-            processing_class=copy.deepcopy(tokenizer),
-        ),
+        **{
+            f"ours, embedding (K={k})": CustomRewardTrainer(
+                model_path,
+                args=CustomRewardConfig(f"/tmp/t3-{k}", condition_mode="embedding", num_condition_tokens=k, **common),
+                train_dataset=batch_rows,
+                processing_class=copy.deepcopy(tokenizer),
+            )
+            for k in (1, 4)
+        },
     }
     batches = {
         name: t.data_collator([t.train_dataset[i] for i in range(args.batch_size)]) for name, t in trainers.items()
@@ -147,6 +161,25 @@ def time_steps(model_path, dataset, args):
     tokens = {name: int(b["attention_mask"].sum()) for name, b in batches.items()}
     base = medians["stock RewardTrainer"]
     return {name: {"median_s": m, "ratio_vs_stock": m / base, "tokens": tokens[name]} for name, m in medians.items()}
+
+
+def per_domain(general_rm, custom, test_queries, general_eval_files, args, results):
+    """The DSP paper's setup: one RM per domain, trained on that domain's pairs only."""
+    rows = []
+    for domain in DSP_DOMAINS:
+        out_dir = os.path.join(args.output_dir, f"per-domain-{domain}")
+        path = train(
+            general_rm, custom.filter(lambda r: r["domain"] == domain), out_dir, args, epochs=args.per_domain_epochs
+        )
+        _, res = evaluate(path, test_queries, general_eval_files, args)
+        results["models"][f"per-domain RM: {domain}"] = res
+        rows.append([res["dsp"][d] for d in DSP_DOMAINS])
+    results["per_domain_heatmap"] = {"rows": list(DSP_DOMAINS), "columns": list(DSP_DOMAINS), "values": rows}
+    own = {d: rows[i][i] for i, d in enumerate(DSP_DOMAINS)}
+    results["models"]["per-domain RMs (own domain)"] = {
+        "dsp": {**own, "mean": statistics.mean(own.values())},
+        "general": {},
+    }
 
 
 def main():
@@ -177,45 +210,28 @@ def main():
     )
 
     results = {"args": vars(args), "models": {}}
+    if args.timing_only:
+        results["step_time"] = time_steps(args.general_rm or model_path, custom.shuffle(seed=1), args)
+        with open(os.path.join(args.output_dir, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+        print(markdown(results))
+        return
     out = lambda name: os.path.join(args.output_dir, name)  # noqa: E731
 
     print("Stage 2: general RM", flush=True)
-    general_rm = train(model_path, general, out("general"), args)
+    general_rm = args.general_rm or train(model_path, general, out("general"), args)
     _, results["models"]["general RM (stage 2)"] = evaluate(general_rm, test_queries, general_eval_files, args)
 
-    print("Stage 3: one RM per domain", flush=True)
-    per_domain_rows = []
-    for domain in DSP_DOMAINS:
-        path = train(
-            general_rm,
-            custom.filter(lambda r: r["domain"] == domain),
-            out(f"per-domain-{domain}"),
-            args,
-            epochs=args.per_domain_epochs,
-        )
-        scorer, res = evaluate(path, test_queries, general_eval_files, args)
-        results["models"][f"per-domain RM: {domain}"] = res
-        per_domain_rows.append([res["dsp"][d] for d in DSP_DOMAINS])
-    results["per_domain_heatmap"] = {
-        "rows": list(DSP_DOMAINS),
-        "columns": list(DSP_DOMAINS),
-        "values": per_domain_rows,
-    }
-    results["models"]["per-domain RMs (own domain)"] = {
-        "dsp": {d: per_domain_rows[i][i] for i, d in enumerate(DSP_DOMAINS)},
-        "general": {},
-    }
-    results["models"]["per-domain RMs (own domain)"]["dsp"]["mean"] = statistics.mean(
-        per_domain_rows[i][i] for i in range(len(DSP_DOMAINS))
-    )
+    if not args.skip_per_domain:
+        print("Stage 3: one RM per domain", flush=True)
+        per_domain(general_rm, custom, test_queries, general_eval_files, args, results)
 
     print("Stage 3: one conditioned RM", flush=True)
     enriched = mix_general_preferences(custom, general, args.enrichment_ratio, seed=args.seed)
-    for name, mode, data in [
-        ("conditioned RM, text", "text", custom),
-        ("conditioned RM, embedding", "embedding", custom),
-        ("conditioned RM, text + enrichment", "text", enriched),
-    ]:
+    for variant in args.conditioned:
+        mode, _, enrichment = variant.partition("+")
+        name = f"conditioned RM, {mode}" + (" + enrichment" if enrichment else "")
+        data = enriched if enrichment else custom
         path = train(
             general_rm, data, out(name.replace(" ", "_").replace(",", "").replace("+", "plus")), args, mode=mode
         )
@@ -248,26 +264,19 @@ def markdown(results):
             + " | ".join(fmt(g) for g in general)
             + f" | {fmt(statistics.mean(present)) if present else ''} |"
         )
-    lines += [
-        "",
-        "Per-domain RMs, heatmap (row: domain the RM was trained on, column: evaluated domain)",
-        "",
-        "| trained on | " + " | ".join(DSP_DOMAINS) + " |",
-        "|---" * (len(DSP_DOMAINS) + 1) + "|",
-    ]
-    for row, values in zip(results["per_domain_heatmap"]["rows"], results["per_domain_heatmap"]["values"]):
-        lines.append(f"| {row} | " + " | ".join(fmt(v) for v in values) + " |")
-    for name, res in results["models"].items():
-        if "heatmap" in res:
-            lines += [
-                "",
-                f"{name}, heatmap (row: condition given, column: evaluated domain)",
-                "",
-                "| condition | " + " | ".join(DSP_DOMAINS) + " |",
-                "|---" * (len(DSP_DOMAINS) + 1) + "|",
-            ]
-            for row, values in zip(res["heatmap"]["rows"], res["heatmap"]["values"]):
-                lines.append(f"| {row} | " + " | ".join(fmt(v) for v in values) + " |")
+    heatmaps = {name: res["heatmap"] for name, res in results["models"].items() if "heatmap" in res}
+    if "per_domain_heatmap" in results:
+        heatmaps = {"per-domain RMs (row: the domain an RM was trained on)": results["per_domain_heatmap"], **heatmaps}
+    for name, matrix in heatmaps.items():
+        lines += [
+            "",
+            f"{name}, heatmap (row: condition given, column: evaluated domain)",
+            "",
+            "| row | " + " | ".join(DSP_DOMAINS) + " |",
+            "|---" * (len(DSP_DOMAINS) + 1) + "|",
+        ]
+        for row, values in zip(matrix["rows"], matrix["values"]):
+            lines.append(f"| {row} | " + " | ".join(fmt(v) for v in values) + " |")
     lines += ["", "| step (forward+backward, same batch) | median s | ratio vs stock | tokens |", "|---|---|---|---|"]
     for name, t in results["step_time"].items():
         lines.append(f"| {name} | {t['median_s']:.3f} | {t['ratio_vs_stock']:.3f} | {t['tokens']} |")

@@ -38,12 +38,15 @@ def parse_args():
     parser.add_argument("--users_per_group", type=int, default=2)
     parser.add_argument("--pairs_per_user", type=int, default=32)
     parser.add_argument("--max_chars", type=int, default=160)
-    parser.add_argument("--max_length", type=int, default=64)
+    parser.add_argument("--max_length", type=int, default=112)
     parser.add_argument("--batch_size", type=int, default=4)
-    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--learning_rate", type=float, default=5e-4)
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--alpha", type=float, default=0.75)
+    parser.add_argument("--user_learning_rate", type=float, default=1e-2)
+    parser.add_argument("--methods", nargs="+", default=["P-DPO", "vanilla DPO", "user id as text"])
+    parser.add_argument("--skip_timing", action="store_true")
     parser.add_argument("--max_new_tokens", type=int, default=48)
     parser.add_argument("--timing_reps", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
@@ -75,8 +78,13 @@ def common_args(args, out):
     )
 
 
+def user_text(user, prompt):
+    """The "user id as text" baseline: the id written into the user's message."""
+    return [{"role": "user", "content": f"User: {user}\n{prompt[0]['content']}"}]
+
+
 def with_user_text(dataset):
-    return dataset.map(lambda row: {"prompt": f"User: {row['user_id']}\n{row['prompt']}"})
+    return dataset.map(lambda row: {"prompt": user_text(row["user_id"], row["prompt"])})
 
 
 def per_group_accuracy(trainer, held_out, transform=None):
@@ -102,8 +110,9 @@ def generations(model, tokenizer, prompts, users, args, personalized):
         else:
             texts = []
             for prompt in prompts:
-                prompt = f"User: {user}\n{prompt}" if user and personalized is None else prompt
-                ids = tokenizer(prompt, return_tensors="pt")
+                prompt = user_text(user, prompt) if user and personalized is None else prompt
+                text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+                ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
                 new = model.generate(
                     **ids, max_new_tokens=args.max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
                 )[0, ids["input_ids"].shape[1] :]
@@ -143,11 +152,13 @@ def main():
         args.pairs_per_user,
         max_chars=args.max_chars,
         seed=args.seed,
+        conversational=True,
     )
     split = data.train_test_split(test_size=0.25, seed=args.seed)
     train, held_out = split["train"], split["test"]
     print(f"{len(train)} train / {len(held_out)} held-out pairs, users: {sorted(set(data['user_id']))}", flush=True)
-    prompts = sorted(set(held_out["prompt"]))[:3]
+    queries = sorted({row["prompt"][0]["content"] for row in held_out})[:3]
+    prompts = [[{"role": "user", "content": q}] for q in queries]
     users = [f"{g}-0" for g in GROUPS]
     results = {"args": vars(args), "accuracy": {}, "generations": {}, "train_seconds": {}}
 
@@ -158,7 +169,10 @@ def main():
         "P-DPO": lambda: PersonalizedDPOTrainer(
             load(),
             args=PersonalizedDPOConfig(
-                **common_args(args, "/tmp/b-pdpo"), alpha=args.alpha, user_group_column="group"
+                **common_args(args, "/tmp/b-pdpo"),
+                alpha=args.alpha,
+                user_group_column="group",
+                user_learning_rate=args.user_learning_rate,
             ),
             train_dataset=train,
             processing_class=copy.deepcopy(tokenizer),
@@ -179,7 +193,7 @@ def main():
             peft_config=lora(),
         ),
     }
-    for name, build in runs.items():
+    for name, build in ((n, b) for n, b in runs.items() if n in args.methods):
         print(f"Training {name}", flush=True)
         trainer = build()
         start = time.perf_counter()
@@ -200,6 +214,10 @@ def main():
         )
         del trainer, model
 
+    if args.skip_timing:
+        with open(os.path.join(args.output_dir, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+        return
     print("Timing", flush=True)
     batch_rows = train.select(range(args.batch_size * 2))
     many_users = [f"user-{i}" for i in range(100_000)]

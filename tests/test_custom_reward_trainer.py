@@ -406,3 +406,17 @@ def test_per_condition_accuracy_in_eval_metrics_and_compute_metrics(tmp_path):
     metrics = trainer.evaluate()
     assert {"eval_accuracy/formal", "eval_accuracy/casual", "eval_ranking_loss", "eval_n"} <= set(metrics)
     assert seen["shape"] == (6, 1)  # what TRL's RewardTrainer hands to compute_metrics for 6 pairs
+
+
+def test_condition_learning_rate_gets_its_own_optimizer_group(tmp_path):
+    trainer = make_trainer(
+        save_reward_model(tmp_path),
+        train_dataset=conditioned_pairs(8),
+        args=config(tmp_path, condition_mode="embedding", condition_learning_rate=0.05, max_steps=1),
+    )
+    trainer.train()
+    table = {id(trainer.condition_table.weight)}
+    (group,) = [g for g in trainer.optimizer.param_groups if {id(p) for p in g["params"]} == table]
+    assert group["initial_lr"] == 0.05 and group["weight_decay"] == 0.0
+    with pytest.raises(ValueError, match="condition_learning_rate only applies"):
+        config(tmp_path, condition_mode="text", condition_learning_rate=0.05)

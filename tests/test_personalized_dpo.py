@@ -246,3 +246,43 @@ def test_synthetic_length_users_are_deterministic_and_conflicting():
     with pytest.raises(ValueError, match="length ratio >= 9"):
         build_length_preference_dataset(items, min_ratio=9)
     assert isinstance(first, Dataset)
+    chat = build_length_preference_dataset(items, users_per_group=1, pairs_per_user=2, seed=1, conversational=True)
+    assert chat[0]["prompt"] == [{"role": "user", "content": chat[0]["prompt"][0]["content"]}]
+    assert chat[0]["chosen"][0]["role"] == "assistant"
+
+
+def test_synthetic_users_cli(tmp_path, capsys):
+    import json
+
+    from trl_custom.synthetic_users import main
+
+    items = [{"query": f"q{i}", "responses": {"a": "x" * 10, "b": "y" * 40}} for i in range(3)]
+    (tmp_path / "dsp.json").write_text(json.dumps(items))
+    main(
+        [
+            "--dsp_file",
+            str(tmp_path / "dsp.json"),
+            "--output",
+            str(tmp_path / "u.jsonl"),
+            "--users_per_group",
+            "1",
+            "--pairs_per_user",
+            "2",
+            "--groups",
+            "short",
+            "long",
+        ]
+    )
+    rows = [json.loads(line) for line in (tmp_path / "u.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and {r["user_id"] for r in rows} == {"short-0", "long-0"}
+    assert "Wrote 4 pairs for 2 users" in capsys.readouterr().out
+
+
+def test_user_learning_rate_gets_its_own_optimizer_group(tmp_path):
+    trainer = make_trainer(tmp_path, user_learning_rate=0.1, max_steps=2)
+    trainer.train()
+    groups = trainer.optimizer.param_groups
+    user_ids = {id(p) for p in trainer.user_model.parameters()}
+    (user_group,) = [g for g in groups if {id(p) for p in g["params"]} == user_ids]
+    assert user_group["weight_decay"] == 0.0 and user_group["initial_lr"] == 0.1
+    assert all(not ({id(p) for p in g["params"]} & user_ids) for g in groups if g is not user_group)

@@ -34,6 +34,10 @@ class CustomRewardConfig(RewardConfig):
             Text-mode template; prefix of the prompt (standard data) or system message (conversational data).
         num_condition_tokens (`int`, *optional*, defaults to `4`):
             Soft tokens per condition in embedding mode.
+        condition_learning_rate (`float` or `None`, *optional*, defaults to `None`):
+            Embedding mode: learning rate of the condition table (its own optimizer group, no weight decay); `None`
+            uses `learning_rate`. The table starts at the scale of token embeddings and must move far from its
+            initialization, so a rate well above the backbone's (e.g. 1e-2) makes the conditioning learn faster.
         condition_dropout (`float`, *optional*, defaults to `0.0`):
             Embedding mode: probability of replacing a training pair's condition by the generic entry, so that the
             generic entry learns the population preference.
@@ -64,6 +68,9 @@ class CustomRewardConfig(RewardConfig):
         metadata={"help": "Text-mode template with a {condition} field."},
     )
     num_condition_tokens: int = field(default=4, metadata={"help": "Soft tokens per condition (embedding mode)."})
+    condition_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the condition table (embedding mode)."}
+    )
     condition_dropout: float = field(default=0.0, metadata={"help": "Probability of training a pair as generic."})
     imitation_coef: float = field(default=0.0, metadata={"help": "Weight of the LM loss on chosen responses."})
     imitation_chunk_size: int = field(default=512, metadata={"help": "Tokens per imitation LM-head chunk."})
@@ -87,6 +94,8 @@ class CustomRewardConfig(RewardConfig):
             raise ValueError(f"num_condition_tokens must be >= 1, got {self.num_condition_tokens}.")
         if not 0.0 <= self.condition_dropout < 1.0:
             raise ValueError(f"condition_dropout must be in [0, 1), got {self.condition_dropout}.")
+        if self.condition_learning_rate is not None and self.condition_mode != "embedding":
+            raise ValueError("condition_learning_rate only applies to condition_mode='embedding'.")
         if self.condition_dropout > 0 and self.condition_mode != "embedding":
             raise ValueError("condition_dropout only applies to condition_mode='embedding'.")
         if self.imitation_coef < 0:

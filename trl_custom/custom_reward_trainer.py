@@ -27,6 +27,7 @@ from .conditioning import (
 )
 from .custom_reward_config import CustomRewardConfig
 from .encoding import apply_text_condition, encode_prompt, encode_sequence, truncate_ids
+from .utils import with_own_learning_rate
 
 
 logger = logging.getLogger(__name__)
@@ -444,6 +445,13 @@ class CustomRewardTrainer(RewardTrainer):
                 names = self.conditioning.names
                 for condition_id, flag in zip(ids, flags, strict=True):
                     metrics[f"accuracy/{names[condition_id]}"].append(flag)
+
+    def create_optimizer(self, model=None):
+        """TRL's optimizer, with the condition table in its own group when `condition_learning_rate` is set."""
+        optimizer = super().create_optimizer(model)
+        if self.condition_table is None or self.is_deepspeed_enabled:  # DeepSpeed builds its own optimizer
+            return optimizer
+        return with_own_learning_rate(optimizer, self.condition_table, self.args.condition_learning_rate)
 
     # ------------------------------------------------------------------ saving
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:

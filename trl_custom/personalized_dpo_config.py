@@ -37,6 +37,10 @@ class PersonalizedDPOConfig(DPOConfig):
 
         alpha (`float`, *optional*, defaults to `0.5`):
             loss = alpha x DPO(personalized) + (1 - alpha) x DPO(generic user).
+        user_learning_rate (`float` or `None`, *optional*, defaults to `None`):
+            Learning rate of the user model (its own optimizer group, no weight decay); `None` uses `learning_rate`.
+            The user model starts as the generic user (its projection is zero), so a higher rate than the policy's
+            speeds up personalization.
         generic_loss_mode (`str`, *optional*, defaults to `"sampled"`):
             `"exact"` computes both terms on every pair (two policy passes); `"sampled"` gives each pair the generic
             user with probability `1 - alpha`, an unbiased estimate of the same loss at the cost of one pass.
@@ -53,6 +57,7 @@ class PersonalizedDPOConfig(DPOConfig):
     user_group_column: str | None = field(default=None, metadata={"help": "Column naming a group per row."})
     alpha: float = field(default=0.5, metadata={"help": "Weight of the personalized DPO loss."})
     generic_loss_mode: str = field(default="sampled", metadata={"help": "'exact' or 'sampled'."})
+    user_learning_rate: float | None = field(default=None, metadata={"help": "Learning rate of the user model."})
 
     def __post_init__(self):
         super().__post_init__()

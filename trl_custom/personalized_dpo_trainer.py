@@ -15,6 +15,7 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from .personalized_dpo_config import PersonalizedDPOConfig
 from .user_model import GENERIC_USER, UserModel, UserModelConfig, attach_user_model, prepend_user_tokens
+from .utils import with_own_learning_rate
 
 
 logger = logging.getLogger(__name__)
@@ -288,6 +289,13 @@ class PersonalizedDPOTrainer(DPOTrainer):
         with torch.no_grad():
             loss = self.compute_loss(model, inputs)
         return loss.detach(), None, None
+
+    def create_optimizer(self, model=None):
+        """TRL's optimizer, with the user model in its own group when `user_learning_rate` is set."""
+        optimizer = super().create_optimizer(model)
+        if self.is_deepspeed_enabled:  # DeepSpeed builds its optimizer from its own config
+            return optimizer
+        return with_own_learning_rate(optimizer, self.user_model, self.args.user_learning_rate)
 
     # ------------------------------------------------------------------ saving
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:

@@ -51,11 +51,13 @@ def build_length_preference_dataset(
     min_ratio: float = 1.5,
     max_chars: int | None = None,
     seed: int = 0,
+    conversational: bool = False,
 ) -> Dataset:
     """
     Deterministic P-DPO dataset: `prompt, chosen, rejected, user_id, group` rows, `pairs_per_user` per user.
 
     User ids are `"<group>-<i>"`. Each user draws its pairs from the same pool, so groups see overlapping prompts.
+    With `conversational=True` the rows are chat messages (user prompt, assistant responses), for instruct models.
     """
     unknown = set(groups) - set(GROUPS)
     if unknown:
@@ -70,15 +72,14 @@ def build_length_preference_dataset(
             for pair in rng.sample(pool, min(pairs_per_user, len(pool))):
                 prefers_short = group == "short" or (group == "mixed" and rng.random() < 0.5)
                 chosen, rejected = (pair["short"], pair["long"]) if prefers_short else (pair["long"], pair["short"])
-                rows.append(
-                    {
-                        "prompt": pair["prompt"],
-                        "chosen": chosen,
-                        "rejected": rejected,
-                        "user_id": f"{group}-{u}",
-                        "group": group,
+                row = {"prompt": pair["prompt"], "chosen": chosen, "rejected": rejected}
+                if conversational:
+                    row = {
+                        "prompt": [{"role": "user", "content": pair["prompt"]}],
+                        "chosen": [{"role": "assistant", "content": chosen}],
+                        "rejected": [{"role": "assistant", "content": rejected}],
                     }
-                )
+                rows.append({**row, "user_id": f"{group}-{u}", "group": group})
     return Dataset.from_list(rows)
 
 

@@ -23,3 +23,15 @@ def attach(model: nn.Module, attribute: str, module: nn.Module) -> nn.Module:
     owner = model.get_base_model() if hasattr(model, "get_base_model") else model
     setattr(owner, attribute, module)
     return module
+
+
+def with_own_learning_rate(optimizer, module: nn.Module, learning_rate: float | None):
+    """Move `module`'s parameters into their own optimizer group (no weight decay) with `learning_rate`."""
+    if learning_rate is None:
+        return optimizer
+    params = list(module.parameters())
+    ids = {id(p) for p in params}
+    for group in optimizer.param_groups:
+        group["params"] = [p for p in group["params"] if id(p) not in ids]
+    optimizer.add_param_group({"params": params, "lr": learning_rate, "weight_decay": 0.0})
+    return optimizer
