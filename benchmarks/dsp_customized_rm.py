@@ -55,7 +55,12 @@ def parse_args():
     parser.add_argument("--per_domain_epochs", type=float, default=2.0)
     parser.add_argument("--timing_reps", type=int, default=8)
     parser.add_argument("--general_rm", default=None, help="Reuse a stage-2 RM saved by an earlier run.")
-    parser.add_argument("--condition_learning_rate", type=float, default=1e-2, help="Embedding-mode table lr.")
+    parser.add_argument(
+        "--condition_learning_rate",
+        type=float,
+        default=None,
+        help="Embedding-mode table lr (default: --learning_rate).",
+    )
     parser.add_argument("--skip_per_domain", action="store_true", help="Train only the conditioned RMs.")
     parser.add_argument("--timing_only", action="store_true", help="Only time the training step (needs --general_rm).")
     parser.add_argument(
