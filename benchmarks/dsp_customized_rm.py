@@ -36,7 +36,7 @@ from trl_custom.data import (
 )
 from trl_custom.evaluate import evaluate_reward_model, heatmap
 from trl_custom.models import resolve_model_path
-from trl_custom.reward_script import _write_general_eval
+from trl_custom.reward_script import write_general_eval
 
 
 def parse_args():
@@ -203,7 +203,7 @@ def main():
             seed=args.seed
         )
         eval_file = os.path.join(args.output_dir, f"{name}.json")
-        _write_general_eval(pairs.select(range(args.general_eval_pairs)), eval_file)
+        write_general_eval(pairs.select(range(args.general_eval_pairs)), eval_file)
         general_eval_files.append(eval_file)
         end = min(len(pairs), args.general_eval_pairs + args.general_train_pairs)
         general_parts.append(pairs.select(range(args.general_eval_pairs, end)))

@@ -26,7 +26,8 @@ def main(script_args: RewardScriptArguments, training_args: CustomRewardConfig, 
         "dtype": model_args.dtype,
         **(training_args.model_init_kwargs or {}),
     }
-    data = build_reward_data(script_args, training_args.condition_column, training_args.seed)
+    held_out_dir = os.path.join(training_args.output_dir, "held_out")
+    data = build_reward_data(script_args, held_out_dir, training_args.condition_column, training_args.seed)
     trainer = CustomRewardTrainer(
         model=model_path,
         args=training_args,

@@ -116,3 +116,34 @@ def test_quickstart_recipe_runs_on_minilm(tmp_path):
     results = json.loads((out / "eval_results.json").read_text())
     assert set(results["before"]["dsp"]) == {"academy", "business", "entertainment", "literature", "mean"}
     assert (out / "conditioning.json").exists() and (out / "model.safetensors").exists()
+
+
+def test_build_reward_data_mixes_and_holds_out(tmp_path):
+    from trl_custom.reward_script import build_reward_data
+
+    dsp, general = tmp_path / "dsp.json", tmp_path / "general.json"
+    keys = ["academy", "business", "entertainment", "literature", "normal"]
+    dsp.write_text(json.dumps([{"query": f"q{i}", "responses": {k: f"{k} {i}" for k in keys}} for i in range(10)]))
+    general.write_text(
+        json.dumps(
+            [
+                {
+                    "text": [f"\n\nHuman: h{i}\n\nAssistant: good {i}", f"\n\nHuman: h{i}\n\nAssistant: bad {i}"],
+                    "score": [1, 0],
+                }
+                for i in range(50)
+            ]
+        )
+    )
+    args = RewardScriptArguments(
+        dsp_file=str(dsp), general_files=[str(general)], test_size=0.2, general_eval_pairs=10, enrichment_ratio=0.2
+    )
+    data = build_reward_data(args, str(tmp_path / "eval"))
+    assert len(data.eval_queries) == 2  # 20% of 10 queries held out
+    custom_rows = [c for c in data.train["domain"] if c is not None]
+    assert len(custom_rows) == 8 * 4 * 4 and len(data.train) == 128 + 32  # 20% general pairs mixed in
+    held_out = json.loads(Path(data.general_eval_files[0]).read_text())
+    assert len(held_out) == 10 and held_out[0]["score"] == [1.0, 0.0]
+    held_prompts = {item["text"][0].split("Assistant:")[0] for item in held_out}
+    general_train = [p for p, c in zip(data.train["prompt"], data.train["domain"]) if c is None]
+    assert not held_prompts & set(general_train)  # held-out general pairs are not trained on

@@ -84,8 +84,13 @@ class RewardData:
     general_eval_files: list[str]
 
 
-def build_reward_data(args: RewardScriptArguments, condition_column: str = "domain", seed: int = 0) -> RewardData:
-    """Training pairs (DSP train queries, general pairs, or a mix) and the held-out evaluation data."""
+def build_reward_data(
+    args: RewardScriptArguments, eval_dir: str, condition_column: str = "domain", seed: int = 0
+) -> RewardData:
+    """
+    Training pairs (DSP train queries, general pairs, or a mix) and the held-out evaluation data. The held-out general
+    pairs are written to `eval_dir` (`<file stem>.json`, in the `{text, score}` format the evaluator reads).
+    """
     eval_queries: list[dict] = []
     train = None
     if args.dsp_file:
@@ -99,14 +104,15 @@ def build_reward_data(args: RewardScriptArguments, condition_column: str = "doma
     general_eval_files = []
     if args.general_files:
         parts = []
+        os.makedirs(eval_dir, exist_ok=True)
         for path in args.general_files:
             pairs = load_general_pairs(path, skip_empty=True).shuffle(seed=seed)
             held_out = min(args.general_eval_pairs, len(pairs) // 5)
             parts.append(
                 pairs.select(range(held_out, min(len(pairs), held_out + (args.max_general_pairs or len(pairs)))))
             )
-            eval_path = os.path.join(_eval_dir(), f"{os.path.splitext(os.path.basename(path))[0]}.json")
-            _write_general_eval(pairs.select(range(held_out)), eval_path)
+            eval_path = os.path.join(eval_dir, f"{os.path.splitext(os.path.basename(path))[0]}.json")
+            write_general_eval(pairs.select(range(held_out)), eval_path)
             general_eval_files.append(eval_path)
         general = concatenate_datasets(parts)
     if train is None:
@@ -118,15 +124,7 @@ def build_reward_data(args: RewardScriptArguments, condition_column: str = "doma
     return RewardData(train=train, eval_queries=eval_queries, general_eval_files=general_eval_files)
 
 
-def _eval_dir() -> str:
-    import tempfile
-
-    path = os.path.join(tempfile.gettempdir(), "trl-custom-general-eval")
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
-def _write_general_eval(pairs: Dataset, path: str) -> None:
+def write_general_eval(pairs: Dataset, path: str) -> None:
     """Held-out general pairs, written back in the `{text, score}` format the evaluator reads."""
     items = [
         {"text": [row["prompt"] + row["chosen"], row["prompt"] + row["rejected"]], "score": [1.0, 0.0]}
