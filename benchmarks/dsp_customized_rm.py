@@ -62,6 +62,7 @@ def parse_args():
         help="Embedding-mode table lr (default: --learning_rate).",
     )
     parser.add_argument("--skip_per_domain", action="store_true", help="Train only the conditioned RMs.")
+    parser.add_argument("--num_condition_tokens", type=int, default=4, help="Soft tokens per condition (embedding).")
     parser.add_argument("--timing_only", action="store_true", help="Only time the training step (needs --general_rm).")
     parser.add_argument(
         "--conditioned",
@@ -78,6 +79,7 @@ def train(model_path, dataset, out_dir, args, mode="none", epochs=1.0):
         out_dir,
         condition_mode=mode,
         condition_learning_rate=args.condition_learning_rate if mode == "embedding" else None,
+        num_condition_tokens=args.num_condition_tokens,
         use_cpu=True,
         bf16=False,
         report_to="none",
