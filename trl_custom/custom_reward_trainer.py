@@ -208,7 +208,6 @@ class CustomRewardTrainer(RewardTrainer):
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         column_names = get_dataset_column_names(dataset)
         spec = self.conditioning
-        needs_condition = spec.mode != "none" or args.imitation_coef > 0
         if "chosen_ids" in column_names and "rejected_ids" in column_names:
             if spec.mode == "text":
                 raise ValueError(
@@ -247,7 +246,7 @@ class CustomRewardTrainer(RewardTrainer):
                 with_indices=True,
                 **map_kwargs,
             )
-        elif spec.mode != "none" or needs_condition:
+        elif spec.mode != "none":
             dataset = dataset.map(
                 self._add_condition_id, fn_kwargs={"dataset_name": dataset_name}, with_indices=True, **map_kwargs
             )

@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from .user_model import UserModel, attach_user_model, get_user_model, prepend_user_tokens
+from .utils import load_model_or_adapter
 
 
 def load_personalized_model(
@@ -27,15 +28,7 @@ def load_personalized_model(
         `(model, tokenizer, user_model)`.
     """
     path = str(path)
-    if os.path.isfile(os.path.join(path, "adapter_config.json")):
-        from peft import PeftConfig, PeftModel
-
-        base = AutoModelForCausalLM.from_pretrained(
-            PeftConfig.from_pretrained(path).base_model_name_or_path, **model_kwargs
-        )
-        model = PeftModel.from_pretrained(base, path)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(path, **model_kwargs)
+    model = load_model_or_adapter(AutoModelForCausalLM, path, **model_kwargs)
     tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(path)
     user_model = attach_user_model(model, UserModel.from_pretrained(path))
     model.eval()

@@ -14,7 +14,7 @@ from trl.data_utils import get_dataset_column_names
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from .personalized_dpo_config import PersonalizedDPOConfig
-from .user_model import GENERIC_USER, UserModel, UserModelConfig, attach_user_model, prepend_user_tokens
+from .user_model import GENERIC_USER, UserModel, UserModelConfig, attach_user_model, lookup_user, prepend_user_tokens
 from .utils import with_own_learning_rate
 
 
@@ -165,19 +165,6 @@ class PersonalizedDPOTrainer(DPOTrainer):
         users.discard(GENERIC_USER)
         return sorted(users, key=lambda u: (len(u), u))  # numeric ids in numeric order
 
-    def _user_index_of(self, user, where: str) -> int:
-        if user is None or str(user) == "":
-            return 0
-        index = self._user_index.get(str(user))
-        if index is None:
-            if self._strict_users:
-                raise ValueError(
-                    f"Unknown user_id={user!r}{where}: it is not in the user table ({len(self._users)} users). Add it "
-                    "to `users`, or set `strict_users=False` to treat it as the generic user."
-                )
-            return 0
-        return index
-
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         groups = args.user_group_column
@@ -188,7 +175,7 @@ class PersonalizedDPOTrainer(DPOTrainer):
 
         def add_user(example, index):
             where = f" in row {index} of the {dataset_name} dataset"
-            output = {"user_ids": self._user_index_of(example[args.user_column], where)}
+            output = {"user_ids": lookup_user(self._user_index, example[args.user_column], self._strict_users, where)}
             if args.user_feature_columns:
                 output["user_features"] = [float(example[c]) for c in args.user_feature_columns]
             if groups is not None and str(example[groups]) in self._group_names:

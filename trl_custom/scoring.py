@@ -19,6 +19,7 @@ from .conditioning import (
     reward_forward,
 )
 from .encoding import apply_text_condition, encode_sequence, truncate_ids
+from .utils import load_model_or_adapter
 
 
 def load_reward_model(
@@ -41,14 +42,7 @@ def load_reward_model(
     path = str(path)
     spec = ConditioningSpec.load(path)
     model_kwargs.setdefault("num_labels", 1)
-    if os.path.isfile(os.path.join(path, "adapter_config.json")):
-        from peft import PeftConfig, PeftModel
-
-        base_path = PeftConfig.from_pretrained(path).base_model_name_or_path
-        model = AutoModelForSequenceClassification.from_pretrained(base_path, **model_kwargs)
-        model = PeftModel.from_pretrained(model, path)
-    else:
-        model = AutoModelForSequenceClassification.from_pretrained(path, **model_kwargs)
+    model = load_model_or_adapter(AutoModelForSequenceClassification, path, **model_kwargs)
     tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(path)
     if model.config.get_text_config().pad_token_id is None:
         model.config.get_text_config().pad_token_id = tokenizer.pad_token_id

@@ -94,18 +94,7 @@ class UserModel(nn.Module):
 
     def user_index(self, user: Any, where: str = "") -> int:
         """Index of a user id: 0 (generic) for `None`/`""`/unknown ids, unless strict (then unknown ids raise)."""
-        if user is None or (isinstance(user, str) and not user):
-            return 0
-        index = self._index.get(str(user))
-        if index is None:
-            if self.config.strict:
-                raise ValueError(
-                    f"Unknown user_id={user!r}{where}: it is not in the user table ({self.num_users} users). Add it "
-                    "to `users`, fit it with `fit_new_user`, or set `strict_users=False` to treat it as the generic "
-                    "user."
-                )
-            return 0
-        return index
+        return lookup_user(self._index, user, self.config.strict, where)
 
     def individual_vectors(self, user_ids: torch.LongTensor, features: torch.Tensor | None = None) -> torch.Tensor:
         if self.config.user_model_type == "individual":
@@ -157,6 +146,21 @@ class UserModel(nn.Module):
             model = cls(UserModelConfig(**json.load(f)))
         model.load_state_dict(load_file(os.path.join(directory, USER_MODEL_WEIGHTS_FILE)))
         return model
+
+
+def lookup_user(index: dict[str, int], user: Any, strict: bool, where: str = "") -> int:
+    """Row of `user` in `index` (id -> row); 0, the generic user, for `None`, `""` and unknown ids unless `strict`."""
+    if user is None or (isinstance(user, str) and not user):
+        return 0
+    found = index.get(str(user))
+    if found is None:
+        if strict:
+            raise ValueError(
+                f"Unknown user_id={user!r}{where}: it is not in the user table ({len(index)} users). Add it to "
+                "`users`, fit it with `fit_new_user`, or set `strict_users=False` to treat it as the generic user."
+            )
+        return 0
+    return found
 
 
 def get_user_model(model: nn.Module) -> UserModel | None:

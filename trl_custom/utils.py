@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch.nn as nn
 
 
@@ -35,3 +37,13 @@ def with_own_learning_rate(optimizer, module: nn.Module, learning_rate: float | 
         group["params"] = [p for p in group["params"] if id(p) not in ids]
     optimizer.add_param_group({"params": params, "lr": learning_rate, "weight_decay": 0.0})
     return optimizer
+
+
+def load_model_or_adapter(auto_class, path: str, **model_kwargs) -> nn.Module:
+    """`auto_class.from_pretrained(path)`, or its base model + the LoRA adapter when `path` holds a PEFT adapter."""
+    if not os.path.isfile(os.path.join(path, "adapter_config.json")):
+        return auto_class.from_pretrained(path, **model_kwargs)
+    from peft import PeftConfig, PeftModel
+
+    base = auto_class.from_pretrained(PeftConfig.from_pretrained(path).base_model_name_or_path, **model_kwargs)
+    return PeftModel.from_pretrained(base, path)
