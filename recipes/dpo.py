@@ -10,15 +10,20 @@ from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 from trl_custom import PersonalizedDPOConfig, PersonalizedDPOTrainer
 from trl_custom.dpo_script import DPOScriptArguments, build_dpo_data
 from trl_custom.models import resolve_model_path
+from trl_custom.utils import check_quantization
 
 
 def main(script_args: DPOScriptArguments, training_args: PersonalizedDPOConfig, model_args: ModelConfig):
+    check_quantization(model_args)
     training_args.model_init_kwargs = {
         "revision": model_args.model_revision,
         "attn_implementation": model_args.attn_implementation,
         "dtype": model_args.dtype,
         **(training_args.model_init_kwargs or {}),
     }
+    # The "before" numbers are measured inside train(), once the model is wrapped for distributed training: calling
+    # trainer.evaluate() before trainer.train() leaves it unwrapped, and under DDP the gradients are never averaged.
+    training_args.eval_on_start = True
     train, held_out = build_dpo_data(script_args, seed=training_args.seed)
     trainer = PersonalizedDPOTrainer(
         model=resolve_model_path(model_args.model_name_or_path),
@@ -28,10 +33,11 @@ def main(script_args: DPOScriptArguments, training_args: PersonalizedDPOConfig, 
         quantization_config=get_quantization_config(model_args),
         peft_config=get_peft_config(model_args),
     )
-    before = trainer.evaluate()
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    before = next((log for log in trainer.state.log_history if "eval_loss" in log), {})
     after = trainer.evaluate()
     trainer.save_model(training_args.output_dir)
+    trainer.save_state()  # trainer_state.json: the logged losses and metrics
     trainer.accelerator.print(f"💾 Model and user model saved to {training_args.output_dir}.")
     trainer.accelerator.print(f"{'held-out implicit-reward accuracy':<44}{'before':>8}{'after':>8}")
     for key in sorted(k for k in after if k.startswith("eval_rewards/accuracies")):

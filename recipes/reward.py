@@ -16,9 +16,11 @@ from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
 from trl_custom.evaluate import evaluate_reward_model
 from trl_custom.models import resolve_model_path
 from trl_custom.reward_script import RewardScriptArguments, build_reward_data, print_before_after
+from trl_custom.utils import check_quantization
 
 
 def main(script_args: RewardScriptArguments, training_args: CustomRewardConfig, model_args: ModelConfig):
+    check_quantization(model_args)
     model_path = resolve_model_path(model_args.model_name_or_path)
     training_args.model_init_kwargs = {
         "revision": model_args.model_revision,
@@ -55,6 +57,7 @@ def main(script_args: RewardScriptArguments, training_args: CustomRewardConfig, 
     before = evaluate() if script_args.evaluate_before and main_process else None
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
+    trainer.save_state()  # trainer_state.json: the logged losses and metrics
     trainer.accelerator.print(f"💾 Model saved to {training_args.output_dir}.")
     if main_process:
         after = evaluate()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,11 +20,48 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
 
 
+LAUNCH_LINE = re.compile(
+    r"^# accelerate launch --config_file (accelerate_configs/\S+\.yaml) (recipes/\S+\.py) "
+    r"--config (recipes/\S+\.yaml)$",
+    re.MULTILINE,
+)
+
+
+def launch_line(recipe):
+    """The documented command of a recipe: its header line `# accelerate launch --config_file ... --config ...`."""
+    match = LAUNCH_LINE.search(recipe.read_text())
+    assert match, f"{recipe.name} has no '# accelerate launch --config_file ... --config ...' line"
+    return match.groups()
+
+
 def parser_for(recipe):
-    """`pdpo_*.yaml` run `recipes/dpo.py`; the others run `recipes/reward.py`."""
-    if recipe.name.startswith("pdpo_"):
+    """The parser of the script the recipe's launch line runs: `recipes/dpo.py` or `recipes/reward.py`."""
+    if launch_line(recipe)[1] == "recipes/dpo.py":
         return TrlParser((DPOScriptArguments, PersonalizedDPOConfig, ModelConfig)), PersonalizedDPOConfig
     return TrlParser((RewardScriptArguments, CustomRewardConfig, ModelConfig)), CustomRewardConfig
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+def test_recipe_launch_line_names_existing_files(recipe):
+    accelerate_config, script, config = launch_line(recipe)
+    assert (ROOT / accelerate_config).is_file(), accelerate_config
+    assert (ROOT / script).is_file(), script
+    assert config == f"recipes/{recipe.name}"
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "accelerate_configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_accelerate_config_loads(config):
+    """Every accelerate config loads through accelerate, is commented with when to use it, and is used by a recipe
+    or by the launch tests."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    loaded = load_config_from_file(str(config))
+    assert loaded.num_processes >= 1 and config.read_text().startswith("# ")
+    if loaded.distributed_type == "DEEPSPEED":
+        assert loaded.deepspeed_config["zero_stage"] in (2, 3)
+    used = [r for r in RECIPES if launch_line(r)[0] == f"accelerate_configs/{config.name}"]
+    tested = (ROOT / "tests" / "test_launch.py").read_text()
+    assert used or f'"{config.stem}"' in tested, f"{config.name} is used by no recipe and no launch test"
 
 
 def data_overrides(tmp_path, recipe):
@@ -50,6 +88,8 @@ def data_overrides(tmp_path, recipe):
         args += ["--general_files", str(general)]
     if config.get("synthetic_dsp_file") not in (None, "demo"):
         args += ["--synthetic_dsp_file", str(dsp)]
+    if config.get("bf16"):  # GPU recipes: transformers refuses bf16 on a CPU-only machine at parse time
+        args += ["--bf16", "false"]
     return args
 
 
@@ -147,3 +187,53 @@ def test_build_reward_data_mixes_and_holds_out(tmp_path):
     held_prompts = {item["text"][0].split("Assistant:")[0] for item in held_out}
     general_train = [p for p, c in zip(data.train["prompt"], data.train["domain"]) if c is None]
     assert not held_prompts & set(general_train)  # held-out general pairs are not trained on
+
+
+def test_lora_without_reward_head_fails_with_the_fix(tmp_path):
+    from peft import LoraConfig
+    from toy import conditioned_pairs, make_tokenizer, save_reward_model
+
+    from trl_custom import CustomRewardTrainer
+
+    path = save_reward_model(tmp_path, "llama")
+    args = CustomRewardConfig(str(tmp_path / "out"), use_cpu=True, bf16=False, report_to="none")
+    with pytest.raises(ValueError, match="lora_task_type: SEQ_CLS.*lora_modules_to_save: \\[score\\]"):
+        CustomRewardTrainer(
+            path,
+            args=args,
+            train_dataset=conditioned_pairs(4),
+            processing_class=make_tokenizer(),
+            peft_config=LoraConfig(r=4, target_modules=["q_proj"], task_type="CAUSAL_LM"),
+        )
+
+
+def test_qlora_recipe_without_bitsandbytes_fails_with_the_fix(monkeypatch):
+    from trl_custom.utils import check_quantization
+
+    parser = TrlParser((DPOScriptArguments, PersonalizedDPOConfig, ModelConfig))
+    _, _, model_args = parser.parse_args_and_config(
+        ["--config", str(ROOT / "recipes/pdpo_llama8b_qlora.yaml"), "--synthetic_dsp_file", "demo", "--bf16", "false"]
+    )
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # as if it were not installed
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[quantization\]"'):
+        check_quantization(model_args)
+    model_args.use_peft = False
+    with pytest.raises(ValueError, match="add `use_peft: true`"):
+        check_quantization(model_args)
+
+
+def test_synthetic_users_do_not_depend_on_the_hash_seed(tmp_path):
+    """Every process of a multi-process run builds the same P-DPO dataset (set order changes with PYTHONHASHSEED)."""
+    dsp = tmp_path / "dsp.json"
+    keys = ["academy", "business", "entertainment", "literature", "normal"]
+    dsp.write_text(json.dumps([{"query": f"q{i}", "responses": {k: f"{k[:3]} {i}" for k in keys}} for i in range(6)]))
+    outputs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"users-{seed}.jsonl"
+        subprocess.run(
+            [sys.executable, "-m", "trl_custom.synthetic_users", "--dsp_file", str(dsp), "--output", str(out),
+             "--min_ratio", "1.0", "--users_per_group", "1", "--pairs_per_user", "6"],
+            check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": seed},
+        )  # fmt: skip
+        outputs.append(out.read_text())
+    assert outputs[0] == outputs[1] and outputs[0].count("\n") == 18

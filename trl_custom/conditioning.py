@@ -26,7 +26,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 from torch.utils.checkpoint import checkpoint
 
-from .utils import attach, find_attached
+from .utils import attach, find_attached, input_embedding_stats
 
 
 CONDITIONING_FILE = "conditioning.json"
@@ -125,7 +125,7 @@ class ConditionEmbedding(nn.Module):
 
     @property
     def hidden_size(self) -> int:
-        return self.weight.shape[-1]
+        return getattr(self.weight, "ds_shape", self.weight.shape)[-1]  # ds_shape: the full shape under ZeRO-3
 
     def forward(self, condition_ids: torch.LongTensor) -> torch.Tensor:
         return self.weight[condition_ids]
@@ -138,8 +138,8 @@ def get_condition_table(model: nn.Module) -> ConditionEmbedding | None:
 
 def attach_condition_table(model: nn.Module, spec: ConditioningSpec) -> ConditionEmbedding:
     """Create (or check) the condition table of `model` for `spec` and register it as a trainable submodule."""
-    embeddings = model.get_input_embeddings()
-    hidden_size = embeddings.weight.shape[-1]
+    embeddings = input_embedding_stats(model)
+    hidden_size = embeddings.hidden_size
     table = get_condition_table(model)
     if table is not None:
         if table.hidden_size != hidden_size:
@@ -154,9 +154,8 @@ def attach_condition_table(model: nn.Module, spec: ConditioningSpec) -> Conditio
                 f"but the conditioning spec needs {expected}."
             )
         return table
-    init_std = float(embeddings.weight.detach().float().std())
-    table = ConditionEmbedding(len(spec.conditions), spec.num_tokens, hidden_size, init_std=init_std)
-    table.to(device=embeddings.weight.device, dtype=embeddings.weight.dtype)
+    table = ConditionEmbedding(len(spec.conditions), spec.num_tokens, hidden_size, init_std=embeddings.std)
+    table.to(device=embeddings.device, dtype=embeddings.dtype)
     return attach(model, CONDITION_TABLE_ATTRIBUTE, table)
 
 

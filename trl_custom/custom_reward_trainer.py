@@ -27,7 +27,7 @@ from .conditioning import (
 )
 from .custom_reward_config import CustomRewardConfig
 from .encoding import apply_text_condition, encode_prompt, encode_sequence, truncate_ids
-from .utils import with_own_learning_rate
+from .utils import uses_zero3, with_own_learning_rate
 
 
 logger = logging.getLogger(__name__)
@@ -114,6 +114,7 @@ class CustomRewardTrainer(RewardTrainer):
             from .scoring import load_reward_model
 
             model, _, _ = load_reward_model(model)
+        check_peft_keeps_reward_head(kwargs.get("peft_config"))
         self.conditioning = self._build_spec(args, model, train_dataset, eval_dataset)
         if data_collator is None and train_dataset is not None:
             # Built here because TRL's default collator would drop the condition ids; the pad token is settled the
@@ -142,6 +143,12 @@ class CustomRewardTrainer(RewardTrainer):
             self.condition_table = attach_condition_table(unwrapped, self.conditioning)
             self._check_position_budget(unwrapped)
         if args.imitation_coef > 0:
+            if uses_zero3(args):
+                raise ValueError(
+                    "imitation_coef > 0 reads the LM head outside the model's forward, which DeepSpeed ZeRO-3 "
+                    "partitions: train with ZeRO-2 (accelerate_configs/deepspeed_zero2.yaml), DDP with LoRA/QLoRA, "
+                    "or set imitation_coef: 0."
+                )
             lm_head_weight(unwrapped)  # fail now, not at the first step, on backbones without an LM head
 
     # ------------------------------------------------------------------ conditioning vocabulary
@@ -466,6 +473,29 @@ class CustomRewardTrainer(RewardTrainer):
             self.conditioning.save(output_dir)
             if self.conditioning.mode == "embedding":
                 save_condition_table(table_state, output_dir)
+
+
+REWARD_HEAD_NAMES = ("score", "classifier")
+
+
+def check_peft_keeps_reward_head(peft_config) -> None:
+    """
+    Refuse a PEFT config under which the reward head would stay frozen at its random initialisation and be left out
+    of the saved adapter: it needs `task_type="SEQ_CLS"` (PEFT then trains and saves the head) or the head in
+    `modules_to_save`.
+    """
+    if peft_config is None:
+        return
+    task_type = getattr(peft_config, "task_type", None)
+    task_type = str(getattr(task_type, "value", task_type) or "")
+    if task_type == "SEQ_CLS" or set(getattr(peft_config, "modules_to_save", None) or []) & set(REWARD_HEAD_NAMES):
+        return
+    raise ValueError(
+        f"The PEFT config (task_type={task_type or None!r}) would leave the reward head frozen at its random "
+        "initialisation and out of the saved adapter. Set `task_type='SEQ_CLS'` in the LoraConfig (recipes: "
+        "`lora_task_type: SEQ_CLS`), or add the head to `modules_to_save` (recipes: `lora_modules_to_save: [score]`; "
+        "`classifier` for BERT-like models)."
+    )
 
 
 def _is_empty(value) -> bool:

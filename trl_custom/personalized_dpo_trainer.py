@@ -15,7 +15,7 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from .personalized_dpo_config import PersonalizedDPOConfig
 from .user_model import GENERIC_USER, UserModel, UserModelConfig, attach_user_model, lookup_user, prepend_user_tokens
-from .utils import with_own_learning_rate
+from .utils import input_embedding_stats, with_own_learning_rate
 
 
 logger = logging.getLogger(__name__)
@@ -122,11 +122,11 @@ class PersonalizedDPOTrainer(DPOTrainer):
         )
         policy = self.accelerator.unwrap_model(self.model)
         if self._pending_user_model is None:
-            hidden = policy.get_input_embeddings().weight.shape[-1]
+            embeddings = input_embedding_stats(policy)
             self._pending_user_model = UserModel(
                 UserModelConfig(
                     users=users,
-                    hidden_size=hidden,
+                    hidden_size=embeddings.hidden_size,
                     num_tokens=args.num_user_tokens,
                     user_dim=args.user_dim,
                     user_model_type=args.user_model_type,
@@ -134,7 +134,7 @@ class PersonalizedDPOTrainer(DPOTrainer):
                     num_features=len(args.user_feature_columns or []),
                     strict=args.strict_users,
                 ),
-                init_std=float(policy.get_input_embeddings().weight.detach().float().std()),
+                init_std=embeddings.std,
             )
         self.user_model = attach_user_model(policy, self._pending_user_model)
         del self._pending_user_model
@@ -218,8 +218,11 @@ class PersonalizedDPOTrainer(DPOTrainer):
             ref_chosen, ref_rejected = self.compute_ref_log_probs(model, model_inputs)
 
         alpha = self.args.alpha
-        personal = self.user_model(user_ids, features)  # (B, K, H)
-        generic = self.user_model.generic.unsqueeze(0).expand_as(personal)
+        # One call for the users and the generic user (index 0), so that ZeRO-3 gathers the user model's weights.
+        both = self.user_model(
+            torch.cat([user_ids, torch.zeros_like(user_ids)]), None if features is None else features.repeat(2, 1)
+        )
+        personal, generic = both.chunk(2)  # (B, K, H) each
         if self.args.generic_loss_mode == "exact" and 0.0 < alpha < 1.0:
             variants = [personal, generic]
             weights = [alpha, 1.0 - alpha]

@@ -26,6 +26,9 @@ from .data import (
 from .demo import make_demo_dsp_queries
 
 
+HELD_OUT_DSP_FILE = "dsp_queries.json"
+
+
 @dataclass
 class RewardScriptArguments:
     """
@@ -88,8 +91,9 @@ def build_reward_data(
     args: RewardScriptArguments, eval_dir: str, condition_column: str = "domain", seed: int = 0
 ) -> RewardData:
     """
-    Training pairs (DSP train queries, general pairs, or a mix) and the held-out evaluation data. The held-out general
-    pairs are written to `eval_dir` (`<file stem>.json`, in the `{text, score}` format the evaluator reads).
+    Training pairs (DSP train queries, general pairs, or a mix) and the held-out evaluation data. The held-out data is
+    written to `eval_dir`, in the formats the evaluator reads: DSP queries to `dsp_queries.json`, general pairs to
+    `<file stem>.json` (`{text, score}`).
     """
     eval_queries: list[dict] = []
     train = None
@@ -97,6 +101,9 @@ def build_reward_data(
         queries = make_demo_dsp_queries() if args.dsp_file == "demo" else load_dsp_queries(args.dsp_file)
         train_queries, eval_queries = split_dsp_queries(queries, args.test_size, seed=seed)
         eval_queries = eval_queries[: args.max_eval_queries] if args.max_eval_queries else eval_queries
+        os.makedirs(eval_dir, exist_ok=True)
+        with open(os.path.join(eval_dir, HELD_OUT_DSP_FILE), "w", encoding="utf-8") as f:
+            json.dump(eval_queries, f, ensure_ascii=False)
         train = dsp_pairs(
             train_queries, domains=args.domains, condition_column=condition_column, max_queries=args.max_queries
         )

@@ -33,7 +33,11 @@ def length_pairs(items: Sequence[dict], min_ratio: float = 1.5, max_chars: int |
     """Pairs `(prompt, shorter, longer)` of non-empty responses of one prompt whose lengths differ by `min_ratio`."""
     pairs = []
     for item in items:
-        responses = sorted({r.strip() for r in item["responses"].values() if r and r.strip()}, key=len)
+        # Ties in length are broken by the text, not by set order (which changes with PYTHONHASHSEED, so that
+        # processes of one multi-process run would otherwise build different datasets).
+        responses = sorted(
+            {r.strip() for r in item["responses"].values() if r and r.strip()}, key=lambda r: (len(r), r)
+        )
         if max_chars:
             responses = [r[:max_chars] for r in responses]
         for i, short in enumerate(responses):

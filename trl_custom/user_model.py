@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from .utils import attach, find_attached
+from .utils import attach, find_attached, input_embedding_stats
 
 
 USER_MODEL_CONFIG_FILE = "user_model.json"
@@ -170,15 +170,16 @@ def get_user_model(model: nn.Module) -> UserModel | None:
 
 def attach_user_model(policy: nn.Module, user_model: UserModel) -> UserModel:
     """Register `user_model` as a trainable submodule of the policy (after PEFT wrapping, so it is not frozen)."""
-    hidden = policy.get_input_embeddings().weight.shape[-1]
+    embeddings = input_embedding_stats(policy)
+    hidden = embeddings.hidden_size
     if user_model.config.hidden_size != hidden:
         raise ValueError(
             f"The user table has hidden size {user_model.config.hidden_size} but the policy's embeddings have "
             f"{hidden}: "
             "the user model was trained for another backbone. Train a new user model for this policy."
         )
-    weight = policy.get_input_embeddings().weight
-    user_model.to(device=weight.device, dtype=weight.dtype if weight.is_floating_point() else torch.float32)
+    dtype = embeddings.dtype if embeddings.dtype.is_floating_point else torch.float32
+    user_model.to(device=embeddings.device, dtype=dtype)
     return attach(policy, USER_MODEL_ATTRIBUTE, user_model)
 
 

@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from contextlib import nullcontext
+from dataclasses import dataclass
 
+import torch
 import torch.nn as nn
 
 
@@ -25,6 +29,66 @@ def attach(model: nn.Module, attribute: str, module: nn.Module) -> nn.Module:
     owner = model.get_base_model() if hasattr(model, "get_base_model") else model
     setattr(owner, attribute, module)
     return module
+
+
+@dataclass
+class EmbeddingStats:
+    """Width, spread and placement of a model's input embeddings (what soft-token tables are sized and set up from)."""
+
+    hidden_size: int
+    std: float
+    device: torch.device
+    dtype: torch.dtype
+
+
+def is_zero3_partitioned(param: torch.Tensor) -> bool:
+    """Whether DeepSpeed ZeRO-3 has partitioned `param` (its local tensor is then an empty shard)."""
+    return hasattr(param, "ds_id")
+
+
+def check_quantization(model_args) -> None:
+    """
+    Fail in the first seconds, naming the fix, on a recipe asking for 4/8-bit quantization (QLoRA) that cannot run:
+    quantized weights without LoRA adapters train nothing, and bitsandbytes must be installed.
+    """
+    if not (getattr(model_args, "load_in_4bit", False) or getattr(model_args, "load_in_8bit", False)):
+        return
+    if not getattr(model_args, "use_peft", False):
+        raise ValueError(
+            "load_in_4bit/load_in_8bit freezes the quantized weights, so nothing would train: add `use_peft: true` "
+            "(QLoRA) to the recipe, or drop the quantization."
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ImportError(
+            'load_in_4bit/load_in_8bit (QLoRA) needs bitsandbytes: pip install -e ".[quantization]" (or pip install '
+            "bitsandbytes), or drop load_in_4bit from the recipe."
+        )
+
+
+def uses_zero3(args) -> bool:
+    """Whether the training arguments run DeepSpeed ZeRO stage 3 (from an accelerate config or `--deepspeed`)."""
+    plugin = getattr(args, "deepspeed_plugin", None)
+    return plugin is not None and plugin.zero_stage == 3
+
+
+def input_embedding_stats(model: nn.Module) -> EmbeddingStats:
+    """
+    `EmbeddingStats` of `model.get_input_embeddings()`, also under DeepSpeed ZeRO-3, where the local weight is an
+    empty shard: the full matrix is gathered for the reading.
+    """
+    weight = model.get_input_embeddings().weight
+    gathered = nullcontext()
+    if is_zero3_partitioned(weight):
+        import deepspeed
+
+        gathered = deepspeed.zero.GatheredParameters([weight], modifier_rank=None)
+    with gathered:
+        return EmbeddingStats(
+            hidden_size=weight.shape[-1],
+            std=float(weight.detach().float().std()),
+            device=weight.device,
+            dtype=weight.dtype,
+        )
 
 
 def with_own_learning_rate(optimizer, module: nn.Module, learning_rate: float | None):

@@ -1,0 +1,264 @@
+"""
+The recipes launched for real with `accelerate launch` on tiny offline models, on the CPU: two processes (gloo DDP)
+against one with the same global batch, DeepSpeed ZeRO-2/3 against plain training, QLoRA (bitsandbytes 4-bit on the
+CPU), and recipes that must fail early.
+"""
+
+import importlib.util
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from toy import WORDS, make_tokenizer
+from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# Losses of the same global batch agree to float32 rounding (gloo sums the two halves' gradients).
+LOSS_TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    """Tiny Llama reward model and causal LM (hidden 64: bitsandbytes' CPU 4-bit kernels need blocks of 64), data."""
+    root = tmp_path_factory.mktemp("launch")
+    tokenizer = make_tokenizer("causal")
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    paths = {}
+    for name, model_class, extra in (
+        ("reward", LlamaForSequenceClassification, {"num_labels": 1}),
+        ("causal", LlamaForCausalLM, {}),
+    ):
+        torch.manual_seed(0)
+        model = model_class(LlamaConfig(**common, **extra))
+        paths[name] = str(root / name)
+        model.save_pretrained(paths[name])
+        tokenizer.save_pretrained(paths[name])
+    rng = random.Random(0)
+    domains = ["academy", "business", "entertainment", "literature", "normal"]
+    queries = [
+        {
+            "query": f"question about t{i % 20}",
+            "responses": {
+                d: f"answer {WORDS[j]} " + " ".join(f"w{rng.randrange(40)}" for _ in range(rng.randrange(1, 6)))
+                for j, d in enumerate(domains)
+            },
+        }
+        for i in range(24)
+    ]
+    paths["dsp"] = str(root / "dsp.json")
+    Path(paths["dsp"]).write_text(json.dumps(queries))
+    paths["root"] = root
+    return paths
+
+
+def launch(accelerate_config, script, recipe, args, num_processes=1, check=True):
+    """`accelerate launch --config_file accelerate_configs/<x>.yaml recipes/<script>.py --config recipes/<y>.yaml`."""
+    # DeepSpeed configs ask for bf16; DeepSpeed's CPU accelerator trains in fp32, the recipe must leave use_cpu off.
+    deepspeed = str(accelerate_config).startswith("deepspeed")
+    config_file = Path(accelerate_config) if Path(accelerate_config).is_file() else None
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(config_file or ROOT / "accelerate_configs" / f"{accelerate_config}.yaml"),
+        "--num_processes",
+        str(num_processes),
+        *(["--mixed_precision", "no"] if deepspeed else []),
+        str(ROOT / "recipes" / f"{script}.py"),
+        "--config",
+        str(ROOT / "recipes" / f"{recipe}.yaml"),
+        "--disable_tqdm",
+        "true",
+        *(["--use_cpu", "false"] if deepspeed else []),
+        *args,
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    if check:
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def logged_losses(output_dir):
+    history = json.loads((Path(output_dir) / "trainer_state.json").read_text())["log_history"]
+    return [entry["loss"] for entry in history if "loss" in entry]
+
+
+def reward_args(assets, output_dir, batch_size, *extra):
+    return [
+        "--model_name_or_path", assets["reward"], "--dsp_file", assets["dsp"], "--output_dir", str(output_dir),
+        "--condition_mode", "embedding", "--per_device_train_batch_size", str(batch_size), "--max_steps", "3",
+        "--logging_steps", "1", "--learning_rate", "1e-2", "--warmup_steps", "0", "--evaluate_before", "false",
+        "--max_eval_queries", "2", *extra,
+    ]  # fmt: skip
+
+
+def dpo_args(assets, output_dir, batch_size, *extra):
+    return [
+        "--model_name_or_path", assets["causal"], "--synthetic_dsp_file", assets["dsp"], "--output_dir",
+        str(output_dir), "--per_device_train_batch_size", str(batch_size), "--per_device_eval_batch_size",
+        str(batch_size), "--max_steps", "3", "--logging_steps", "1", "--learning_rate", "1e-2", "--warmup_steps", "0",
+        "--generic_loss_mode", "exact", "--lora_dropout", "0", *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def one_process_runs(assets):
+    """The 1-process references: reward (embedding mode) and P-DPO (LoRA), global batch 4."""
+    root = assets["root"]
+    launch("single_cpu", "reward", "quickstart_minilm", reward_args(assets, root / "reward-1", 4))
+    launch("single_cpu", "dpo", "pdpo_lora_smollm2", dpo_args(assets, root / "dpo-1", 4))
+    return {"reward": root / "reward-1", "dpo": root / "dpo-1"}
+
+
+def test_reward_recipe_two_processes_match_one(assets, one_process_runs):
+    out = assets["root"] / "reward-2"
+    launch("multi_cpu", "reward", "quickstart_minilm", reward_args(assets, out, 2), num_processes=2)
+    reference = logged_losses(one_process_runs["reward"])
+    assert len(reference) == 3 and reference[0] != reference[-1]  # it trains (lr 1e-2), so a missed sync shows
+    assert logged_losses(out) == pytest.approx(reference, rel=LOSS_TOLERANCE)
+
+
+def test_dpo_recipe_two_processes_match_one(assets, one_process_runs):
+    out = assets["root"] / "dpo-2"
+    result = launch("multi_cpu", "dpo", "pdpo_lora_smollm2", dpo_args(assets, out, 2), num_processes=2)
+    reference = logged_losses(one_process_runs["dpo"])
+    assert len(reference) == 3 and reference[0] != reference[-1]
+    assert logged_losses(out) == pytest.approx(reference, rel=LOSS_TOLERANCE)
+    assert "held-out implicit-reward accuracy" in result.stdout and "rewards/accuracies/short" in result.stdout
+
+
+deepspeed_installed = pytest.mark.skipif(
+    importlib.util.find_spec("deepspeed") is None,
+    reason='deepspeed is not installed: pip install --no-build-isolation -e ".[deepspeed]"',
+)
+
+
+@deepspeed_installed
+@pytest.mark.parametrize("stage", ["deepspeed_zero2", "deepspeed_zero3"])
+def test_reward_recipe_deepspeed_matches_plain(assets, one_process_runs, stage, tmp_path):
+    """ZeRO-2/3 through accelerate (DeepSpeed's CPU accelerator, fp32): same losses, and a model that reloads."""
+    out = tmp_path / stage
+    launch(stage, "reward", "quickstart_minilm", reward_args(assets, out, 4))
+    assert logged_losses(out) == pytest.approx(logged_losses(one_process_runs["reward"]), rel=LOSS_TOLERANCE)
+    # The gathered weights and the condition table were saved: the reloaded model scores the held-out queries as the
+    # in-memory model did at the end of training.
+    evaluation = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trl_custom.evaluate",
+            "--model_name_or_path",
+            str(out),
+            "--dsp_file",
+            str(out / "held_out" / "dsp_queries.json"),
+            "--output_json",
+            str(tmp_path / "reload.json"),
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert evaluation.returncode == 0, evaluation.stderr[-3000:]
+    after = json.loads((out / "eval_results.json").read_text())["after"]
+    assert json.loads((tmp_path / "reload.json").read_text())["dsp"] == after["dsp"]
+
+
+@deepspeed_installed
+def test_dpo_recipe_deepspeed_zero3_matches_plain(assets, one_process_runs, tmp_path):
+    out = tmp_path / "zero3"
+    launch("deepspeed_zero3", "dpo", "pdpo_lora_smollm2", dpo_args(assets, out, 4))
+    assert logged_losses(out) == pytest.approx(logged_losses(one_process_runs["dpo"]), rel=LOSS_TOLERANCE)
+    assert (out / "user_model.safetensors").exists() and (out / "adapter_model.safetensors").exists()
+
+
+@deepspeed_installed
+def test_imitation_under_zero3_fails_early_with_the_fix(assets, tmp_path):
+    result = launch(
+        "deepspeed_zero3",
+        "reward",
+        "quickstart_minilm",
+        reward_args(assets, tmp_path / "out", 4, "--imitation_coef", "0.1"),
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "ZeRO-3" in result.stderr and "deepspeed_zero2.yaml" in result.stderr
+
+
+def bitsandbytes_cpu_reason():
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return 'bitsandbytes is not installed (pip install -e ".[quantization]")'
+    try:
+        import bitsandbytes.functional as F
+
+        weight = torch.randn(64, 64)
+        quantized, state = F.quantize_4bit(weight, quant_type="nf4")
+        F.dequantize_4bit(quantized, state)
+    except Exception as error:  # the CPU backend is missing on this platform
+        return f"bitsandbytes cannot run 4-bit on this CPU: {error}"
+    return None
+
+
+@pytest.mark.skipif(bitsandbytes_cpu_reason() is not None, reason=str(bitsandbytes_cpu_reason()))
+@pytest.mark.parametrize(
+    "script, recipe",
+    [("reward", "dsp_stage3_customized_llama8b_qlora"), ("dpo", "pdpo_llama8b_qlora")],
+)
+def test_qlora_recipes_train_on_cpu(assets, tmp_path, script, recipe):
+    """The GPU QLoRA recipes, shrunk to the tiny models and the CPU (bitsandbytes nf4 runs there)."""
+    out = tmp_path / "out"
+    common = ["--output_dir", str(out), "--use_cpu", "true", "--bf16", "false", "--max_steps", "2"]
+    common += ["--logging_steps", "1", "--per_device_train_batch_size", "2", "--max_length", "64"]
+    common += ["--learning_rate", "1e-3", "--gradient_checkpointing", "false"]
+    if script == "reward":
+        data = ["--model_name_or_path", assets["reward"], "--dsp_file", assets["dsp"], "--evaluate_before", "false"]
+        data += ["--max_eval_queries", "2"]
+    else:
+        data = ["--model_name_or_path", assets["causal"], "--synthetic_dsp_file", assets["dsp"]]
+        data += ["--users_per_group", "2", "--pairs_per_user", "8", "--per_device_eval_batch_size", "2"]
+    launch("single_cpu", script, recipe, data + common)
+    losses = logged_losses(out)
+    assert len(losses) == 2 and all(loss == loss for loss in losses)  # finite, not NaN
+    saved = {p.name for p in out.iterdir()}
+    assert "adapter_model.safetensors" in saved
+    assert ("condition_embeddings.safetensors" if script == "reward" else "user_model.safetensors") in saved
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"]
+
+
+@pytest.fixture(scope="module")
+def fsdp2_cpu_config(tmp_path_factory):
+    """accelerate_configs/fsdp2.yaml, on the CPU: 2 processes, fp32 (the file itself asks for bf16 on 8 GPUs)."""
+    text = (ROOT / "accelerate_configs" / "fsdp2.yaml").read_text()
+    text = text.replace("use_cpu: false", "use_cpu: true").replace("mixed_precision: bf16", 'mixed_precision: "no"')
+    path = tmp_path_factory.mktemp("fsdp2") / "fsdp2_cpu.yaml"
+    path.write_text(text.replace("num_processes: 8", "num_processes: 2"))
+    return path
+
+
+@pytest.mark.parametrize("script", ["reward", "dpo"])
+def test_recipes_under_fsdp2_match_one_process(assets, one_process_runs, fsdp2_cpu_config, script, tmp_path):
+    """FSDP2 shards the model over 2 gloo processes: the condition table / user model still see the same batches."""
+    out = tmp_path / "fsdp2"
+    if script == "reward":
+        launch(fsdp2_cpu_config, "reward", "quickstart_minilm", reward_args(assets, out, 2), num_processes=2)
+    else:
+        launch(fsdp2_cpu_config, "dpo", "pdpo_lora_smollm2", dpo_args(assets, out, 2), num_processes=2)
+    assert logged_losses(out) == pytest.approx(logged_losses(one_process_runs[script]), rel=LOSS_TOLERANCE)
