@@ -81,6 +81,11 @@ def test_exported_reward_model_reloads_with_identical_rewards(tmp_path, mode, we
         assert not any("condition_embeddings" in key for key in load_file(os.path.join(out, "model.safetensors")))
     assert hasattr(model, "peft_config") == (weights != "full")  # merging worked on a copy
 
+    card = open(os.path.join(out, "README.md"), encoding="utf-8").read()
+    if weights == "lora":
+        assert f"A LORA adapter on `{tmp_path / 'base'}`" in card and "`score`" in card
+    else:
+        assert "A full model (`config.json` + `model.safetensors`)." in card
     reloaded = ConditionedRewardFunction.from_pretrained(out, tokenizer=make_tokenizer())
     got = all_rewards(reloaded)
     assert got == pytest.approx(expected, abs=1e-5)
@@ -178,8 +183,9 @@ def test_trained_reward_model_export_and_model_card(tmp_path):
 
     # the trainer's own folder gets the same card
     trainer.save_model(str(tmp_path / "saved"))
-    write_model_card(tmp_path / "saved", model_name="me/dsp-rm", metrics={"steps": 2})
+    write_model_card(tmp_path / "saved", model_name="me/dsp-rm", base_model="Qwen/Qwen2.5-0.5B", metrics={"steps": 2})
     card = open(tmp_path / "saved" / "README.md", encoding="utf-8").read()
+    assert "base_model: Qwen/Qwen2.5-0.5B" in card
     assert "# me/dsp-rm" in card and 'RewardScorer.from_pretrained("me/dsp-rm")' in card and "| `steps` | 2 |" in card
     assert load_reward_model(str(tmp_path / "saved"), tokenizer=make_tokenizer())[2].conditions == CONDITIONS
 

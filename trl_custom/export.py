@@ -192,6 +192,7 @@ def write_model_card(
     model_name = model_name or os.path.basename(os.path.abspath(directory))
     if base_model is not None and (os.path.isabs(base_model) or os.path.isdir(base_model) or not base_model):
         base_model = None  # a local path means nothing on the Hub
+    weights = _weights_description(directory)
     user_model_path = os.path.join(directory, USER_MODEL_CONFIG_FILE)
     if os.path.isfile(user_model_path):
         with open(user_model_path, encoding="utf-8") as f:
@@ -199,7 +200,7 @@ def write_model_card(
     else:
         body, data = _reward_card(model_name, ConditioningSpec.load(directory))
     data.base_model = base_model
-    sections = [body, _training_data_section(training_data), _metrics_section(metrics)]
+    sections = [body, weights, _training_data_section(training_data), _metrics_section(metrics)]
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(s for s in sections if s) + "\n")
     path = os.path.join(directory, "README.md")
     card.save(path)
@@ -378,6 +379,20 @@ def _policy_card(model_name: str, config: UserModelConfig) -> tuple[str, ModelCa
         "```",
     ]
     return "\n".join(lines), data
+
+
+def _weights_description(directory: str) -> str:
+    adapter_config = os.path.join(directory, "adapter_config.json")
+    if not os.path.isfile(adapter_config):
+        return "## Weights\n\nA full model (`config.json` + `model.safetensors`)."
+    with open(adapter_config, encoding="utf-8") as f:
+        config = json.load(f)
+    saved = config.get("modules_to_save") or []
+    return (
+        f"## Weights\n\nA {config.get('peft_type', 'PEFT')} adapter on `{config.get('base_model_name_or_path')}`, "
+        "which must be reachable to load it"
+        + (f" (whole modules saved with the adapter: {_listed(saved)})." if saved else ".")
+    )
 
 
 def _training_data_section(training_data: str | None) -> str:

@@ -41,7 +41,8 @@ class ConditionedRewardFunction:
     generic condition.
 
     Not an `nn.Module`, on purpose: TRL would otherwise call it as a plain sequence classifier, without the condition.
-    It is not prepared by the trainer either: it runs where the reward model is, or on `device`.
+    It is therefore not prepared by the trainer either (no DeepSpeed/FSDP sharding): each process keeps a full copy
+    of the reward model, where it is or on `device`.
 
     Args:
         model ([`~transformers.PreTrainedModel`]):
