@@ -146,58 +146,73 @@ def test_from_pretrained_loads_the_saved_spec(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- trainers
-def prompt_dataset(n: int = 8) -> Dataset:
+def prompt_dataset(n: int = 8, conversational: bool = False) -> Dataset:
     """One distinct prompt per row, so each reward call can be checked against its row's domain."""
-    return Dataset.from_list(
-        [{"prompt": f"question about t{i} ", "domain": CONDITIONS[i % 2], "topic": f"t{i}"} for i in range(n)]
-    )
+    rows = []
+    for i in range(n):
+        prompt = f"question about t{i} "
+        if conversational:
+            prompt = [{"role": "user", "content": prompt.strip()}]
+        rows.append({"prompt": prompt, "domain": CONDITIONS[i % 2], "topic": f"t{i}"})
+    return Dataset.from_list(rows)
+
+
+def prompt_text(prompt) -> str:
+    return prompt[-1]["content"] if isinstance(prompt, list) else prompt
 
 
 COMMON = dict(use_cpu=True, bf16=False, report_to="none", max_steps=2, logging_steps=1, save_strategy="no")
 
 
-def make_online_trainer(kind, output_dir, reward):
+def make_online_trainer(kind, output_dir, reward, conversational=False):
     tokenizer = make_tokenizer()
     policy = make_causal_lm("qwen2", tokenizer)
+    dataset = prompt_dataset(conversational=conversational)
     if kind == "grpo":
         args = GRPOConfig(
             output_dir, max_completion_length=4, num_generations=2, per_device_train_batch_size=2, **COMMON
         )
-        return GRPOTrainer(
-            policy, reward_funcs=reward, args=args, train_dataset=prompt_dataset(), processing_class=tokenizer
-        )
+        return GRPOTrainer(policy, reward_funcs=reward, args=args, train_dataset=dataset, processing_class=tokenizer)
     if kind == "rloo":
         args = RLOOConfig(
             output_dir, beta=0.0, max_completion_length=4, num_generations=2, per_device_train_batch_size=2, **COMMON
         )
-        return RLOOTrainer(
-            policy, reward_funcs=reward, args=args, train_dataset=prompt_dataset(), processing_class=tokenizer
-        )
+        return RLOOTrainer(policy, reward_funcs=reward, args=args, train_dataset=dataset, processing_class=tokenizer)
     args = OnlineDPOConfig(output_dir, max_new_tokens=4, per_device_train_batch_size=2, **COMMON)
     return OnlineDPOTrainer(
         policy,
         ref_model=copy.deepcopy(policy),
         reward_funcs=reward,
         args=args,
-        train_dataset=prompt_dataset(),
+        train_dataset=dataset,
         processing_class=tokenizer,
     )
 
 
-@pytest.mark.parametrize("kind", ["grpo", "rloo", "online_dpo"])
-def test_online_trainer_two_steps_with_conditioned_reward(tmp_path, kind):
-    model, tokenizer = conditioned_rm("embedding")
+@pytest.mark.parametrize(
+    "kind,mode,conversational",
+    [
+        ("grpo", "embedding", False),
+        ("grpo", "text", True),
+        ("rloo", "embedding", False),
+        ("online_dpo", "text", False),
+    ],
+)
+def test_online_trainer_two_steps_with_conditioned_reward(tmp_path, kind, mode, conversational):
+    model, tokenizer = conditioned_rm(mode)
     reward = RecordingReward(model, tokenizer)
-    trainer = make_online_trainer(kind, str(tmp_path / kind), reward)
+    trainer = make_online_trainer(kind, str(tmp_path / kind), reward, conversational)
     trainer.train()
     assert trainer.state.global_step == 2
     assert len(reward.calls) == 2
     scorer = RewardScorer(model, tokenizer)
-    domain_of = {row["prompt"]: row["domain"] for row in prompt_dataset()}
+    domain_of = {prompt_text(row["prompt"]).strip(): row["domain"] for row in prompt_dataset()}
     for call in reward.calls:
+        texts = [prompt_text(p).strip() for p in call["prompts"]]
+        assert all(isinstance(p, list) == conversational for p in call["prompts"])
         # the trainer passed the condition column, one value per completion, aligned with its prompt
-        assert call["domain"] == [domain_of[p] for p in call["prompts"]]
-        assert call["topic"] == [p.split()[2] for p in call["prompts"]]  # other columns travel too
+        assert call["domain"] == [domain_of[t] for t in texts]
+        assert call["topic"] == [t.split()[2] for t in texts]  # other columns travel too
         assert call["rewards"] == pytest.approx(scorer.score(call["prompts"], call["completions"], call["domain"]))
         # the same completions under the other condition get other rewards
         flipped = [CONDITIONS[1 - CONDITIONS.index(d)] for d in call["domain"]]
