@@ -4,6 +4,9 @@
 from .conditioning import ConditionEmbedding, ConditioningSpec
 from .custom_reward_config import CustomRewardConfig
 from .custom_reward_trainer import CustomRewardTrainer, DataCollatorForConditionedPreference
+from .encoding import render_reward_text
+from .export import push_to_hub, save_personalized_model, save_reward_model, write_model_card
+from .reward_functions import ConditionedRewardFunction
 from .scoring import RewardScorer, load_reward_model
 
 
@@ -11,12 +14,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConditionEmbedding",
+    "ConditionedRewardFunction",
     "ConditioningSpec",
     "CustomRewardConfig",
     "CustomRewardTrainer",
     "DataCollatorForConditionedPreference",
     "RewardScorer",
     "load_reward_model",
+    "push_to_hub",
+    "render_reward_text",
+    "save_reward_model",
+    "write_model_card",
 ]
 
 from .personalization import fit_new_user, generate_for_user, load_personalized_model
@@ -34,4 +42,5 @@ __all__ += [
     "fit_new_user",
     "generate_for_user",
     "load_personalized_model",
+    "save_personalized_model",
 ]

@@ -16,6 +16,7 @@ from trl.data_utils import common_prefix_length, get_dataset_column_names, is_co
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from .conditioning import (
+    CONDITION_TABLE_ATTRIBUTE,
     ConditioningSpec,
     attach_condition_table,
     chunked_lm_loss,
@@ -27,7 +28,7 @@ from .conditioning import (
 )
 from .custom_reward_config import CustomRewardConfig
 from .encoding import apply_text_condition, encode_prompt, encode_sequence, truncate_ids
-from .utils import uses_zero3, with_own_learning_rate
+from .utils import split_attached_state, uses_zero3, with_own_learning_rate
 
 
 logger = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ class CustomRewardTrainer(RewardTrainer):
         if self._owns_collator:
             self.data_collator.pad_token_id = self.processing_class.pad_token_id
         unwrapped = self.accelerator.unwrap_model(self.model)
+        unwrapped.trl_custom_conditioning = self.conditioning  # scorers and exporters read the spec from the model
         self.condition_table = None
         if self.conditioning.mode == "embedding":
             self.condition_table = attach_condition_table(unwrapped, self.conditioning)
@@ -465,9 +467,8 @@ class CustomRewardTrainer(RewardTrainer):
         if self.conditioning.mode == "embedding":
             if state_dict is None:
                 state_dict = self.accelerator.unwrap_model(self.model).state_dict()
-            table_keys = [key for key in state_dict if "condition_embeddings." in key]
-            table_state = state_dict[table_keys[0]] if table_keys else get_condition_table(self.model).weight
-            state_dict = {key: value for key, value in state_dict.items() if key not in table_keys}
+            state_dict, table = split_attached_state(state_dict, CONDITION_TABLE_ATTRIBUTE)
+            table_state = table["weight"] if table else get_condition_table(self.model).weight
         super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save and self.conditioning.mode != "none":
             self.conditioning.save(output_dir)

@@ -62,6 +62,35 @@ def encode_sequence(
     return _tokenize(tokenizer, (prompt or "") + response)["input_ids"]
 
 
+def render_reward_text(
+    tokenizer: PreTrainedTokenizerBase,
+    spec: ConditioningSpec,
+    prompt: str | Messages | None,
+    response: str | Messages,
+    condition: Any = None,
+) -> str:
+    """
+    The text a text-mode (or unconditioned) reward model scores for `(prompt, response, condition)`: the condition
+    template + prompt + response + EOS, or the chat template of the conversation with the condition as system
+    message. Feed it to tools that take raw text, such as `pipeline("text-classification", function_to_apply="none")`.
+
+    For standard text the pipeline's tokenization is the trainer's; for conversations it is the same unless the
+    tokenizer adds special tokens (e.g. a BOS) on top of the chat template.
+    """
+    if spec.mode == "embedding":
+        raise ValueError(
+            "An embedding-mode reward model reads its condition from soft tokens, not from the text: score it with "
+            "RewardScorer or ConditionedRewardFunction instead of a text pipeline."
+        )
+    prompt, (response,) = apply_text_condition(spec, condition, prompt, [response])
+    if isinstance(response, list):
+        return tokenizer.apply_chat_template((prompt or []) + response, tokenize=False)
+    eos = tokenizer.eos_token
+    if eos is not None and not response.endswith(eos):
+        response = response + eos
+    return (prompt or "") + response
+
+
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str | Messages, **chat_template_kwargs) -> list[int]:
     """Token ids of the prompt alone (with the generation prompt for conversations), to locate the completion."""
     if isinstance(prompt, list):

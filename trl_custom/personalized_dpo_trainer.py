@@ -14,8 +14,16 @@ from trl.data_utils import get_dataset_column_names
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from .personalized_dpo_config import PersonalizedDPOConfig
-from .user_model import GENERIC_USER, UserModel, UserModelConfig, attach_user_model, lookup_user, prepend_user_tokens
-from .utils import input_embedding_stats, with_own_learning_rate
+from .user_model import (
+    GENERIC_USER,
+    USER_MODEL_ATTRIBUTE,
+    UserModel,
+    UserModelConfig,
+    attach_user_model,
+    lookup_user,
+    prepend_user_tokens,
+)
+from .utils import input_embedding_stats, split_attached_state, with_own_learning_rate
 
 
 logger = logging.getLogger(__name__)
@@ -292,9 +300,7 @@ class PersonalizedDPOTrainer(DPOTrainer):
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if state_dict is None:
             state_dict = self.accelerator.unwrap_model(self.model).state_dict()
-        prefix = "user_model."
-        user_state = {k.split(prefix, 1)[1]: v for k, v in state_dict.items() if prefix in k}
-        state_dict = {k: v for k, v in state_dict.items() if prefix not in k}
+        state_dict, user_state = split_attached_state(state_dict, USER_MODEL_ATTRIBUTE)
         super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save:
             self.user_model.save_pretrained(output_dir, state_dict=user_state or None)

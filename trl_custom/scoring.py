@@ -18,7 +18,7 @@ from .conditioning import (
     load_condition_table_weights,
     reward_forward,
 )
-from .encoding import apply_text_condition, encode_sequence, truncate_ids
+from .encoding import apply_text_condition, encode_sequence, render_reward_text, truncate_ids
 from .utils import load_model_or_adapter
 
 
@@ -115,6 +115,10 @@ class RewardScorer:
         prompt, (response,) = apply_text_condition(self.spec, condition, prompt, [response])
         ids = encode_sequence(self.tokenizer, prompt, response)
         return truncate_ids(ids, self.max_length) if self.max_length else ids
+
+    def render_text(self, prompt: Any, response: Any, condition: Any = None) -> str:
+        """The raw text of `(prompt, response, condition)` for a text pipeline, see [`render_reward_text`]."""
+        return render_reward_text(self.tokenizer, self.spec, prompt, response, condition)
 
     @torch.no_grad()
     def score(

@@ -91,6 +91,18 @@ def input_embedding_stats(model: nn.Module) -> EmbeddingStats:
         )
 
 
+def split_attached_state(state_dict: dict, attribute: str) -> tuple[dict, dict]:
+    """
+    Split a model's `state_dict` into the model's own entries and those of the module attached as `attribute`
+    (keyed relative to it, e.g. `"weight"`), which is saved in its own files so that the model folder stays a plain
+    Hugging Face model.
+    """
+    prefix = f"{attribute}."
+    own = {key: value for key, value in state_dict.items() if prefix not in key}
+    attached = {key.split(prefix, 1)[1]: value for key, value in state_dict.items() if prefix in key}
+    return own, attached
+
+
 def with_own_learning_rate(optimizer, module: nn.Module, learning_rate: float | None):
     """Move `module`'s parameters into their own optimizer group (no weight decay) with `learning_rate`."""
     if learning_rate is None:
