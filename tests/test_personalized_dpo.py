@@ -246,6 +246,7 @@ def test_synthetic_length_users_are_deterministic_and_conflicting():
     with pytest.raises(ValueError, match="length ratio >= 9"):
         build_length_preference_dataset(items, min_ratio=9)
     assert isinstance(first, Dataset)
+    assert all(row["prompt"].endswith("\n") for row in first)  # prompt + response splits at a token boundary
     chat = build_length_preference_dataset(items, users_per_group=1, pairs_per_user=2, seed=1, conversational=True)
     assert chat[0]["prompt"] == [{"role": "user", "content": chat[0]["prompt"][0]["content"]}]
     assert chat[0]["chosen"][0]["role"] == "assistant"

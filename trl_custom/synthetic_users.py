@@ -76,7 +76,8 @@ def build_length_preference_dataset(
             for pair in rng.sample(pool, min(pairs_per_user, len(pool))):
                 prefers_short = group == "short" or (group == "mixed" and rng.random() < 0.5)
                 chosen, rejected = (pair["short"], pair["long"]) if prefers_short else (pair["long"], pair["short"])
-                row = {"prompt": pair["prompt"], "chosen": chosen, "rejected": rejected}
+                # A newline ends the plain-text prompt, so that it tokenizes as a prefix of prompt + response.
+                row = {"prompt": pair["prompt"].rstrip() + "\n", "chosen": chosen, "rejected": rejected}
                 if conversational:
                     row = {
                         "prompt": [{"role": "user", "content": pair["prompt"]}],
