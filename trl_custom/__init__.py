@@ -1,22 +1,35 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
 """trl-custom: customized (domain/user-conditioned) and personalized reward models and policies on top of TRL."""
 
+from .augment import augment_pairs
+from .augment_config import AugmentConfig
 from .conditioning import ConditionEmbedding, ConditioningSpec
 from .custom_reward_config import CustomRewardConfig
 from .custom_reward_trainer import CustomRewardTrainer, DataCollatorForConditionedPreference
+from .judges import JudgmentCache, LMJudge, PairJudge, RewardModelJudge, judge_pairs, reward_model_judges
 from .scoring import RewardScorer, load_reward_model
+from .similarity import MeanPooledEmbedder
 
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AugmentConfig",
     "ConditionEmbedding",
     "ConditioningSpec",
     "CustomRewardConfig",
     "CustomRewardTrainer",
     "DataCollatorForConditionedPreference",
+    "JudgmentCache",
+    "LMJudge",
+    "MeanPooledEmbedder",
+    "PairJudge",
+    "RewardModelJudge",
     "RewardScorer",
+    "augment_pairs",
+    "judge_pairs",
     "load_reward_model",
+    "reward_model_judges",
 ]
 
 from .personalization import fit_new_user, generate_for_user, load_personalized_model
