@@ -31,8 +31,8 @@ import time
 import torch
 from datasets import concatenate_datasets
 
-from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
-from trl_custom.augment import AugmentConfig, agreement_scores, augment_pairs, plurality_flags, write_pairs_file
+from trl_custom import AugmentConfig, CustomRewardConfig, CustomRewardTrainer, RewardScorer
+from trl_custom.agreement import agreement_scores, augment_pairs, plurality_flags, write_pairs_file
 from trl_custom.data import load_general_pairs
 from trl_custom.evaluate import calibration_error, spearman_correlation
 from trl_custom.judges import LMJudge, RewardModelJudge, judge_pairs

@@ -10,7 +10,7 @@ from datasets import Dataset
 from toy import make_causal_lm, make_reward_model, make_tokenizer
 
 from trl_custom import RewardScorer
-from trl_custom.augment import agreement_scores, margin_from_agreement, plurality_flags, validate_pairs
+from trl_custom.agreement import agreement_scores, margin_from_agreement, plurality_flags, validate_pairs
 from trl_custom.evaluate import average_ranks, calibration_error, spearman_correlation
 from trl_custom.judges import JudgmentCache, LMJudge, RewardModelJudge, judge_pairs, pair_key, reward_model_judges
 
@@ -213,3 +213,11 @@ def test_validate_pairs_names_row_and_column():
         validate_pairs([{"chosen": [{"role": "assistant", "content": ""}], "rejected": "b"}], source="x.jsonl")
     with pytest.raises(ValueError, match="Row 0 of the dataset has a 'prompt' of type int"):
         validate_pairs([{"prompt": 3, "chosen": "a", "rejected": "b"}])
+
+
+def test_lm_judge_batch_equals_one_by_one():
+    """Left padding with matching position ids: a batch gives each input the probability it gets alone."""
+    tokenizer = make_tokenizer("causal")
+    judge = LMJudge(make_causal_lm("qwen2", tokenizer), tokenizer, template=TEMPLATE, choices=("alpha", "beta"))
+    texts = [judge.render("q", "alpha", "beta w1 w2 w3 w4 w5"), judge.render("question about t1", "w1", "w2")]
+    assert judge.prob_first(texts) == pytest.approx([judge.prob_first([t])[0] for t in texts], abs=1e-5)

@@ -1,7 +1,7 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
 """trl-custom: customized (domain/user-conditioned) and personalized reward models and policies on top of TRL."""
 
-from .augment import augment_pairs
+from .agreement import augment_pairs
 from .augment_config import AugmentConfig
 from .conditioning import ConditionEmbedding, ConditioningSpec
 from .custom_reward_config import CustomRewardConfig

@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -62,7 +63,7 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     digest = hashlib.blake2b(digest_size=16)
     for name, param in model.state_dict().items():
         digest.update(name.encode())
-        digest.update(param.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(param.detach().to("cpu").reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -386,19 +387,28 @@ class LMJudge(PairJudge):
 
     @torch.no_grad()
     def prob_first(self, texts: list[str]) -> list[float]:
-        """P(first answer choice) for each rendered judge input (one forward pass)."""
+        """
+        P(first answer choice) for each rendered judge input, in one forward pass. The batch is left-padded (with
+        matching position ids) so that only the last position's logits are computed (`logits_to_keep=1`).
+        """
         encoded = [self.tokenizer(t, add_special_tokens=not self.use_chat_template)["input_ids"] for t in texts]
         width = max(len(ids) for ids in encoded)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(encoded), width), dtype=torch.long)
         for row, ids in enumerate(encoded):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention_mask[row, : len(ids)] = 1
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention_mask[row, width - len(ids) :] = 1
+        position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
         device = next(self.model.parameters()).device
-        logits = self.model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
-        last = attention_mask.sum(dim=1).to(device) - 1
-        answer_logits = logits[torch.arange(len(encoded), device=device), last][:, self.choice_ids].float()
+        kwargs = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(self.model.forward).parameters else {}
+        logits = self.model(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            position_ids=position_ids.to(device),
+            **kwargs,
+        ).logits
+        answer_logits = logits[:, -1, self.choice_ids].float()
         return torch.softmax(answer_logits, dim=-1)[:, 0].tolist()
 
     def _judge_batch(self, prompts, chosen, rejected):
