@@ -53,19 +53,23 @@ def parse_args():
     parser.add_argument("--judge_pairs", type=int, default=200, help="Training pairs of each judge (one file).")
     parser.add_argument("--train_judges_per_file", type=int, default=1)
     parser.add_argument("--population_judges_per_file", type=int, default=1)
-    parser.add_argument("--judge_epochs", type=float, default=1.0)
+    parser.add_argument("--judge_epochs", type=float, default=2.0)
+    parser.add_argument("--judge_learning_rate", type=float, default=2e-4)
     parser.add_argument("--epochs", type=float, default=1.0, help="Epochs of the compared RMs.")
     parser.add_argument("--margin_scales", type=float, nargs="+", default=[1.0])
     parser.add_argument("--agreement", choices=["vote", "mean"], default="vote", help="Training-margin agreement.")
     parser.add_argument("--max_length", type=int, default=128)
     parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--learning_rate", type=float, default=5e-5)
+    parser.add_argument("--learning_rate", type=float, default=1e-4)
     parser.add_argument("--lm_judge_pairs", type=int, default=24, help="Test pairs for the SmolLM2 A/B judge.")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="Data split, judges and (by default) the compared RMs.")
+    parser.add_argument(
+        "--rm_seed", type=int, default=None, help="Seed of the compared RMs only (init, data order); judges are kept."
+    )
     return parser.parse_args()
 
 
-def train_rm(model_path, dataset, out_dir, args, epochs, seed):
+def train_rm(model_path, dataset, out_dir, args, epochs, seed, learning_rate):
     config = CustomRewardConfig(
         out_dir,
         condition_mode="none",
@@ -75,9 +79,9 @@ def train_rm(model_path, dataset, out_dir, args, epochs, seed):
         save_strategy="no",
         max_length=args.max_length,
         per_device_train_batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
+        learning_rate=learning_rate,
         num_train_epochs=epochs,
-        warmup_steps=5,
+        warmup_steps=3,
         logging_steps=20,
         seed=seed,
         disable_tqdm=True,
@@ -119,7 +123,7 @@ def train_judges(model_path, pools, per_file, first_seed, role, args):
                 scorer = RewardScorer.from_pretrained(out_dir, max_length=args.max_length, batch_size=64)
             else:
                 data = sample.select_columns(["prompt", "chosen", "rejected"])
-                scorer = train_rm(model_path, data, out_dir, args, args.judge_epochs, seed)
+                scorer = train_rm(model_path, data, out_dir, args, args.judge_epochs, seed, args.judge_learning_rate)
             judges.append(RewardModelJudge(scorer, name=f"{role}:{name}:{seed}", batch_size=32))
     return judges
 
@@ -198,7 +202,10 @@ def main():
     }
     for judge in train_judges_ + population:
         probs = judge.judge(test["prompt"], test["chosen"], test["rejected"], cache_dir=cache_dir, progress=False)
-        results["judges"][judge.name] = {"test_accuracy": sum(p > 0.5 for p in probs) / len(probs)}
+        results["judges"][judge.name] = {
+            "test_accuracy": sum(p > 0.5 for p in probs) / len(probs),
+            "p_std": statistics.pstdev(probs),
+        }
     # Reference: the training judges' own mean P(chosen) against the held-out population.
     train_judgments = judge_pairs(
         train_judges_, test["prompt"], test["chosen"], test["rejected"], cache_dir=cache_dir, progress=False
@@ -217,7 +224,8 @@ def main():
     for name, data in variants.items():
         t0 = time.perf_counter()
         out_dir = os.path.join(args.output_dir, name.replace(" ", "_").replace("(", "").replace(")", ""))
-        scorer = train_rm(model_path, data, out_dir, args, args.epochs, args.seed)
+        rm_seed = args.seed if args.rm_seed is None else args.rm_seed
+        scorer = train_rm(model_path, data, out_dir, args, args.epochs, rm_seed, args.learning_rate)
         results["models"][name] = metrics(rm_probabilities(scorer, test_aug), test_aug, pop)
         timings[f"{name}_s"] = time.perf_counter() - t0
         save(results, args)
@@ -259,9 +267,9 @@ def markdown(results):
     lines = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for name, res in results["models"].items():
         lines.append(f"| {name} | " + " | ".join(fmt(res[k]) for k in keys) + " |")
-    lines += ["", "| judge | test accuracy (human labels) |", "|---|---|"]
+    lines += ["", "| judge | test accuracy (human labels) | std of P(chosen) |", "|---|---|---|"]
     for name, res in results["judges"].items():
-        lines.append(f"| {name} | {fmt(res['test_accuracy'])} |")
+        lines.append(f"| {name} | {fmt(res['test_accuracy'])} | {fmt(res['p_std'])} |")
     lines += ["", "| data | value |", "|---|---|"]
     for name, value in results["data"].items():
         lines.append(f"| {name} | {value if isinstance(value, int) else fmt(value)} |")
