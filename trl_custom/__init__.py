@@ -1,30 +1,43 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
 """trl-custom: customized (domain/user-conditioned) and personalized reward models and policies on top of TRL."""
 
+from .agreement import augment_pairs
+from .augment_config import AugmentConfig
 from .conditioning import ConditionEmbedding, ConditioningSpec
 from .custom_reward_config import CustomRewardConfig
 from .custom_reward_trainer import CustomRewardTrainer, DataCollatorForConditionedPreference
 from .encoding import render_reward_text
 from .export import push_to_hub, save_personalized_model, save_reward_model, write_model_card
+from .judges import JudgmentCache, LMJudge, PairJudge, RewardModelJudge, judge_pairs, reward_model_judges
 from .reward_functions import ConditionedRewardFunction
 from .scoring import RewardScorer, load_reward_model
+from .similarity import MeanPooledEmbedder
 
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AugmentConfig",
     "ConditionEmbedding",
     "ConditionedRewardFunction",
     "ConditioningSpec",
     "CustomRewardConfig",
     "CustomRewardTrainer",
     "DataCollatorForConditionedPreference",
+    "JudgmentCache",
+    "LMJudge",
+    "MeanPooledEmbedder",
+    "PairJudge",
+    "RewardModelJudge",
     "RewardScorer",
+    "augment_pairs",
+    "judge_pairs",
     "load_reward_model",
     "push_to_hub",
     "render_reward_text",
     "save_reward_model",
     "write_model_card",
+    "reward_model_judges",
 ]
 
 from .personalization import fit_new_user, generate_for_user, load_personalized_model

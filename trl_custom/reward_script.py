@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from datasets import Dataset, concatenate_datasets
+from datasets import Dataset, Value, concatenate_datasets
 
 from .data import (
     DSP_DOMAINS,
@@ -38,6 +38,10 @@ class RewardScriptArguments:
         dsp_file (`str` or `None`): DSP query file (`{query, responses: {academy, ...}}`, JSON or JSON lines), or
             `"demo"` for the built-in synthetic demo set. Trains customized pairs conditioned on `domain`.
         general_files (`list[str]` or `None`): General preference files (`{text: [a, b], score: [sa, sb]}`).
+        train_file (`str` or `None`): Preference pairs as JSON / JSON lines rows with `prompt`, `chosen`, `rejected`
+            and optionally `margin` (e.g. written by `python -m trl_custom.augment`), used like one more general
+            file: `general_eval_pairs` of them are held out for evaluation, the margins are trained on
+            (`margin_coef` scales them; rows from other sources get margin 0).
         domains (`list[str]`): DSP domains to train on.
         test_size (`float`): Fraction of DSP queries held out for evaluation (never trained on).
         max_queries (`int` or `None`): Cap on training DSP queries (CPU-sized runs).
@@ -52,6 +56,9 @@ class RewardScriptArguments:
 
     dsp_file: str | None = field(default=None, metadata={"help": "DSP query file, or 'demo'."})
     general_files: list[str] | None = field(default=None, metadata={"help": "General preference files."})
+    train_file: str | None = field(
+        default=None, metadata={"help": "JSON/JSONL pairs (prompt, chosen, rejected[, margin]), e.g. augmented."}
+    )
     domains: list[str] = field(default_factory=lambda: list(DSP_DOMAINS), metadata={"help": "DSP domains."})
     test_size: float = field(default=0.2, metadata={"help": "Fraction of DSP queries held out."})
     max_queries: int | None = field(default=None, metadata={"help": "Cap on training DSP queries."})
@@ -65,18 +72,23 @@ class RewardScriptArguments:
     results_file: str | None = field(default=None, metadata={"help": "JSON file for the before/after accuracies."})
 
     def __post_init__(self):
-        if self.dsp_file is None and not self.general_files:
-            raise ValueError("Give training data: --dsp_file FILE (or 'demo') and/or --general_files FILE [FILE ...].")
-        for path in ([self.dsp_file] if self.dsp_file not in (None, "demo") else []) + list(self.general_files or []):
+        if self.dsp_file is None and not self.general_files and self.train_file is None:
+            raise ValueError(
+                "Give training data: --dsp_file FILE (or 'demo'), --general_files FILE [FILE ...] and/or --train_file "
+                "FILE."
+            )
+        files = ([self.dsp_file] if self.dsp_file not in (None, "demo") else []) + list(self.general_files or [])
+        for path in files + ([self.train_file] if self.train_file else []):
             if not os.path.isfile(path):
                 raise FileNotFoundError(
                     f"Data file not found: {path}. Fix the path in the YAML or on the command line."
                 )
         if not 0.0 <= self.enrichment_ratio < 1.0:
             raise ValueError(f"enrichment_ratio must be in [0, 1), got {self.enrichment_ratio}.")
-        if self.enrichment_ratio > 0 and not (self.dsp_file and self.general_files):
+        if self.enrichment_ratio > 0 and not (self.dsp_file and (self.general_files or self.train_file)):
             raise ValueError(
-                "enrichment_ratio > 0 mixes general pairs into DSP pairs: give both --dsp_file and --general_files."
+                "enrichment_ratio > 0 mixes general pairs into DSP pairs: give --dsp_file and --general_files (or "
+                "--train_file)."
             )
 
 
@@ -91,9 +103,10 @@ def build_reward_data(
     args: RewardScriptArguments, eval_dir: str, condition_column: str = "domain", seed: int = 0
 ) -> RewardData:
     """
-    Training pairs (DSP train queries, general pairs, or a mix) and the held-out evaluation data. The held-out data is
-    written to `eval_dir`, in the formats the evaluator reads: DSP queries to `dsp_queries.json`, general pairs to
-    `<file stem>.json` (`{text, score}`).
+    Training pairs (DSP train queries, general pairs and `train_file` pairs, or a mix) and the held-out evaluation
+    data, written to `eval_dir` in the formats the evaluator reads: DSP queries to `dsp_queries.json`, general pairs to
+    `<file stem>.json` (`{text, score}`). When `train_file` has a `margin` column, pairs from other general files get
+    margin 0.
     """
     eval_queries: list[dict] = []
     train = None
@@ -109,11 +122,13 @@ def build_reward_data(
         )
     general = None
     general_eval_files = []
-    if args.general_files:
+    if args.general_files or args.train_file:
         parts = []
         os.makedirs(eval_dir, exist_ok=True)
-        for path in args.general_files:
-            pairs = load_general_pairs(path, skip_empty=True).shuffle(seed=seed)
+        sources = [(path, lambda p: load_general_pairs(p, skip_empty=True)) for path in args.general_files or []]
+        sources += [(args.train_file, load_train_file)] if args.train_file else []
+        for path, load in sources:
+            pairs = load(path).shuffle(seed=seed)
             held_out = min(args.general_eval_pairs, len(pairs) // 5)
             parts.append(
                 pairs.select(range(held_out, min(len(pairs), held_out + (args.max_general_pairs or len(pairs)))))
@@ -121,7 +136,7 @@ def build_reward_data(
             eval_path = os.path.join(eval_dir, f"{os.path.splitext(os.path.basename(path))[0]}.json")
             write_general_eval(pairs.select(range(held_out)), eval_path)
             general_eval_files.append(eval_path)
-        general = concatenate_datasets(parts)
+        general = concatenate_datasets(_with_common_columns(parts))
     if train is None:
         train = general
     elif general is not None and args.enrichment_ratio > 0:
@@ -129,6 +144,42 @@ def build_reward_data(
             train, general, args.enrichment_ratio, seed=seed, condition_column=condition_column
         )
     return RewardData(train=train, eval_queries=eval_queries, general_eval_files=general_eval_files)
+
+
+def load_train_file(path: str) -> Dataset:
+    """
+    Text preference pairs (`prompt` optional, `chosen`, `rejected`, optional `margin`) from JSON / JSON lines, checked
+    row by row (see [`~trl_custom.agreement.load_pairs_file`]); other columns (`agreement`, flags, ...) are kept aside.
+    """
+    from .agreement import load_pairs_file
+
+    pairs = load_pairs_file(path)
+    name = os.path.basename(path)
+    for column in ("prompt", "chosen", "rejected"):
+        if column in pairs.column_names:
+            for index, value in enumerate(pairs[column]):
+                if not isinstance(value, str):
+                    raise ValueError(
+                        f"{name}: row {index} has a {type(value).__name__} '{column}'; --train_file takes text pairs "
+                        "(conversational pairs: build the dataset in Python and pass it to CustomRewardTrainer)."
+                    )
+    if "prompt" not in pairs.column_names:
+        pairs = pairs.add_column("prompt", [""] * len(pairs))
+    columns = ["prompt", "chosen", "rejected"] + (["margin"] if "margin" in pairs.column_names else [])
+    return pairs.select_columns(columns)
+
+
+def _with_common_columns(parts: list[Dataset]) -> list[Dataset]:
+    """Give every part the same columns: `margin` (0.0 where absent) when any part has one."""
+    if not any("margin" in part.column_names for part in parts):
+        return [part.select_columns(["prompt", "chosen", "rejected"]) for part in parts]
+    out = []
+    for part in parts:
+        if "margin" not in part.column_names:
+            part = part.add_column("margin", [0.0] * len(part))
+        part = part.select_columns(["prompt", "chosen", "rejected", "margin"])
+        out.append(part.cast_column("margin", Value("float64")))
+    return out
 
 
 def write_general_eval(pairs: Dataset, path: str) -> None:
