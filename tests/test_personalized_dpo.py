@@ -105,6 +105,21 @@ def test_reference_is_the_non_personalized_base(tmp_path):
     assert not torch.allclose(personal, plain, atol=1e-3)
 
 
+def test_reference_stays_frozen_while_the_policy_trains(tmp_path):
+    """Full fine-tuning: the loss's reference is the frozen `ref_model`, not the (moving) policy without user tokens."""
+    trainer = make_trainer(tmp_path, alpha=1.0, generic_loss_mode="exact", learning_rate=5e-2, max_steps=3)
+    trainer.train()
+    batch = batch_of(trainer)
+    trainer.model.eval()
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, dict(batch)).item()
+        soft = trainer.user_model(batch["user_ids"])
+        frozen = manual_dpo(trainer.model, trainer.ref_model, batch, soft, 0.5).item()
+        moving = manual_dpo(trainer.model, trainer.model, batch, soft, 0.5).item()
+    assert frozen != pytest.approx(moving, abs=1e-3)  # the policy has moved away from the reference
+    assert loss == pytest.approx(frozen, rel=1e-4, abs=1e-5)
+
+
 @pytest.mark.parametrize("alpha", [1.0, 0.0, 0.3])
 def test_alpha_mixes_personalized_and_generic_dpo(tmp_path, alpha):
     trainer = make_trainer(tmp_path, alpha=alpha, generic_loss_mode="exact")

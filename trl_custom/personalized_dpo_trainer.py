@@ -223,7 +223,10 @@ class PersonalizedDPOTrainer(DPOTrainer):
         if self.precompute_ref_logps:
             ref_chosen, ref_rejected = model_inputs["ref_chosen_logps"], model_inputs["ref_rejected_logps"]
         else:
-            ref_chosen, ref_rejected = self.compute_ref_log_probs(model, model_inputs)
+            # The frozen reference model when there is one (full fine-tuning); else the policy itself, which TRL's
+            # method runs with the LoRA adapter switched off.
+            reference = self.ref_model if self.ref_model is not None else model
+            ref_chosen, ref_rejected = self.compute_ref_log_probs(reference, model_inputs)
 
         alpha = self.args.alpha
         # One call for the users and the generic user (index 0), so that ZeRO-3 gathers the user model's weights.
