@@ -106,7 +106,7 @@ def test_reference_is_the_non_personalized_base(tmp_path):
 
 
 def test_reference_stays_frozen_while_the_policy_trains(tmp_path):
-    """Full fine-tuning: the loss's reference is the frozen `ref_model`, not the (moving) policy without user tokens."""
+    """Full fine-tuning: the loss's reference is the frozen `ref_model`, not the moving policy without user tokens."""
     trainer = make_trainer(tmp_path, alpha=1.0, generic_loss_mode="exact", learning_rate=5e-2, max_steps=3)
     trainer.train()
     batch = batch_of(trainer)

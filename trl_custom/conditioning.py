@@ -15,6 +15,7 @@ table) lives here, so [`CustomRewardTrainer`] and [`RewardScorer`] cannot drift 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,6 +27,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 from torch.utils.checkpoint import checkpoint
 
+from .packing import VARLEN_PACKING_ATTENTION, attention_implementation, pack, plan_packing, unpack
 from .utils import attach, find_attached, input_embedding_stats
 
 
@@ -286,18 +288,24 @@ def reward_forward(
     completion_mask: torch.Tensor | None = None,
     output_hidden_states: bool = False,
     base_model: nn.Module | None = None,
+    padding_free: bool = False,
 ) -> dict[str, Any]:
     """
     Rewards of a batch of sequences, with the condition's soft tokens when `table` is given.
 
     Without a table this is exactly `model(input_ids, attention_mask)`, as in TRL's `RewardTrainer`. `model` is
     called as given (so a DDP/DeepSpeed wrapper sees the forward); `base_model` is its unwrapped module (defaults to
-    `model`), used to look up token embeddings.
+    `model`), used to look up token embeddings. With `padding_free`, the sequences are packed (see
+    [`packed_reward_forward`]).
 
     Returns:
         `dict` with `rewards` (batch,), and when `output_hidden_states`: `hidden` (last hidden states), `input_ids`
         and `completion_mask` aligned with them.
     """
+    if padding_free:
+        return packed_reward_forward(
+            model, input_ids, attention_mask, condition_ids, table, completion_mask, output_hidden_states, base_model
+        )
     if table is None:
         outputs = model(
             input_ids=input_ids,
@@ -326,4 +334,70 @@ def reward_forward(
         }
     if output_hidden_states:
         result["hidden"] = outputs.hidden_states[-1]
+    return result
+
+
+def reward_head(model: nn.Module) -> nn.Module:
+    """The last-token reward head (`score`) of a (possibly PEFT-wrapped) decoder reward model."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return inner.score
+
+
+@contextlib.contextmanager
+def captured_outputs(module: nn.Module):
+    """Collect what `module` returns while the block runs (a forward hook, removed on exit)."""
+    outputs = []
+    handle = module.register_forward_hook(lambda _module, _args, output: outputs.append(output))
+    try:
+        yield outputs
+    finally:
+        handle.remove()
+
+
+def packed_reward_forward(
+    model: nn.Module,
+    input_ids: torch.LongTensor,
+    attention_mask: torch.LongTensor,
+    condition_ids: torch.LongTensor | None = None,
+    table: ConditionEmbedding | None = None,
+    completion_mask: torch.Tensor | None = None,
+    output_hidden_states: bool = False,
+    base_model: nn.Module | None = None,
+) -> dict[str, Any]:
+    """
+    [`reward_forward`] on packed rows: the same inputs (condition tokens inserted per sequence exactly as on the
+    padded path) packed with restarting `position_ids` and no attention mask. The model's own pooling reads one
+    position per row, so the reward head's per-token output is captured during the forward (inside it, so DDP,
+    DeepSpeed and PEFT wrappers see a normal call) and read at each sequence's last token. Decoder reward models only
+    (see [`~trl_custom.packing.check_packable`]).
+
+    Returns the same keys as [`reward_forward`]; `hidden`, `input_ids` and `completion_mask` are unpacked back to the
+    padded layout, so the imitation loss sees the same tokens in the same order.
+    """
+    base_model = base_model or model
+    if table is None:
+        ids, mask, extra, embeds = input_ids, attention_mask, completion_mask, None
+    else:
+        if condition_ids is None:
+            condition_ids = input_ids.new_zeros(input_ids.shape[0])
+        inputs = insert_condition_tokens(base_model, table, input_ids, attention_mask, condition_ids, completion_mask)
+        ids, mask, extra, embeds = (
+            inputs["input_ids"],
+            inputs["attention_mask"],
+            inputs.get("extra"),
+            inputs["inputs_embeds"],
+        )
+    layout = plan_packing(mask, single_row=attention_implementation(base_model) in VARLEN_PACKING_ATTENTION)
+    model_inputs = {"input_ids": pack(ids, layout)} if embeds is None else {"inputs_embeds": pack(embeds, layout)}
+    with captured_outputs(reward_head(base_model)) as scores:
+        outputs = model(
+            **model_inputs,
+            attention_mask=None,
+            position_ids=layout.position_ids,
+            use_cache=False,
+            output_hidden_states=output_hidden_states,
+        )
+    result = {"rewards": scores[-1][layout.last].squeeze(-1), "input_ids": ids, "completion_mask": extra}
+    if output_hidden_states:
+        result["hidden"] = unpack(outputs.hidden_states[-1], layout, like=mask)
     return result

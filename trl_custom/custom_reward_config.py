@@ -55,6 +55,15 @@ class CustomRewardConfig(RewardConfig):
             What to do with pairs longer than `max_length` tokens: `"truncate"` (cut the middle: keep the first
             `max_length // 4` tokens, where the condition and question are, and the last ones, where the response
             ends), `"drop"` or `"error"`. The count is always logged.
+
+        > Batching
+
+        padding_free (`bool`, *optional*, defaults to `False`):
+            Pack the chosen and rejected sequences of each batch end to end (first-fit-decreasing into rows of the
+            batch's longest sequence, one row with FlashAttention), with `position_ids` restarting per sequence and
+            no padding, instead of padding them to the longest one. Same rewards and losses as the padded batch, less
+            compute when lengths vary. Needs a decoder reward model (Llama, Qwen2, SmolLM2, ...) with
+            `attn_implementation` `"sdpa"`, `"eager"`, `"flex_attention"` or `"flash_attention_2/3"`.
     """
 
     condition_mode: str = field(
@@ -77,6 +86,10 @@ class CustomRewardConfig(RewardConfig):
     margin_coef: float = field(default=1.0, metadata={"help": "Scale of the per-pair `margin` column."})
     long_pair_policy: str = field(
         default="truncate", metadata={"help": "'truncate', 'drop' or 'error'.", "choices": LONG_PAIR_POLICIES}
+    )
+    padding_free: bool = field(
+        default=False,
+        metadata={"help": "Pack the sequences of each batch without padding (decoder reward models)."},
     )
 
     def __post_init__(self):

@@ -25,9 +25,11 @@ from .conditioning import (
     lm_head_weight,
     reward_forward,
     save_condition_table,
+    uses_last_token_pooling,
 )
 from .custom_reward_config import CustomRewardConfig
 from .encoding import apply_text_condition, encode_prompt, encode_sequence, truncate_ids
+from .packing import check_packable
 from .utils import split_attached_state, uses_zero3, with_own_learning_rate
 
 
@@ -74,7 +76,9 @@ class CustomRewardTrainer(RewardTrainer):
     - **margins**: the `margin` column scaled by `margin_coef`, checked for NaN/inf;
     - tokenizers without EOS (BERT, MiniLM) and pairs longer than `max_length` (truncated, dropped or refused, and
       counted) are handled;
-    - metrics: `accuracy/<condition>` per condition value, `ranking_loss`, `imitation_loss`.
+    - metrics: `accuracy/<condition>` per condition value, `ranking_loss`, `imitation_loss`;
+    - **padding-free batches** (`padding_free=True`): chosen and rejected sequences packed without padding, with the
+      same rewards and losses (decoder reward models).
 
     Save with `trainer.save_model(dir)`; reload for scoring with [`~trl_custom.RewardScorer.from_pretrained`] (which
     also restores the condition table and the LoRA adapter).
@@ -144,6 +148,8 @@ class CustomRewardTrainer(RewardTrainer):
         if self.conditioning.mode == "embedding":
             self.condition_table = attach_condition_table(unwrapped, self.conditioning)
             self._check_position_budget(unwrapped)
+        if args.padding_free:
+            check_packable(unwrapped, decoder=uses_last_token_pooling(unwrapped))
         if args.imitation_coef > 0:
             if uses_zero3(args):
                 raise ValueError(
@@ -396,7 +402,8 @@ class CustomRewardTrainer(RewardTrainer):
             table=table,
             completion_mask=completion_mask,
             output_hidden_states=imitation,
-            base_model=self.accelerator.unwrap_model(model) if table is not None else None,
+            base_model=self.accelerator.unwrap_model(model) if (table is not None or self.args.padding_free) else None,
+            padding_free=self.args.padding_free,
         )
         rewards = forward["rewards"]
         rewards_chosen, rewards_rejected = torch.chunk(rewards, chunks=2)

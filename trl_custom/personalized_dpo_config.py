@@ -44,6 +44,16 @@ class PersonalizedDPOConfig(DPOConfig):
         generic_loss_mode (`str`, *optional*, defaults to `"sampled"`):
             `"exact"` computes both terms on every pair (two policy passes); `"sampled"` gives each pair the generic
             user with probability `1 - alpha`, an unbiased estimate of the same loss at the cost of one pass.
+
+        > Batching
+
+        padding_free (`bool`, *optional*, defaults to `False`):
+            TRL's field, implemented here (TRL 1.16's `DPOTrainer` turns it off): pack the chosen and rejected
+            sequences of each batch end to end (first-fit-decreasing into rows of the batch's longest sequence, one
+            row with FlashAttention), each with its user tokens in front and `position_ids` restarting per sequence,
+            instead of padding them. Same log-probabilities and loss as the padded batch, for the policy and the
+            reference passes. Needs `attn_implementation` `"sdpa"`, `"eager"`, `"flex_attention"` or
+            `"flash_attention_2/3"`.
     """
 
     user_column: str = field(default="user_id", metadata={"help": "Dataset column with the user id."})
@@ -58,6 +68,10 @@ class PersonalizedDPOConfig(DPOConfig):
     alpha: float = field(default=0.5, metadata={"help": "Weight of the personalized DPO loss."})
     generic_loss_mode: str = field(default="sampled", metadata={"help": "'exact' or 'sampled'."})
     user_learning_rate: float | None = field(default=None, metadata={"help": "Learning rate of the user model."})
+    padding_free: bool = field(
+        default=False,
+        metadata={"help": "Pack the sequences of each batch without padding (implemented by this trainer)."},
+    )
 
     def __post_init__(self):
         super().__post_init__()

@@ -1,4 +1,5 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
+import contextlib
 import logging
 import os
 from collections import defaultdict
@@ -7,12 +8,16 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from accelerate.utils import is_peft_model
 from datasets import Dataset, IterableDataset
 from transformers import AutoTokenizer
 from trl import DPOTrainer
 from trl.data_utils import get_dataset_column_names
+from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.dpo_trainer import DataCollatorForPreference
+from trl.trainer.utils import use_adapter
 
+from .packing import VARLEN_PACKING_ATTENTION, attention_implementation, check_packable, packed_token_log_probs
 from .personalized_dpo_config import PersonalizedDPOConfig
 from .user_model import (
     GENERIC_USER,
@@ -62,7 +67,8 @@ class PersonalizedDPOTrainer(DPOTrainer):
 
     Works with any `AutoModelForCausalLM` that accepts `inputs_embeds`, full fine-tuning (with `ref_model`, or
     reloaded from the model's path as in TRL), LoRA/QLoRA (the user model is trained and saved next to the adapter),
-    gradient checkpointing and `precompute_ref_log_probs`. Metrics: TRL's `rewards/*` plus
+    gradient checkpointing, `precompute_ref_log_probs` and padding-free batches (`padding_free=True`, which TRL 1.16's
+    `DPOTrainer` turns off: here the policy and reference passes are packed). Metrics: TRL's `rewards/*` plus
     `rewards/accuracies/<group>` per user group.
 
     Args:
@@ -118,17 +124,23 @@ class PersonalizedDPOTrainer(DPOTrainer):
                 pad_to_multiple_of=args.pad_to_multiple_of,
             )
         self._group_names: list[str] = []
-        super().__init__(
-            model,
-            ref_model=ref_model,
-            args=args,
-            data_collator=data_collator,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=processing_class,
-            **kwargs,
-        )
+        with _padding_free_hidden_from_trl(args):
+            super().__init__(
+                model,
+                ref_model=ref_model,
+                args=args,
+                data_collator=data_collator,
+                train_dataset=train_dataset,
+                eval_dataset=eval_dataset,
+                processing_class=processing_class,
+                **kwargs,
+            )
         policy = self.accelerator.unwrap_model(self.model)
+        self.padding_free = args.padding_free
+        if self.padding_free:
+            check_packable(policy)
+            if self.ref_model is not None:
+                check_packable(self.accelerator.unwrap_model(self.ref_model))
         if self._pending_user_model is None:
             embeddings = input_embedding_stats(policy)
             self._pending_user_model = UserModel(
@@ -201,8 +213,34 @@ class PersonalizedDPOTrainer(DPOTrainer):
 
     # ------------------------------------------------------------------ loss
     def compute_ref_log_probs(self, model, inputs):
-        """Reference log-probs: the non-personalized base, so the user keys never reach it."""
-        return super().compute_ref_log_probs(model, {k: v for k, v in inputs.items() if k not in USER_KEYS})
+        """Reference log-probs: the non-personalized base, so the user keys never reach it. Packed with
+        `padding_free` (unless `ld_alpha` is set, which TRL computes on the padded batch)."""
+        inputs = {k: v for k, v in inputs.items() if k not in USER_KEYS}
+        if not self.padding_free or self.ld_alpha is not None:
+            return super().compute_ref_log_probs(model, inputs)
+        adapter_context = contextlib.nullcontext()
+        if self.ref_model is None and is_peft_model(self.model):  # the base: the adapter disabled, as in TRL
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            adapter_context = use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None)
+        labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
+        with (
+            torch.no_grad(),
+            disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs),
+            adapter_context,
+            self.accelerator.autocast(),
+        ):
+            per_token = packed_token_log_probs(
+                model,
+                inputs["attention_mask"],
+                labels,
+                single_row=self._single_packed_row(model),
+                input_ids=inputs["input_ids"],
+            )
+        return per_token.sum(dim=1).chunk(2, dim=0)
+
+    def _single_packed_row(self, model) -> bool:
+        """FlashAttention reads packed sequences from one row only; masked attention packs into several."""
+        return attention_implementation(self.accelerator.unwrap_model(model)) in VARLEN_PACKING_ATTENTION
 
     def policy_log_probs(self, model, input_ids, attention_mask, completion_mask, soft_tokens):
         """Summed completion log-probs of the policy with `soft_tokens` (`(rows, K, H)`) prepended to each sequence."""
@@ -210,6 +248,15 @@ class PersonalizedDPOTrainer(DPOTrainer):
         inputs = prepend_user_tokens(policy, soft_tokens, input_ids, attention_mask)
         labels = input_ids.masked_fill(completion_mask == 0, -100)
         labels = torch.cat([labels.new_full((labels.shape[0], soft_tokens.shape[1]), -100), labels], dim=1)
+        if self.padding_free:
+            per_token = packed_token_log_probs(
+                model,
+                inputs["attention_mask"],
+                labels,
+                single_row=self._single_packed_row(model),
+                inputs_embeds=inputs["inputs_embeds"],
+            )
+            return per_token.sum(dim=1)
         outputs = model(**inputs, labels=labels, fused_lm_head=True, use_cache=False)
         seq_len = input_ids.shape[1] - 1
         return outputs.log_probs[:, -seq_len:].sum(dim=1)  # the soft positions carry no label: they drop out
@@ -307,3 +354,15 @@ class PersonalizedDPOTrainer(DPOTrainer):
         super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save:
             self.user_model.save_pretrained(output_dir, state_dict=user_state or None)
+
+
+@contextlib.contextmanager
+def _padding_free_hidden_from_trl(args: PersonalizedDPOConfig):
+    """TRL 1.16's `DPOTrainer` warns that `padding_free` is disabled and turns it off; this trainer implements it, so
+    TRL's `__init__` sees `padding_free=False` and the user's value is restored afterwards."""
+    padding_free = args.padding_free
+    args.padding_free = False
+    try:
+        yield
+    finally:
+        args.padding_free = padding_free
