@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from datasets import IterableDataset
 from peft import LoraConfig
-from toy import conditioned_pairs, make_reward_model, make_tokenizer, save_reward_model
+from toy import conditioned_pairs, cpu_config, make_reward_model, make_tokenizer, save_reward_model
 from trl import RewardConfig, RewardTrainer
 
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
@@ -16,22 +16,8 @@ from trl_custom.custom_reward_trainer import DataCollatorForConditionedPreferenc
 
 
 def config(tmp_path, **kwargs):
-    defaults = dict(
-        output_dir=str(tmp_path / "out"),
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
-        per_device_train_batch_size=8,
-        learning_rate=1e-2,
-        max_steps=40,
-        logging_steps=10,
-        max_length=64,
-        condition_template="{condition} ",
-        disable_tqdm=True,
-    )
-    defaults.update(kwargs)
-    return CustomRewardConfig(**defaults)
+    defaults = dict(max_steps=40, logging_steps=10, max_length=64, condition_template="{condition} ")
+    return cpu_config(CustomRewardConfig, tmp_path, **{**defaults, **kwargs})
 
 
 def make_trainer(path, **kwargs):

@@ -6,7 +6,7 @@ import logging
 import pytest
 import torch
 from peft import LoraConfig
-from toy import conditioned_pairs, make_causal_lm, make_reward_model, make_tokenizer, user_pairs
+from toy import conditioned_pairs, cpu_config, make_causal_lm, make_reward_model, make_tokenizer, user_pairs
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -15,40 +15,12 @@ from trl_custom.packing import check_packable, pack, plan_packing, unpack
 
 
 def reward_config(tmp_path, **kwargs):
-    defaults = dict(
-        output_dir=str(tmp_path / "out"),
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
-        per_device_train_batch_size=8,
-        learning_rate=1e-2,
-        max_steps=3,
-        logging_steps=1,
-        max_length=64,
-        condition_template="{condition} ",
-        disable_tqdm=True,
-    )
-    defaults.update(kwargs)
-    return CustomRewardConfig(**defaults)
+    defaults = dict(max_steps=3, logging_steps=1, max_length=64, condition_template="{condition} ")
+    return cpu_config(CustomRewardConfig, tmp_path, **{**defaults, **kwargs})
 
 
 def dpo_config(tmp_path, **kwargs):
-    defaults = dict(
-        output_dir=str(tmp_path / "out"),
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
-        per_device_train_batch_size=8,
-        max_steps=3,
-        learning_rate=1e-2,
-        logging_steps=1,
-        beta=0.5,
-        disable_tqdm=True,
-    )
-    defaults.update(kwargs)
-    return PersonalizedDPOConfig(**defaults)
+    return cpu_config(PersonalizedDPOConfig, tmp_path, **{"max_steps": 3, "logging_steps": 1, "beta": 0.5, **kwargs})
 
 
 def gradients(model):

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 from peft import LoraConfig
-from toy import make_causal_lm, make_tokenizer, user_pairs
+from toy import cpu_config, make_causal_lm, make_tokenizer, user_pairs
 
 from trl_custom import (
     PersonalizedDPOConfig,
@@ -22,22 +22,8 @@ from trl_custom.user_model import attach_user_model
 
 
 def config(tmp_path, **kwargs):
-    defaults = dict(
-        output_dir=str(tmp_path / "out"),
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
-        per_device_train_batch_size=8,
-        max_steps=30,
-        learning_rate=1e-2,
-        logging_steps=10,
-        beta=0.5,
-        disable_tqdm=True,
-        seed=0,
-    )
-    defaults.update(kwargs)
-    return PersonalizedDPOConfig(**defaults)
+    defaults = dict(max_steps=30, logging_steps=10, beta=0.5, seed=0)
+    return cpu_config(PersonalizedDPOConfig, tmp_path, **{**defaults, **kwargs})
 
 
 def make_trainer(tmp_path, arch="qwen2", peft=False, data=None, **kwargs):

@@ -31,6 +31,22 @@ CHAT_TEMPLATE = (
 )
 
 
+CPU_TRAINING_DEFAULTS = dict(
+    use_cpu=True,
+    bf16=False,
+    report_to="none",
+    save_strategy="no",
+    disable_tqdm=True,
+    per_device_train_batch_size=8,
+    learning_rate=1e-2,
+)
+
+
+def cpu_config(config_class, tmp_path, **kwargs):
+    """A `config_class` (TRL or trl-custom config) for tiny CPU runs writing to `tmp_path/out`; `kwargs` override."""
+    return config_class(**{"output_dir": str(tmp_path / "out"), **CPU_TRAINING_DEFAULTS, **kwargs})
+
+
 def make_tokenizer(kind: str = "causal") -> PreTrainedTokenizerFast:
     """Word-level tokenizer. `causal`: `<eos>`/`<pad>` and a chat template; `bert`: `[CLS] ... [SEP]`, no EOS."""
     if kind == "causal":
