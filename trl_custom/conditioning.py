@@ -140,9 +140,9 @@ def get_condition_table(model: nn.Module) -> ConditionEmbedding | None:
 
 def attach_condition_table(model: nn.Module, spec: ConditioningSpec) -> ConditionEmbedding:
     """Create (or check) the condition table of `model` for `spec` and register it as a trainable submodule."""
-    embeddings = input_embedding_stats(model)
-    hidden_size = embeddings.hidden_size
     table = get_condition_table(model)
+    embeddings = input_embedding_stats(model, with_std=table is None)  # the spread initialises a new table
+    hidden_size = embeddings.hidden_size
     if table is not None:
         if table.hidden_size != hidden_size:
             raise ValueError(

@@ -142,7 +142,7 @@ class PersonalizedDPOTrainer(DPOTrainer):
             if self.ref_model is not None:
                 check_packable(self.accelerator.unwrap_model(self.ref_model))
         if self._pending_user_model is None:
-            embeddings = input_embedding_stats(policy)
+            embeddings = input_embedding_stats(policy, with_std=True)
             self._pending_user_model = UserModel(
                 UserModelConfig(
                     users=users,

@@ -36,9 +36,9 @@ class EmbeddingStats:
     """Width, spread and placement of a model's input embeddings (what soft-token tables are sized and set up from)."""
 
     hidden_size: int
-    std: float
     device: torch.device
     dtype: torch.dtype
+    std: float | None = None  # only when asked for: it reads (under ZeRO-3: gathers) the whole matrix
 
 
 def is_zero3_partitioned(param: torch.Tensor) -> bool:
@@ -71,24 +71,24 @@ def uses_zero3(args) -> bool:
     return plugin is not None and plugin.zero_stage == 3
 
 
-def input_embedding_stats(model: nn.Module) -> EmbeddingStats:
+def input_embedding_stats(model: nn.Module, with_std: bool = False) -> EmbeddingStats:
     """
     `EmbeddingStats` of `model.get_input_embeddings()`, also under DeepSpeed ZeRO-3, where the local weight is an
-    empty shard: the full matrix is gathered for the reading.
+    empty shard: the width comes from the full shape (`ds_shape`), and the matrix is gathered only for `with_std`.
     """
     weight = model.get_input_embeddings().weight
-    gathered = nullcontext()
-    if is_zero3_partitioned(weight):
-        import deepspeed
+    stats = EmbeddingStats(
+        hidden_size=getattr(weight, "ds_shape", weight.shape)[-1], device=weight.device, dtype=weight.dtype
+    )
+    if with_std:
+        gathered = nullcontext()
+        if is_zero3_partitioned(weight):
+            import deepspeed
 
-        gathered = deepspeed.zero.GatheredParameters([weight], modifier_rank=None)
-    with gathered:
-        return EmbeddingStats(
-            hidden_size=weight.shape[-1],
-            std=float(weight.detach().float().std()),
-            device=weight.device,
-            dtype=weight.dtype,
-        )
+            gathered = deepspeed.zero.GatheredParameters([weight], modifier_rank=None)
+        with gathered:
+            stats.std = float(weight.detach().float().std())
+    return stats
 
 
 def split_attached_state(state_dict: dict, attribute: str) -> tuple[dict, dict]:
