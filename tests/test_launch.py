@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from toy import WORDS, make_tokenizer
-from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+from toy import WORDS, make_causal_lm, make_reward_model, make_tokenizer
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,25 +27,11 @@ def assets(tmp_path_factory):
     """Tiny Llama reward model and causal LM (hidden 64: bitsandbytes' CPU 4-bit kernels need blocks of 64), data."""
     root = tmp_path_factory.mktemp("launch")
     tokenizer = make_tokenizer("causal")
-    common = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=256,
-        tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
     paths = {}
-    for name, model_class, extra in (
-        ("reward", LlamaForSequenceClassification, {"num_labels": 1}),
-        ("causal", LlamaForCausalLM, {}),
+    for name, model in (
+        ("reward", make_reward_model("llama", tokenizer, hidden_size=64, intermediate_size=128)),
+        ("causal", make_causal_lm("llama", tokenizer, hidden_size=64, intermediate_size=128)),
     ):
-        torch.manual_seed(0)
-        model = model_class(LlamaConfig(**common, **extra))
         paths[name] = str(root / name)
         model.save_pretrained(paths[name])
         tokenizer.save_pretrained(paths[name])

@@ -70,15 +70,22 @@ def make_tokenizer(kind: str = "causal") -> PreTrainedTokenizerFast:
     )
 
 
-def make_reward_model(arch: str, tokenizer, seed: int = 0, tie_word_embeddings: bool = True):
+def make_reward_model(
+    arch: str,
+    tokenizer,
+    seed: int = 0,
+    tie_word_embeddings: bool = True,
+    hidden_size: int = 16,
+    intermediate_size: int = 32,
+):
     """Tiny sequence-classification reward model (`qwen2`, `llama` or `bert`) with `num_labels=1`."""
     torch.manual_seed(seed)
     common = dict(
         vocab_size=len(tokenizer),
-        hidden_size=16,
+        hidden_size=hidden_size,
         num_hidden_layers=2,
         num_attention_heads=2,
-        intermediate_size=32,
+        intermediate_size=intermediate_size,
         num_labels=1,
         pad_token_id=tokenizer.pad_token_id,
     )
@@ -149,7 +156,7 @@ def conditioned_pairs(
     return Dataset.from_list(rows)
 
 
-def make_causal_lm(arch: str, tokenizer, seed: int = 0, hidden_size: int = 16):
+def make_causal_lm(arch: str, tokenizer, seed: int = 0, hidden_size: int = 16, intermediate_size: int = 32):
     """Tiny causal LM (`qwen2` or `llama`) with tied embeddings."""
     from transformers import LlamaForCausalLM, Qwen2ForCausalLM
 
@@ -160,7 +167,7 @@ def make_causal_lm(arch: str, tokenizer, seed: int = 0, hidden_size: int = 16):
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=1,
-        intermediate_size=32,
+        intermediate_size=intermediate_size,
         max_position_embeddings=256,
         tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
