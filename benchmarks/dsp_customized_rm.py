@@ -11,6 +11,8 @@ general preference sets; every stage-3 model starts from it:
 Evaluated on held-out DSP queries (per-domain accuracy; the per-domain RMs as a heatmap) and held-out general pairs.
 It also times one training step of the conditioned trainers against stock `RewardTrainer` on the same batch.
 Results: `<output_dir>/results.json` and a markdown table on stdout (quoted in benchmarks/RESULTS.md).
+It trains on a CUDA GPU when one is present (float32, as on the CPU). The defaults are CPU-sized; RESULTS.md (run E)
+gives the full-data settings used on a GPU (`--train_queries 368 --max_length 508 --conditioned_epochs 2 ...`).
 """
 
 import argparse
@@ -22,7 +24,7 @@ import time
 
 import torch
 from datasets import concatenate_datasets
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 from trl import RewardConfig, RewardTrainer
 
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
@@ -53,6 +55,7 @@ def parse_args():
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--learning_rate", type=float, default=5e-5)
     parser.add_argument("--per_domain_epochs", type=float, default=2.0)
+    parser.add_argument("--conditioned_epochs", type=float, default=1.0, help="Epochs of the conditioned RMs.")
     parser.add_argument("--timing_reps", type=int, default=8)
     parser.add_argument("--general_rm", default=None, help="Reuse a stage-2 RM saved by an earlier run.")
     parser.add_argument(
@@ -74,13 +77,21 @@ def parse_args():
     return parser.parse_args()
 
 
+ON_GPU = torch.cuda.is_available()
+
+
+def sync():
+    if ON_GPU:
+        torch.cuda.synchronize()
+
+
 def train(model_path, dataset, out_dir, args, mode="none", epochs=1.0):
     config = CustomRewardConfig(
         out_dir,
         condition_mode=mode,
         condition_learning_rate=args.condition_learning_rate if mode == "embedding" else None,
         num_condition_tokens=args.num_condition_tokens,
-        use_cpu=True,
+        use_cpu=not ON_GPU,  # float32 on either device
         bf16=False,
         report_to="none",
         save_strategy="no",
@@ -102,8 +113,12 @@ def train(model_path, dataset, out_dir, args, mode="none", epochs=1.0):
 
 
 def evaluate(path, queries, general_files, args, condition="auto"):
-    scorer = RewardScorer.from_pretrained(path, max_length=args.max_length, batch_size=64)
-    return scorer, evaluate_reward_model(scorer, queries, general_files, condition=condition, progress=False)
+    scorer = RewardScorer.from_pretrained(
+        path, max_length=args.max_length, batch_size=64, device="cuda" if ON_GPU else None
+    )
+    result = evaluate_reward_model(scorer, queries, general_files, condition=condition, progress=False)
+    print(f"  {path}: {json.dumps(result)}", flush=True)
+    return scorer, result
 
 
 def time_steps(model_path, dataset, args):
@@ -111,7 +126,7 @@ def time_steps(model_path, dataset, args):
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     batch_rows = dataset.select(range(args.batch_size))
     common = dict(
-        use_cpu=True,
+        use_cpu=not ON_GPU,
         bf16=False,
         report_to="none",
         max_length=args.max_length,
@@ -155,14 +170,17 @@ def time_steps(model_path, dataset, args):
         name: t.data_collator([t.train_dataset[i] for i in range(args.batch_size)]) for name, t in trainers.items()
     }
     times = {name: [] for name in trainers}
+    batches = {name: trainers[name]._prepare_inputs(b) for name, b in batches.items()}  # on the model's device
     for name, t in trainers.items():  # warm-up
         t.model.train()
         t.compute_loss(t.model, dict(batches[name])).backward()
     for _ in range(args.timing_reps):  # interleaved, so machine noise hits every variant alike
         for name, t in trainers.items():
             t.model.zero_grad()
+            sync()
             start = time.perf_counter()
             t.compute_loss(t.model, dict(batches[name])).backward()
+            sync()
             times[name].append(time.perf_counter() - start)
     medians = {name: statistics.median(v) for name, v in times.items()}
     tokens = {name: int(b["attention_mask"].sum()) for name, b in batches.items()}
@@ -189,10 +207,23 @@ def per_domain(general_rm, custom, test_queries, general_eval_files, args, resul
     }
 
 
+def check_position_budget(model_path, args):
+    """Fail before any training if the embedding-mode RMs (trained last) would not fit the model's positions."""
+    if not any(v.startswith("embedding") for v in args.conditioned) and not args.timing_only:
+        return
+    positions = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+    if positions is not None and args.max_length + args.num_condition_tokens > positions:
+        raise SystemExit(
+            f"--max_length {args.max_length} plus {args.num_condition_tokens} condition tokens exceeds the model's "
+            f"{positions} positions: use --max_length {positions - args.num_condition_tokens} or less."
+        )
+
+
 def main():
     args = parse_args()
     os.makedirs(args.output_dir, exist_ok=True)
     model_path = resolve_model_path(args.model)
+    check_position_budget(model_path, args)
     torch.manual_seed(args.seed)
 
     queries = load_dsp_queries(os.path.join(args.data_dir, "dsp_queries.dev.json"))
@@ -240,7 +271,12 @@ def main():
         name = f"conditioned RM, {mode}" + (" + enrichment" if enrichment else "")
         data = enriched if enrichment else custom
         path = train(
-            general_rm, data, out(name.replace(" ", "_").replace(",", "").replace("+", "plus")), args, mode=mode
+            general_rm,
+            data,
+            out(name.replace(" ", "_").replace(",", "").replace("+", "plus")),
+            args,
+            mode=mode,
+            epochs=args.conditioned_epochs,
         )
         scorer, res = evaluate(path, test_queries, general_eval_files, args)
         res["heatmap"] = heatmap(scorer, test_queries, progress=False)

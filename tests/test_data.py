@@ -91,6 +91,24 @@ def test_dsp_pairs_options():
     assert set(ds["style"]) == {"literature"}
 
 
+def test_dsp_pairs_rejected_column():
+    ds = dsp_pairs([_query(0), _query(1, empty=("normal",))], domains=["business"], rejected_column="other")
+    assert ds.column_names == ["prompt", "chosen", "rejected", "domain", "other"]
+    assert list(zip(ds["rejected"], ds["other"])) == [
+        ("academy0", "academy"),
+        ("entertainment0", "entertainment"),
+        ("literature0", "literature"),
+        ("normal0", "normal"),
+        ("academy1", "academy"),
+        ("entertainment1", "entertainment"),
+        ("literature1", "literature"),
+    ]
+    with pytest.raises(ValueError, match="rejected_column='rejected' clashes with a preference column"):
+        dsp_pairs([_query(0)], rejected_column="rejected")
+    with pytest.raises(ValueError, match="rejected_column='domain' is also the condition column"):
+        dsp_pairs([_query(0)], rejected_column="domain")
+
+
 def test_dsp_pairs_unknown_domain():
     valid = "academy, business, entertainment, literature"
     with pytest.raises(ValueError, match=rf"Unknown DSP domain.*'sports'.*{valid}"):

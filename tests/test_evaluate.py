@@ -202,14 +202,23 @@ def test_dedupe_matches_naive_pairwise_scoring(tmp_path, embedding_model):
     assert sum(scored) == 3 * 5 * 3 < 2 * n_pairs
 
     scorer.score = original
-    pairs = dsp_pairs(queries)
+    pairs = dsp_pairs(queries, rejected_column="other")
     wins = {d: [] for d in DSP_DOMAINS}
+    wins_by_other = {}
     for row in pairs:
         cond = row["domain"]
         chosen, rejected = original([row["prompt"]] * 2, [row["chosen"], row["rejected"]], [cond, cond])
         wins[cond].append(chosen > rejected)
+        wins_by_other.setdefault((cond, row["other"]), []).append(chosen > rejected)
     for d in DSP_DOMAINS:
         assert results["dsp"][d] == pytest.approx(sum(wins[d]) / len(wins[d]))
+    # The breakdown by competing response: 4 other responses per domain, each scored on its own pairs.
+    assert {d: sorted(v) for d, v in results["dsp_by_rejected"].items()} == {
+        d: sorted(o for o in ("academy", "business", "entertainment", "literature", "normal") if o != d)
+        for d in DSP_DOMAINS
+    }
+    for (d, other), w in wins_by_other.items():
+        assert results["dsp_by_rejected"][d][other] == pytest.approx(sum(w) / len(w))
 
     # Forced condition and the heatmap agree with each other (and reuse the cache).
     cache = {}

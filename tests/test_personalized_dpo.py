@@ -123,6 +123,29 @@ def test_alpha_mixes_personalized_and_generic_dpo(tmp_path, alpha):
     assert loss == pytest.approx(alpha * personal + (1 - alpha) * generic, rel=1e-4, abs=1e-5)
 
 
+@pytest.mark.parametrize("alpha", [1.0, 0.3])
+def test_sft_coef_adds_the_chosen_nll_under_the_same_user_tokens(tmp_path, alpha):
+    trainer = make_trainer(tmp_path, alpha=alpha, generic_loss_mode="exact", sft_coef=0.7)
+    trainer.model.train()
+    batch = batch_of(trainer)
+    with torch.no_grad():
+        trainer.user_model.proj.weight.normal_()
+        loss = trainer.compute_loss(trainer.model, dict(batch)).item()
+        chosen_tokens = batch["completion_mask"][:8].sum()
+        generic_tokens = trainer.user_model.generic.unsqueeze(0).expand(8, -1, -1)
+        expected = 0.0
+        for weight, soft in ((alpha, trainer.user_model(batch["user_ids"])), (1 - alpha, generic_tokens)):
+            chosen_logps = sequence_log_probs(trainer.model, batch, torch.cat([soft, soft])).chunk(2)[0]
+            nll = (-chosen_logps.sum() / chosen_tokens).item()
+            assert nll > 0.1  # a real term, not a no-op
+            dpo = manual_dpo(trainer.model, trainer.ref_model, batch, soft, 0.5).item()
+            expected += weight * (dpo + 0.7 * nll)
+    assert loss == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    assert len(trainer._metrics["train"]["sft_loss"]) == 1
+    with pytest.raises(ValueError, match="sft_coef must be >= 0, got -1.0"):
+        config(tmp_path, sft_coef=-1.0)
+
+
 def test_sampled_generic_loss_is_one_pass_and_trains(tmp_path):
     trainer = make_trainer(tmp_path, alpha=0.5, generic_loss_mode="sampled", max_steps=30)
     trainer.train()

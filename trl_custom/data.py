@@ -134,6 +134,7 @@ def dsp_pairs(
     domains: Sequence[str] = DSP_DOMAINS,
     condition_column: str = "domain",
     max_queries: int | None = None,
+    rejected_column: str | None = None,
 ) -> Dataset:
     """
     Builds the DSP paper's customized preference pairs.
@@ -151,20 +152,28 @@ def dsp_pairs(
             Name of the column holding the domain of each pair.
         max_queries (`int` or `None`, *optional*):
             If set, only the first `max_queries` queries are used.
+        rejected_column (`str` or `None`, *optional*):
+            If set, a column of that name records which response (`academy`, ..., `normal`) is the rejected one, e.g.
+            to break accuracy down by the competing response.
 
     Returns:
         [`~datasets.Dataset`]: Standard preference dataset with explicit prompt and columns `prompt`, `chosen`,
-        `rejected` and `condition_column`.
+        `rejected` and `condition_column` (and `rejected_column` if set).
     """
     unknown = [d for d in domains if d not in DSP_DOMAINS]
     if unknown:
         raise ValueError(f"Unknown DSP domain(s) {unknown}. Valid domains are: {', '.join(DSP_DOMAINS)}.")
-    if condition_column in ("prompt", "chosen", "rejected"):
-        raise ValueError(f"condition_column={condition_column!r} clashes with a preference column; pick another name.")
+    for name, column in (("condition_column", condition_column), ("rejected_column", rejected_column)):
+        if column in ("prompt", "chosen", "rejected"):
+            raise ValueError(f"{name}={column!r} clashes with a preference column; pick another name.")
+    if rejected_column is not None and rejected_column == condition_column:
+        raise ValueError(f"rejected_column={rejected_column!r} is also the condition column; pick another name.")
     if max_queries is not None:
         queries = queries[:max_queries]
 
     rows = {"prompt": [], "chosen": [], "rejected": [], condition_column: []}
+    if rejected_column is not None:
+        rows[rejected_column] = []
     n_empty = 0
     for item in queries:
         responses = {k: item["responses"].get(k) or "" for k in DSP_RESPONSE_KEYS}
@@ -179,6 +188,8 @@ def dsp_pairs(
                 rows["chosen"].append(responses[d])
                 rows["rejected"].append(responses[o])
                 rows[condition_column].append(d)
+                if rejected_column is not None:
+                    rows[rejected_column].append(o)
     logger.info(
         f"DSP pairs: {len(queries)} queries -> {len(rows['prompt'])} pairs (skipped {n_empty} empty responses)"
     )

@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .conditioning import GENERIC_CONDITION, is_missing_condition
-from .data import DSP_DOMAINS, dsp_pairs, load_dsp_queries, load_general_pairs, split_dsp_queries
+from .data import DSP_DOMAINS, DSP_RESPONSE_KEYS, dsp_pairs, load_dsp_queries, load_general_pairs, split_dsp_queries
 
 
 logger = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ def _mean(values) -> float | None:
 
 
 def _dsp_rows(queries: list[dict], max_queries: int | None) -> dict[str, list]:
-    return dsp_pairs(queries, max_queries=max_queries).to_dict()
+    return dsp_pairs(queries, max_queries=max_queries, rejected_column="rejected_response").to_dict()
 
 
 def _general_name(path, taken: set[str]) -> str:
@@ -225,7 +225,9 @@ def evaluate_reward_model(
     Returns:
         `dict`: `{"dsp": {domain: accuracy, ..., "mean": mean over domains}, "general": {file stem: accuracy},
         "counts": {"dsp": {domain: n_pairs, ..., "total": n}, "general": {file stem: n_pairs}}, "condition":
-        condition}`. Domains without pairs have accuracy `None` and are left out of the mean.
+        condition, "dsp_by_rejected": {domain: {rejected response: accuracy}}}`. Domains without pairs have
+        accuracy `None` and are left out of the mean. `dsp_by_rejected` breaks each domain's accuracy down by the
+        competing response (`academy`, ..., `normal`): which other style the model confuses with the domain's.
     """
     cache = {} if cache is None else cache
     results: dict[str, Any] = {"dsp": {}, "general": {}, "counts": {"dsp": {}, "general": {}}, "condition": condition}
@@ -254,10 +256,17 @@ def evaluate_reward_model(
         wins = pair_wins(
             scorer, rows["prompt"], rows["chosen"], rows["rejected"], conditions, cache, progress, "Scoring DSP pairs"
         )
+        results["dsp_by_rejected"] = {}
+        pair_keys = list(zip(domains, rows["rejected_response"], strict=True))
         for d in DSP_DOMAINS:
             domain_wins = [w for w, dom in zip(wins, domains, strict=True) if dom == d]
             results["dsp"][d] = _accuracy(domain_wins)
             results["counts"]["dsp"][d] = len(domain_wins)
+            results["dsp_by_rejected"][d] = {
+                other: _accuracy([w for w, key in zip(wins, pair_keys, strict=True) if key == (d, other)])
+                for other in DSP_RESPONSE_KEYS
+                if other != d
+            }
         results["dsp"]["mean"] = _mean(results["dsp"][d] for d in DSP_DOMAINS)
         results["counts"]["dsp"]["total"] = len(wins)
 
@@ -376,6 +385,18 @@ def format_results(results: dict[str, Any]) -> str:
         lines += [f"DSP accuracy (condition: {results.get('condition')})", f"  {'domain':<16}{'pairs':>8}  accuracy"]
         lines += [f"  {d:<16}{counts[d]:>8}  {fmt(results['dsp'][d])}" for d in DSP_DOMAINS]
         lines.append(f"  {'mean':<16}{counts['total']:>8}  {fmt(results['dsp']['mean'])}")
+        by_rejected = results.get("dsp_by_rejected")
+        if by_rejected:
+            lines += [
+                "DSP accuracy by the competing (rejected) response",
+                f"  {'domain':<16}" + "".join(f"{o:>14}" for o in DSP_RESPONSE_KEYS),
+            ]
+            for d in DSP_DOMAINS:
+                cells = [by_rejected[d].get(o) for o in DSP_RESPONSE_KEYS]
+                lines.append(
+                    f"  {d:<16}"
+                    + "".join(f"{'-' if o == d else fmt(v):>14}" for o, v in zip(DSP_RESPONSE_KEYS, cells))
+                )
     if results.get("general"):
         lines += ["General preference accuracy (no condition)", f"  {'file':<16}{'pairs':>8}  accuracy"]
         lines += [

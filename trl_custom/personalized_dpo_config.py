@@ -44,6 +44,13 @@ class PersonalizedDPOConfig(DPOConfig):
         generic_loss_mode (`str`, *optional*, defaults to `"sampled"`):
             `"exact"` computes both terms on every pair (two policy passes); `"sampled"` gives each pair the generic
             user with probability `1 - alpha`, an unbiased estimate of the same loss at the cost of one pass.
+        sft_coef (`float`, *optional*, defaults to `0.0`):
+            Weight of a language-modeling loss on the chosen responses (negative log-likelihood per chosen token of
+            the batch, as TRL's `loss_type="sft"`, under the same user tokens as the DPO term), added to each DPO
+            term as in RPO. DPO alone can
+            satisfy a length preference by lowering the probability of every token, which drifts the policy off
+            fluent text (e.g. whitespace-only generations for a "short answers" user); this term anchors it to the
+            preferred responses. `0` is P-DPO's objective.
 
         > Batching
 
@@ -68,6 +75,7 @@ class PersonalizedDPOConfig(DPOConfig):
     alpha: float = field(default=0.5, metadata={"help": "Weight of the personalized DPO loss."})
     generic_loss_mode: str = field(default="sampled", metadata={"help": "'exact' or 'sampled'."})
     user_learning_rate: float | None = field(default=None, metadata={"help": "Learning rate of the user model."})
+    sft_coef: float = field(default=0.0, metadata={"help": "Weight of an NLL loss on the chosen response."})
     padding_free: bool = field(
         default=False,
         metadata={"help": "Pack the sequences of each batch without padding (implemented by this trainer)."},
@@ -79,6 +87,8 @@ class PersonalizedDPOConfig(DPOConfig):
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}.")
         if self.generic_loss_mode not in ("exact", "sampled"):
             raise ValueError(f"generic_loss_mode={self.generic_loss_mode!r}: choose 'exact' or 'sampled'.")
+        if not self.sft_coef >= 0.0:  # also rejects NaN
+            raise ValueError(f"sft_coef must be >= 0, got {self.sft_coef}.")
         if self.num_user_tokens < 1:
             raise ValueError(f"num_user_tokens must be >= 1, got {self.num_user_tokens}.")
         if list(self.loss_type) != ["sigmoid"]:
