@@ -47,10 +47,9 @@ class PersonalizedDPOConfig(DPOConfig):
         sft_coef (`float`, *optional*, defaults to `0.0`):
             Weight of a language-modeling loss on the chosen responses (negative log-likelihood per chosen token of
             the batch, as TRL's `loss_type="sft"`, under the same user tokens as the DPO term), added to each DPO
-            term as in RPO. DPO alone can
-            satisfy a length preference by lowering the probability of every token, which drifts the policy off
-            fluent text (e.g. whitespace-only generations for a "short answers" user); this term anchors it to the
-            preferred responses. `0` is P-DPO's objective.
+            term as in RPO. DPO alone can satisfy a length preference by lowering the probability of every token,
+            which drifts the policy off fluent text (e.g. whitespace-only generations for a "short answers" user);
+            this term anchors it to the preferred responses. `0` is P-DPO's objective.
 
         > Batching
 
