@@ -28,6 +28,7 @@ from transformers import AutoConfig, AutoTokenizer
 from trl import RewardConfig, RewardTrainer
 
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
+from trl_custom.conditioning import check_position_budget
 from trl_custom.data import (
     DSP_DOMAINS,
     dsp_pairs,
@@ -207,23 +208,21 @@ def per_domain(general_rm, custom, test_queries, general_eval_files, args, resul
     }
 
 
-def check_position_budget(model_path, args):
+def check_embedding_budget(model_path, args):
     """Fail before any training if the embedding-mode RMs (trained last) would not fit the model's positions."""
     if not any(v.startswith("embedding") for v in args.conditioned) and not args.timing_only:
         return
-    positions = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
-    if positions is not None and args.max_length + args.num_condition_tokens > positions:
-        raise SystemExit(
-            f"--max_length {args.max_length} plus {args.num_condition_tokens} condition tokens exceeds the model's "
-            f"{positions} positions: use --max_length {positions - args.num_condition_tokens} or less."
-        )
+    try:
+        check_position_budget(AutoConfig.from_pretrained(model_path), args.max_length, args.num_condition_tokens)
+    except ValueError as error:
+        raise SystemExit(f"{error} (--max_length)") from None
 
 
 def main():
     args = parse_args()
     os.makedirs(args.output_dir, exist_ok=True)
     model_path = resolve_model_path(args.model)
-    check_position_budget(model_path, args)
+    check_embedding_budget(model_path, args)
     torch.manual_seed(args.seed)
 
     queries = load_dsp_queries(os.path.join(args.data_dir, "dsp_queries.dev.json"))

@@ -174,6 +174,16 @@ def load_condition_table_weights(directory: str | os.PathLike) -> torch.Tensor:
     return load_file(path)["weight"]
 
 
+def check_position_budget(config: Any, max_length: int | None, num_tokens: int) -> None:
+    """Raise if `max_length` tokens plus `num_tokens` soft tokens exceed the positions of the model of `config`."""
+    max_positions = getattr(config.get_text_config(), "max_position_embeddings", None)
+    if max_length is not None and max_positions is not None and max_length + num_tokens > max_positions:
+        raise ValueError(
+            f"max_length={max_length} plus {num_tokens} condition tokens exceeds the model's {max_positions} "
+            f"positions. Set max_length <= {max_positions - num_tokens}."
+        )
+
+
 def uses_last_token_pooling(model: nn.Module) -> bool:
     """True for decoder reward models (a `score` head read at the last token), False for CLS-pooled encoders."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model

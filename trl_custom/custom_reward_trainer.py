@@ -9,7 +9,6 @@ import torch
 import torch.nn as nn
 from accelerate import PartialState
 from datasets import Dataset, IterableDataset
-from transformers import PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 from trl import RewardTrainer
 from trl.data_utils import common_prefix_length, get_dataset_column_names, is_conversational
@@ -19,6 +18,7 @@ from .conditioning import (
     CONDITION_TABLE_ATTRIBUTE,
     ConditioningSpec,
     attach_condition_table,
+    check_position_budget,
     chunked_lm_loss,
     get_condition_table,
     is_missing_condition,
@@ -147,7 +147,7 @@ class CustomRewardTrainer(RewardTrainer):
         self.condition_table = None
         if self.conditioning.mode == "embedding":
             self.condition_table = attach_condition_table(unwrapped, self.conditioning)
-            self._check_position_budget(unwrapped)
+            check_position_budget(unwrapped.config, args.max_length, self.conditioning.num_tokens)
         if args.padding_free:
             check_packable(unwrapped, decoder=uses_last_token_pooling(unwrapped))
         if args.imitation_coef > 0:
@@ -209,15 +209,6 @@ class CustomRewardTrainer(RewardTrainer):
                 )
             return []
         return sorted({str(v) for v in dataset[args.condition_column] if not is_missing_condition(v)})
-
-    def _check_position_budget(self, model: PreTrainedModel) -> None:
-        max_positions = getattr(model.config.get_text_config(), "max_position_embeddings", None)
-        needed = (self.args.max_length or 0) + self.conditioning.num_tokens
-        if self.args.max_length is not None and max_positions is not None and needed > max_positions:
-            raise ValueError(
-                f"max_length={self.args.max_length} plus {self.conditioning.num_tokens} condition tokens exceeds the "
-                f"model's {max_positions} positions. Set max_length <= {max_positions - self.conditioning.num_tokens}."
-            )
 
     # ------------------------------------------------------------------ dataset
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):

@@ -39,6 +39,7 @@ import argparse
 import json
 import logging
 import os
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -256,17 +257,16 @@ def evaluate_reward_model(
         wins = pair_wins(
             scorer, rows["prompt"], rows["chosen"], rows["rejected"], conditions, cache, progress, "Scoring DSP pairs"
         )
+        wins_by_pair: dict[tuple[str, str], list[bool]] = defaultdict(list)  # (domain, rejected response) -> wins
+        for win, domain, other in zip(wins, domains, rows["rejected_response"], strict=True):
+            wins_by_pair[domain, other].append(win)
         results["dsp_by_rejected"] = {}
-        pair_keys = list(zip(domains, rows["rejected_response"], strict=True))
         for d in DSP_DOMAINS:
-            domain_wins = [w for w, dom in zip(wins, domains, strict=True) if dom == d]
+            others = [o for o in DSP_RESPONSE_KEYS if o != d]
+            domain_wins = [w for o in others for w in wins_by_pair[d, o]]
             results["dsp"][d] = _accuracy(domain_wins)
             results["counts"]["dsp"][d] = len(domain_wins)
-            results["dsp_by_rejected"][d] = {
-                other: _accuracy([w for w, key in zip(wins, pair_keys, strict=True) if key == (d, other)])
-                for other in DSP_RESPONSE_KEYS
-                if other != d
-            }
+            results["dsp_by_rejected"][d] = {o: _accuracy(wins_by_pair[d, o]) for o in others}
         results["dsp"]["mean"] = _mean(results["dsp"][d] for d in DSP_DOMAINS)
         results["counts"]["dsp"]["total"] = len(wins)
 

@@ -302,7 +302,6 @@ class PersonalizedDPOTrainer(DPOTrainer):
             model_inputs["completion_mask"].repeat(n, 1),
             soft,
         )
-        chosen_tokens = model_inputs["completion_mask"].chunk(2)[0].sum().clamp(min=1)
         loss = 0.0
         for i, (weight, variant_logps) in enumerate(zip(weights, logps.chunk(n), strict=True)):
             chosen_logps, rejected_logps = variant_logps.chunk(2)
@@ -310,6 +309,7 @@ class PersonalizedDPOTrainer(DPOTrainer):
             rejected_rewards = self.beta * (rejected_logps - ref_rejected)
             loss = loss + weight * -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
             if self.args.sft_coef > 0:
+                chosen_tokens = model_inputs["completion_mask"].chunk(2)[0].sum().clamp(min=1)
                 sft_loss = -chosen_logps.sum() / chosen_tokens  # per chosen token, as TRL's loss_type="sft"
                 loss = loss + weight * self.args.sft_coef * sft_loss
                 if i == 0:
