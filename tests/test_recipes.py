@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from toy import run_offline
 from trl import ModelConfig, TrlParser
 
 from trl_custom import CustomRewardConfig, PersonalizedDPOConfig
@@ -160,10 +161,7 @@ def test_quickstart_recipe_runs_on_minilm(tmp_path):
         "--disable_tqdm",
         "true",
     ]
-    result = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"}
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_offline(command, ROOT)
     assert "held-out accuracy" in result.stdout and "DSP mean" in result.stdout
     results = json.loads((out / "eval_results.json").read_text())
     assert set(results["before"]["dsp"]) == {"academy", "business", "entertainment", "literature", "mean"}

@@ -3,7 +3,9 @@
 Nothing here touches the Hugging Face hub.
 """
 
+import os
 import random
+import subprocess
 
 import torch
 from datasets import Dataset
@@ -192,3 +194,12 @@ def user_pairs(n: int = 32, seed: int = 0, users=("u1", "u2")) -> Dataset:
         chosen, rejected = (short, long) if user == users[0] else (long, short)
         rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "user_id": user})
     return Dataset.from_list(rows)
+
+
+def run_offline(command: list[str], cwd) -> subprocess.CompletedProcess:
+    """Run a script with the hub switched off; fail with the end of its stderr when it fails."""
+    result = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result

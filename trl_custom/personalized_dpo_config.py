@@ -43,7 +43,9 @@ class PersonalizedDPOConfig(DPOConfig):
             speeds up personalization.
         generic_loss_mode (`str`, *optional*, defaults to `"sampled"`):
             `"exact"` computes both terms on every pair (two policy passes); `"sampled"` gives each pair the generic
-            user with probability `1 - alpha`, an unbiased estimate of the same loss at the cost of one pass.
+            user with probability `1 - alpha`, an unbiased estimate of the same loss at the cost of one pass. Its
+            training reward metrics cover the pairs as sampled (a generic-user pair cannot fit conflicting users), so
+            read the personalized accuracy from evaluation, which always uses each row's own user.
         sft_coef (`float`, *optional*, defaults to `0.0`):
             Weight of a language-modeling loss on the chosen responses (negative log-likelihood per chosen token of
             the batch, as TRL's `loss_type="sft"`, under the same user tokens as the DPO term), added to each DPO
