@@ -85,10 +85,12 @@ def lora():
 
 
 def common_args(args, out, personalized=False):
-    if args.sft_coef > 0 and not personalized:  # the same NLL term for the baselines, through TRL's own loss
+    if personalized:
+        loss = dict(sft_coef=args.sft_coef)
+    elif args.sft_coef > 0:  # the same NLL term for the baselines, through TRL's own loss
         loss = dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, args.sft_coef])
     else:
-        loss = dict(sft_coef=args.sft_coef) if personalized else {}
+        loss = {}
     return dict(
         **loss,
         output_dir=out,
@@ -117,9 +119,10 @@ def text_alias(user):
 
 def user_text(user, prompt):
     """The "user id as text" baseline: the user's alias written into the message (or before the plain-text prompt)."""
+    prefix = f"User: {text_alias(user)}\n"
     if isinstance(prompt, str):
-        return f"User: {text_alias(user)}\n{prompt}"
-    return [{"role": "user", "content": f"User: {text_alias(user)}\n{prompt[0]['content']}"}]
+        return prefix + prompt
+    return [{"role": "user", "content": prefix + prompt[0]["content"]}]
 
 
 def with_user_text(dataset):
@@ -151,10 +154,11 @@ def generations(model, tokenizer, prompts, users, args, personalized):
             for prompt in prompts:
                 prompt = user_text(user, prompt) if user and personalized is None else prompt
                 if isinstance(prompt, str):
-                    ids = tokenizer(prompt, return_tensors="pt").to(model.device)
-                else:
+                    text, special_tokens = prompt, True
+                else:  # the chat template writes its own special tokens
                     text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-                    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
+                    special_tokens = False
+                ids = tokenizer(text, return_tensors="pt", add_special_tokens=special_tokens).to(model.device)
                 new = model.generate(
                     **ids, max_new_tokens=args.max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
                 )[0, ids["input_ids"].shape[1] :]

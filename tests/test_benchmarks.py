@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from toy import make_causal_lm, make_tokenizer, run_offline
 
+from trl_custom.data import DSP_RESPONSE_KEYS
+
 
 ROOT = Path(__file__).resolve().parents[1]
-DOMAINS = ("academy", "business", "entertainment", "literature", "normal")
 
 
 def tiny_dsp_file(path, n=12):
@@ -19,7 +20,7 @@ def tiny_dsp_file(path, n=12):
         return " ".join(["answer"] + [f"w{(i + j) % 40}" for j in range(2 + 3 * k)])
 
     items = [
-        {"query": f"question about t{i}", "responses": {d: response(i, k) for k, d in enumerate(DOMAINS)}}
+        {"query": f"question about t{i}", "responses": {d: response(i, k) for k, d in enumerate(DSP_RESPONSE_KEYS)}}
         for i in range(n)
     ]
     path.write_text(json.dumps(items))
@@ -37,21 +38,10 @@ def test_pdpo_benchmark_runs_all_methods(tmp_path, prompt_format):
         "--groups short long --users_per_group 1 --pairs_per_user 8 --max_length 48 --epochs 1 --max_new_tokens 3 "
         "--generation_prompts 2 --timing_reps 1 --sft_coef 0.5 --precompute_ref_log_probs"
     )
-    command = [
-        sys.executable,
-        str(ROOT / "benchmarks/pdpo_synthetic.py"),
-        "--dsp_file",
-        str(tiny_dsp_file(tmp_path / "dsp.json")),
-    ]
-    command += [
-        "--output_dir",
-        str(out),
-        "--model",
-        str(model_dir),
-        "--prompt_format",
-        prompt_format,
-        *options.split(),
-    ]
+    dsp_file = tiny_dsp_file(tmp_path / "dsp.json")
+    command = [sys.executable, str(ROOT / "benchmarks/pdpo_synthetic.py"), "--dsp_file", str(dsp_file)]
+    command += ["--output_dir", str(out), "--model", str(model_dir), "--prompt_format", prompt_format]
+    command += options.split()
     result = run_offline(command, ROOT)
 
     results = json.loads((out / "results.json").read_text())
