@@ -28,7 +28,7 @@ from transformers import AutoConfig, AutoTokenizer
 from trl import RewardConfig, RewardTrainer
 
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
-from trl_custom.conditioning import check_position_budget
+from trl_custom.conditioned_rm.conditioning import check_position_budget
 from trl_custom.data import (
     DSP_DOMAINS,
     dsp_pairs,
@@ -37,9 +37,9 @@ from trl_custom.data import (
     mix_general_preferences,
     split_dsp_queries,
 )
-from trl_custom.evaluate import evaluate_reward_model, heatmap
+from trl_custom.evaluation.accuracy import evaluate_reward_model, heatmap
 from trl_custom.models import resolve_model_path
-from trl_custom.reward_script import write_general_eval
+from trl_custom.scripts.reward import write_general_eval
 
 
 def parse_args():

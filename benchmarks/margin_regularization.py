@@ -32,12 +32,12 @@ import torch
 from datasets import concatenate_datasets
 
 from trl_custom import AugmentConfig, CustomRewardConfig, CustomRewardTrainer, RewardScorer
-from trl_custom.agreement import agreement_scores, augment_pairs, plurality_flags, write_pairs_file
 from trl_custom.data import load_general_pairs
-from trl_custom.evaluate import calibration_error, spearman_correlation
-from trl_custom.judges import LMJudge, RewardModelJudge, judge_pairs
+from trl_custom.evaluation.accuracy import calibration_error, spearman_correlation
+from trl_custom.margin.agreement import agreement_scores, augment_pairs, plurality_flags, write_pairs_file
+from trl_custom.margin.judges import LMJudge, RewardModelJudge, judge_pairs
+from trl_custom.margin.similarity import MeanPooledEmbedder
 from trl_custom.models import resolve_model_path
-from trl_custom.similarity import MeanPooledEmbedder
 
 
 FILES = ("helpful", "harmless", "webgpt")

@@ -30,7 +30,7 @@ from trl import DPOConfig, DPOTrainer
 from trl_custom import PersonalizedDPOConfig, PersonalizedDPOTrainer, generate_for_user
 from trl_custom.data import load_dsp_queries
 from trl_custom.models import resolve_model_path
-from trl_custom.synthetic_users import build_length_preference_dataset
+from trl_custom.personalized_dpo.synthetic_users import build_length_preference_dataset
 
 
 GROUPS = ("short", "long", "mixed")

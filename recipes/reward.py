@@ -13,10 +13,10 @@ import os
 from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
-from trl_custom.evaluate import evaluate_reward_model
+from trl_custom.attached_modules import check_quantization
+from trl_custom.evaluation.accuracy import evaluate_reward_model
 from trl_custom.models import resolve_model_path
-from trl_custom.reward_script import RewardScriptArguments, build_reward_data, print_before_after
-from trl_custom.utils import check_quantization
+from trl_custom.scripts.reward import RewardScriptArguments, build_reward_data, print_before_after
 
 
 def main(script_args: RewardScriptArguments, training_args: CustomRewardConfig, model_args: ModelConfig):

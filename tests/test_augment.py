@@ -12,11 +12,11 @@ from datasets import Dataset
 from toy import make_reward_model, make_tokenizer, save_reward_model
 
 from trl_custom import ConditioningSpec, CustomRewardConfig, CustomRewardTrainer, RewardScorer
-from trl_custom.agreement import augment_pairs, load_pairs_file, margin_from_agreement
-from trl_custom.augment import AugmentConfig, main
-from trl_custom.conditioning import save_condition_table
-from trl_custom.judges import RewardModelJudge
-from trl_custom.similarity import MeanPooledEmbedder, response_similarities
+from trl_custom.conditioned_rm.conditioning import save_condition_table
+from trl_custom.margin.agreement import augment_pairs, load_pairs_file, margin_from_agreement
+from trl_custom.margin.judges import RewardModelJudge
+from trl_custom.margin.similarity import MeanPooledEmbedder, response_similarities
+from trl_custom.scripts.augment import AugmentConfig, main
 
 
 ROOT = Path(__file__).resolve().parents[1]

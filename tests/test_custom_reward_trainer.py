@@ -11,8 +11,8 @@ from toy import conditioned_pairs, cpu_config, make_reward_model, make_tokenizer
 from trl import RewardConfig, RewardTrainer
 
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
-from trl_custom.conditioning import chunked_lm_loss, get_condition_table
-from trl_custom.custom_reward_trainer import DataCollatorForConditionedPreference
+from trl_custom.conditioned_rm.conditioning import chunked_lm_loss, get_condition_table
+from trl_custom.conditioned_rm.custom_reward_trainer import DataCollatorForConditionedPreference
 
 
 def config(tmp_path, **kwargs):
@@ -330,13 +330,13 @@ def test_long_pairs_truncated_dropped_or_refused_and_counted(tmp_path, caplog):
     long_answer = "answer " + " ".join(["w1"] * 80)
     data = data.map(lambda row, i: {"chosen": long_answer} if i in (2, 5) else {}, with_indices=True)
     path = save_reward_model(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="trl_custom.custom_reward_trainer"):
+    with caplog.at_level(logging.WARNING, logger="trl_custom.conditioned_rm.custom_reward_trainer"):
         dropped = make_trainer(path, args=config(tmp_path, max_length=32, long_pair_policy="drop"), train_dataset=data)
     assert len(dropped.train_dataset) == 8
     assert "Dropped 2 of 10 pairs of the train dataset" in caplog.text
     assert "rows [2, 5]" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="trl_custom.custom_reward_trainer"):
+    with caplog.at_level(logging.WARNING, logger="trl_custom.conditioned_rm.custom_reward_trainer"):
         truncated = make_trainer(path, args=config(tmp_path, max_length=32), train_dataset=data)
     assert len(truncated.train_dataset) == 10
     assert max(len(ids) for ids in truncated.train_dataset["chosen_ids"]) == 32

@@ -26,8 +26,8 @@ from trl_custom import (
     save_reward_model,
     write_model_card,
 )
-from trl_custom.conditioning import attach_condition_table, get_condition_table
-from trl_custom.personalization import sequence_log_probs
+from trl_custom.conditioned_rm.conditioning import attach_condition_table, get_condition_table
+from trl_custom.personalized_dpo.inference import sequence_log_probs
 
 
 CONDITIONS = ["casual", "formal"]

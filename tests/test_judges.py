@@ -10,9 +10,16 @@ from datasets import Dataset
 from toy import make_causal_lm, make_reward_model, make_tokenizer
 
 from trl_custom import RewardScorer
-from trl_custom.agreement import agreement_scores, margin_from_agreement, plurality_flags, validate_pairs
-from trl_custom.evaluate import average_ranks, calibration_error, spearman_correlation
-from trl_custom.judges import JudgmentCache, LMJudge, RewardModelJudge, judge_pairs, pair_key, reward_model_judges
+from trl_custom.evaluation.accuracy import average_ranks, calibration_error, spearman_correlation
+from trl_custom.margin.agreement import agreement_scores, margin_from_agreement, plurality_flags, validate_pairs
+from trl_custom.margin.judges import (
+    JudgmentCache,
+    LMJudge,
+    RewardModelJudge,
+    judge_pairs,
+    pair_key,
+    reward_model_judges,
+)
 
 
 PAIRS = {

@@ -16,9 +16,9 @@ from trl_custom import (
     generate_for_user,
     load_personalized_model,
 )
-from trl_custom.personalization import sequence_log_probs
-from trl_custom.synthetic_users import build_length_preference_dataset, length_pairs
-from trl_custom.user_model import attach_user_model
+from trl_custom.personalized_dpo.inference import sequence_log_probs
+from trl_custom.personalized_dpo.synthetic_users import build_length_preference_dataset, length_pairs
+from trl_custom.personalized_dpo.user_model import attach_user_model
 
 
 def config(tmp_path, **kwargs):
@@ -279,7 +279,7 @@ def test_synthetic_length_users_are_deterministic_and_conflicting():
 def test_synthetic_users_cli(tmp_path, capsys):
     import json
 
-    from trl_custom.synthetic_users import main
+    from trl_custom.personalized_dpo.synthetic_users import main
 
     items = [{"query": f"q{i}", "responses": {"a": "x" * 10, "b": "y" * 40}} for i in range(3)]
     (tmp_path / "dsp.json").write_text(json.dumps(items))

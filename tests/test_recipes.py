@@ -13,8 +13,8 @@ from toy import run_offline
 from trl import ModelConfig, TrlParser
 
 from trl_custom import CustomRewardConfig, PersonalizedDPOConfig
-from trl_custom.dpo_script import DPOScriptArguments
-from trl_custom.reward_script import RewardScriptArguments
+from trl_custom.scripts.dpo import DPOScriptArguments
+from trl_custom.scripts.reward import RewardScriptArguments
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,7 +169,7 @@ def test_quickstart_recipe_runs_on_minilm(tmp_path):
 
 
 def test_build_reward_data_mixes_and_holds_out(tmp_path):
-    from trl_custom.reward_script import build_reward_data
+    from trl_custom.scripts.reward import build_reward_data
 
     dsp, general = tmp_path / "dsp.json", tmp_path / "general.json"
     keys = ["academy", "business", "entertainment", "literature", "normal"]
@@ -218,7 +218,7 @@ def test_lora_without_reward_head_fails_with_the_fix(tmp_path):
 
 
 def test_qlora_recipe_without_bitsandbytes_fails_with_the_fix(monkeypatch):
-    from trl_custom.utils import check_quantization
+    from trl_custom.attached_modules import check_quantization
 
     parser = TrlParser((DPOScriptArguments, PersonalizedDPOConfig, ModelConfig))
     _, _, model_args = parser.parse_args_and_config(
@@ -251,7 +251,7 @@ def test_synthetic_users_do_not_depend_on_the_hash_seed(tmp_path):
 
 def test_build_reward_data_train_file_keeps_margins(tmp_path):
     """`--train_file` (e.g. written by `python -m trl_custom.augment`) trains with its margins; general rows get 0."""
-    from trl_custom.reward_script import build_reward_data
+    from trl_custom.scripts.reward import build_reward_data
 
     train_file, general = tmp_path / "augmented.jsonl", tmp_path / "general.json"
     rows = [
@@ -281,7 +281,7 @@ def test_build_reward_data_train_file_keeps_margins(tmp_path):
 
 
 def test_train_file_refuses_empty_response(tmp_path):
-    from trl_custom.reward_script import build_reward_data
+    from trl_custom.scripts.reward import build_reward_data
 
     train_file = tmp_path / "augmented.jsonl"
     rows = [{"prompt": "q ", "chosen": "good", "rejected": "bad"}, {"prompt": "q ", "chosen": " ", "rejected": "b"}]

@@ -12,7 +12,7 @@ from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer
 from trl.trainer.utils import get_callable_name
 
 from trl_custom import ConditionedRewardFunction, ConditioningSpec, RewardScorer
-from trl_custom.conditioning import attach_condition_table
+from trl_custom.conditioned_rm.conditioning import attach_condition_table
 
 
 CONDITIONS = ["casual", "formal"]

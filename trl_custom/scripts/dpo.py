@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 from datasets import Dataset, load_dataset
 
-from .data import load_dsp_queries
-from .demo import make_demo_dsp_queries
-from .synthetic_users import build_length_preference_dataset
+from ..data.demo import make_demo_dsp_queries
+from ..data.preferences import load_dsp_queries
+from ..personalized_dpo.synthetic_users import build_length_preference_dataset
 
 
 @dataclass

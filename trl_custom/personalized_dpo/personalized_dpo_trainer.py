@@ -17,9 +17,10 @@ from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import use_adapter
 
-from .packing import VARLEN_PACKING_ATTENTION, attention_implementation, check_packable, packed_token_log_probs
-from .personalized_dpo_config import PersonalizedDPOConfig
-from .user_model import (
+from ..attached_modules import input_embedding_stats, split_attached_state, with_own_learning_rate
+from ..packing import VARLEN_PACKING_ATTENTION, attention_implementation, check_packable, packed_token_log_probs
+from ..personalized_dpo.personalized_dpo_config import PersonalizedDPOConfig
+from ..personalized_dpo.user_model import (
     GENERIC_USER,
     USER_MODEL_ATTRIBUTE,
     UserModel,
@@ -28,7 +29,6 @@ from .user_model import (
     lookup_user,
     prepend_user_tokens,
 )
-from .utils import input_embedding_stats, split_attached_state, with_own_learning_rate
 
 
 logger = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ import torch
 from accelerate import PartialState
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .conditioning import GENERIC_CONDITION, ConditioningSpec, is_missing_condition
-from .scoring import RewardScorer, load_reward_model
+from ..conditioned_rm.conditioning import GENERIC_CONDITION, ConditioningSpec, is_missing_condition
+from ..conditioned_rm.scoring import RewardScorer, load_reward_model
 
 
 NORMALIZATIONS = (None, "batch", "running")

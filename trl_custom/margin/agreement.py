@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 from datasets import Dataset
 
-from .augment_config import AugmentConfig
-from .data import _read_records, load_general_pairs
-from .judges import PairJudge, judge_pairs
-from .similarity import MeanPooledEmbedder, response_similarities
+from ..data.preferences import _read_records, load_general_pairs
+from ..margin.augment_config import AugmentConfig
+from ..margin.judges import PairJudge, judge_pairs
+from ..margin.similarity import MeanPooledEmbedder, response_similarities
 
 
 # ---------------------------------------------------------------------------------------------------- formulas

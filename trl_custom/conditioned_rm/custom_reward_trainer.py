@@ -14,7 +14,8 @@ from trl import RewardTrainer
 from trl.data_utils import common_prefix_length, get_dataset_column_names, is_conversational
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
-from .conditioning import (
+from ..attached_modules import split_attached_state, uses_zero3, with_own_learning_rate
+from ..conditioned_rm.conditioning import (
     CONDITION_TABLE_ATTRIBUTE,
     ConditioningSpec,
     attach_condition_table,
@@ -27,10 +28,9 @@ from .conditioning import (
     save_condition_table,
     uses_last_token_pooling,
 )
-from .custom_reward_config import CustomRewardConfig
-from .encoding import apply_text_condition, encode_prompt, encode_sequence, truncate_ids
-from .packing import check_packable
-from .utils import split_attached_state, uses_zero3, with_own_learning_rate
+from ..conditioned_rm.custom_reward_config import CustomRewardConfig
+from ..conditioned_rm.encoding import apply_text_condition, encode_prompt, encode_sequence, truncate_ids
+from ..packing import check_packable
 
 
 logger = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ class CustomRewardTrainer(RewardTrainer):
             values = {f.name: getattr(args, f.name) for f in fields(args) if f.init}
             args = CustomRewardConfig(**{**values, "condition_mode": "none"})
         if isinstance(model, str) and os.path.isfile(os.path.join(model, "conditioning.json")):
-            from .scoring import load_reward_model
+            from ..conditioned_rm.scoring import load_reward_model
 
             model, _, _ = load_reward_model(model)
         check_peft_keeps_reward_head(kwargs.get("peft_config"))

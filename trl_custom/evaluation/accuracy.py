@@ -25,7 +25,7 @@ In Python:
 ```python
 >>> from trl_custom import RewardScorer
 >>> from trl_custom.data import load_dsp_queries
->>> from trl_custom.evaluate import evaluate_reward_model
+>>> from trl_custom.evaluation.accuracy import evaluate_reward_model
 >>> scorer = RewardScorer.from_pretrained("outputs/dsp-rm")
 >>> results = evaluate_reward_model(scorer, load_dsp_queries("data/dsp.json"), general_files=["data/helpful.json"])
 >>> results["dsp"]["mean"]
@@ -43,8 +43,15 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from .conditioning import GENERIC_CONDITION, is_missing_condition
-from .data import DSP_DOMAINS, DSP_RESPONSE_KEYS, dsp_pairs, load_dsp_queries, load_general_pairs, split_dsp_queries
+from ..conditioned_rm.conditioning import GENERIC_CONDITION, is_missing_condition
+from ..data.preferences import (
+    DSP_DOMAINS,
+    DSP_RESPONSE_KEYS,
+    dsp_pairs,
+    load_dsp_queries,
+    load_general_pairs,
+    split_dsp_queries,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -539,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     import torch
 
-    from .scoring import RewardScorer
+    from ..conditioned_rm.scoring import RewardScorer
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     scorer = RewardScorer.from_pretrained(

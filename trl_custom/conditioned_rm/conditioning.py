@@ -27,8 +27,8 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 from torch.utils.checkpoint import checkpoint
 
-from .packing import VARLEN_PACKING_ATTENTION, attention_implementation, pack, plan_packing, unpack
-from .utils import attach, find_attached, input_embedding_stats
+from ..attached_modules import attach, find_attached, input_embedding_stats
+from ..packing import VARLEN_PACKING_ATTENTION, attention_implementation, pack, plan_packing, unpack
 
 
 CONDITIONING_FILE = "conditioning.json"

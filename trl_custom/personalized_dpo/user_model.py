@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from .utils import attach, find_attached, input_embedding_stats
+from ..attached_modules import attach, find_attached, input_embedding_stats
 
 
 USER_MODEL_CONFIG_FILE = "user_model.json"

@@ -28,15 +28,21 @@ from typing import Any
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .conditioning import (
+from ..attached_modules import split_attached_state
+from ..conditioned_rm.conditioning import (
     CONDITION_TABLE_ATTRIBUTE,
     ConditioningSpec,
     get_condition_table,
     save_condition_table,
     uses_last_token_pooling,
 )
-from .user_model import USER_MODEL_ATTRIBUTE, USER_MODEL_CONFIG_FILE, UserModel, UserModelConfig, get_user_model
-from .utils import split_attached_state
+from ..personalized_dpo.user_model import (
+    USER_MODEL_ATTRIBUTE,
+    USER_MODEL_CONFIG_FILE,
+    UserModel,
+    UserModelConfig,
+    get_user_model,
+)
 
 
 MAX_LISTED_VALUES = 50

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from datasets import Dataset, Value, concatenate_datasets
 
-from .data import (
+from ..data.demo import make_demo_dsp_queries
+from ..data.preferences import (
     DSP_DOMAINS,
     dsp_pairs,
     load_dsp_queries,
@@ -23,7 +24,6 @@ from .data import (
     mix_general_preferences,
     split_dsp_queries,
 )
-from .demo import make_demo_dsp_queries
 
 
 HELD_OUT_DSP_FILE = "dsp_queries.json"
@@ -151,7 +151,7 @@ def load_train_file(path: str) -> Dataset:
     Text preference pairs (`prompt` optional, `chosen`, `rejected`, optional `margin`) from JSON / JSON lines, checked
     row by row (see [`~trl_custom.agreement.load_pairs_file`]); other columns (`agreement`, flags, ...) are kept aside.
     """
-    from .agreement import load_pairs_file
+    from ..margin.agreement import load_pairs_file
 
     pairs = load_pairs_file(path)
     name = os.path.basename(path)

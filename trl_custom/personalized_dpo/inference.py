@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-from .user_model import UserModel, attach_user_model, get_user_model, prepend_user_tokens
-from .utils import load_model_or_adapter
+from ..attached_modules import load_model_or_adapter
+from ..personalized_dpo.user_model import UserModel, attach_user_model, get_user_model, prepend_user_tokens
 
 
 def load_personalized_model(

@@ -38,11 +38,11 @@ from dataclasses import dataclass, field
 from datasets import Dataset
 from transformers import HfArgumentParser
 
-from .agreement import augment_pairs, load_pairs_file, summarize, write_pairs_file
-from .augment_config import AugmentConfig
-from .judges import LMJudge, PairJudge, reward_model_judges
-from .models import resolve_model_path
-from .scoring import RewardScorer
+from ..conditioned_rm.scoring import RewardScorer
+from ..margin.agreement import augment_pairs, load_pairs_file, summarize, write_pairs_file
+from ..margin.augment_config import AugmentConfig
+from ..margin.judges import LMJudge, PairJudge, reward_model_judges
+from ..models import resolve_model_path
 
 
 NO_CONDITION_NAMES = ("none", "generic")

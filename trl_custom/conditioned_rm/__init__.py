@@ -1,0 +1,8 @@
+# Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
+"""
+Customized reward models (DSP, "Everyone Deserves A Reward"): one reward model conditioned on a domain or user.
+
+`CustomRewardConfig`/`CustomRewardTrainer` (TRL's reward trainer plus conditioning, imitation, margins), the
+conditioning spec, soft-token table and forward pass shared by training and scoring, the tokenization, and
+`RewardScorer` to score with a trained model.
+"""

@@ -1,0 +1,29 @@
+# Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
+"""Preference data shared by every method: DSP query files, general `{text, score}` files, the built-in demo set."""
+
+from .preferences import (
+    ASSISTANT_MARKERS,
+    DSP_DOMAINS,
+    DSP_RESPONSE_KEYS,
+    dsp_pairs,
+    load_dsp_pairs,
+    load_dsp_queries,
+    load_general_pairs,
+    mix_general_preferences,
+    split_dsp_queries,
+    split_transcript,
+)
+
+
+__all__ = [
+    "ASSISTANT_MARKERS",
+    "DSP_DOMAINS",
+    "DSP_RESPONSE_KEYS",
+    "dsp_pairs",
+    "load_dsp_pairs",
+    "load_dsp_queries",
+    "load_general_pairs",
+    "mix_general_preferences",
+    "split_dsp_queries",
+    "split_transcript",
+]
