@@ -37,7 +37,7 @@ from trl_custom.data import (
     mix_general_preferences,
     split_dsp_queries,
 )
-from trl_custom.evaluation.accuracy import evaluate_reward_model, heatmap
+from trl_custom.evaluation import evaluate_reward_model, heatmap
 from trl_custom.models import resolve_model_path
 from trl_custom.scripts.reward import write_general_eval
 

@@ -5,7 +5,8 @@ from toy import conditioned_pairs, save_reward_model
 
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
 from trl_custom.data import DSP_DOMAINS, dsp_pairs, load_dsp_queries
-from trl_custom.evaluation.accuracy import evaluate_reward_model, heatmap, main
+from trl_custom.evaluation import evaluate_reward_model, heatmap
+from trl_custom.scripts.evaluate import main
 
 
 # Responses use the toy tokenizer's vocabulary so that they tokenize differently (unknown words all map to <unk>).
@@ -324,7 +325,7 @@ def test_cli_errors(tmp_path, embedding_model, capsys):
 
 
 def test_plot_without_matplotlib(tmp_path, monkeypatch):
-    from trl_custom.evaluation.accuracy import plot_heatmap
+    from trl_custom.evaluation import plot_heatmap
 
     monkeypatch.setitem(__import__("sys").modules, "matplotlib.figure", None)
     matrix = {"rows": ["general"], "columns": list(DSP_DOMAINS), "values": [[0.5, 0.5, None, 1.0]]}

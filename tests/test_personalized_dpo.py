@@ -279,7 +279,7 @@ def test_synthetic_length_users_are_deterministic_and_conflicting():
 def test_synthetic_users_cli(tmp_path, capsys):
     import json
 
-    from trl_custom.personalized_dpo.synthetic_users import main
+    from trl_custom.scripts.synthetic_users import main
 
     items = [{"query": f"q{i}", "responses": {"a": "x" * 10, "b": "y" * 40}} for i in range(3)]
     (tmp_path / "dsp.json").write_text(json.dumps(items))

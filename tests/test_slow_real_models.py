@@ -9,7 +9,7 @@ from peft import LoraConfig
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
 from trl_custom.data import dsp_pairs, split_dsp_queries
 from trl_custom.data.demo import make_demo_dsp_queries
-from trl_custom.evaluation.accuracy import evaluate_reward_model
+from trl_custom.evaluation import evaluate_reward_model
 from trl_custom.models import resolve_model_path
 
 

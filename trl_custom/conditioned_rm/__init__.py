@@ -6,3 +6,21 @@ Customized reward models (DSP, "Everyone Deserves A Reward"): one reward model c
 conditioning spec, soft-token table and forward pass shared by training and scoring, the tokenization, and
 `RewardScorer` to score with a trained model.
 """
+
+from .conditioning import ConditionEmbedding, ConditioningSpec
+from .custom_reward_config import CustomRewardConfig
+from .custom_reward_trainer import CustomRewardTrainer, DataCollatorForConditionedPreference
+from .encoding import render_reward_text
+from .scoring import RewardScorer, load_reward_model
+
+
+__all__ = [
+    "ConditionEmbedding",
+    "ConditioningSpec",
+    "CustomRewardConfig",
+    "CustomRewardTrainer",
+    "DataCollatorForConditionedPreference",
+    "RewardScorer",
+    "load_reward_model",
+    "render_reward_text",
+]

@@ -3,3 +3,20 @@
 Personalized DPO (P-RLHF): a user model (generic + individual soft tokens) prepended to the policy's input, its
 trainer and config, inference and cold start for new users, and the synthetic length-preference users.
 """
+
+from .inference import fit_new_user, generate_for_user, load_personalized_model
+from .personalized_dpo_config import PersonalizedDPOConfig
+from .personalized_dpo_trainer import DataCollatorForPersonalizedPreference, PersonalizedDPOTrainer
+from .user_model import UserModel, UserModelConfig
+
+
+__all__ = [
+    "DataCollatorForPersonalizedPreference",
+    "PersonalizedDPOConfig",
+    "PersonalizedDPOTrainer",
+    "UserModel",
+    "UserModelConfig",
+    "fit_new_user",
+    "generate_for_user",
+    "load_personalized_model",
+]

@@ -16,14 +16,10 @@ the short and long users at once, while a personalized one can.
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 from collections.abc import Sequence
 
 from datasets import Dataset
-
-from ..data.preferences import load_dsp_queries
 
 
 GROUPS = ("short", "long", "mixed")
@@ -86,35 +82,3 @@ def build_length_preference_dataset(
                     }
                 rows.append({**row, "user_id": f"{group}-{u}", "group": group})
     return Dataset.from_list(rows)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--dsp_file", required=True, help="Prompt file with several responses per prompt (DSP format)."
-    )
-    parser.add_argument("--output", required=True, help="Output JSON-lines file.")
-    parser.add_argument("--users_per_group", type=int, default=4)
-    parser.add_argument("--pairs_per_user", type=int, default=40)
-    parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=GROUPS)
-    parser.add_argument("--min_ratio", type=float, default=1.5, help="Minimum length ratio long/short.")
-    parser.add_argument("--max_chars", type=int, default=None, help="Cut responses to this many characters.")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    dataset = build_length_preference_dataset(
-        load_dsp_queries(args.dsp_file),
-        args.users_per_group,
-        args.pairs_per_user,
-        args.groups,
-        args.min_ratio,
-        args.max_chars,
-        args.seed,
-    )
-    with open(args.output, "w", encoding="utf-8") as f:
-        for row in dataset:
-            f.write(json.dumps(row) + "\n")
-    print(f"Wrote {len(dataset)} pairs for {len(set(dataset['user_id']))} users to {args.output}.")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,175 @@
+# Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
+"""`python -m trl_custom.evaluate`: per-domain and general accuracy of a reward model (JSON, table, heatmap)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from ..data.preferences import load_dsp_queries, split_dsp_queries
+from ..evaluation.accuracy import (
+    AUTO_CONDITION,
+    ScoreCache,
+    default_heatmap_rows,
+    evaluate_reward_model,
+    heatmap,
+    resolve_condition,
+)
+from ..evaluation.report import format_results, plot_heatmap
+
+
+logger = logging.getLogger(__name__)
+
+
+def _test_size(value: str) -> float | int:
+    try:
+        return int(value)
+    except ValueError:
+        return float(value)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trl_custom.evaluate",
+        description="Evaluate a (conditioned) reward model on DSP pairs and general preference files.",
+    )
+    parser.add_argument(
+        "--model_name_or_path",
+        required=True,
+        help="Directory of a reward model saved by `CustomRewardTrainer.save_model` (or any sequence-classification "
+        "reward model).",
+    )
+    parser.add_argument("--dsp_file", required=True, help="DSP query file (JSON list or JSON lines).")
+    parser.add_argument(
+        "--general_files",
+        nargs="*",
+        default=[],
+        help="General preference files (helpful / harmless / webgpt), scored with no condition. Ties and comparisons "
+        "with empty responses are dropped.",
+    )
+    parser.add_argument("--output_json", required=True, help="Where to write the results as JSON.")
+    parser.add_argument("--plot", default=None, help="If set, save the condition x domain heatmap to this image file.")
+    parser.add_argument(
+        "--no_heatmap",
+        action="store_true",
+        help="Do not compute the condition x domain heatmap (computed by default; cheap thanks to score caching).",
+    )
+    parser.add_argument("--batch_size", type=int, default=16, help="Sequences per forward pass.")
+    parser.add_argument("--max_length", type=int, default=512, help="Longer sequences are truncated like in training.")
+    parser.add_argument(
+        "--dsp_split",
+        choices=["all", "train", "test"],
+        default="all",
+        help="Which DSP queries to evaluate on: 'test' keeps the held-out queries of `split_dsp_queries` (same "
+        "`--test_size` / `--seed` as the training recipe), 'all' every query.",
+    )
+    parser.add_argument(
+        "--test_size",
+        type=_test_size,
+        default=0.2,
+        help="Fraction (0 < x < 1) or number of held-out DSP queries. Ignored with `--dsp_split all`.",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the DSP query split.")
+    parser.add_argument(
+        "--max_queries", type=int, default=None, help="Use only the first N DSP queries (after the split)."
+    )
+    parser.add_argument("--max_pairs", type=int, default=None, help="Use only the first N pairs of each general file.")
+    parser.add_argument(
+        "--condition",
+        default=AUTO_CONDITION,
+        help="Condition given to the model for every DSP pair: 'auto' (default) uses each pair's own domain for a "
+        "conditioned model and none for an unconditioned one; 'none' forces no condition (generic entry); any other "
+        "value (e.g. 'academy') is forced, and names the heatmap row of an unconditioned model trained for it.",
+    )
+    parser.add_argument(
+        "--device", default=None, help="Device to score on (default: 'cuda' if available, else 'cpu')."
+    )
+    parser.add_argument("--no_progress", action="store_true", help="Hide the progress bars.")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    for flag, path in [("--dsp_file", args.dsp_file)] + [("--general_files", p) for p in args.general_files]:
+        if not os.path.isfile(path):
+            parser.error(f"{flag}: file not found: {path}")
+    if not os.path.isdir(args.model_name_or_path):
+        parser.error(f"--model_name_or_path: model directory not found: {args.model_name_or_path}")
+    if args.plot and args.no_heatmap:
+        parser.error("--plot needs the heatmap: drop --no_heatmap.")
+
+    import torch
+
+    from ..conditioned_rm.scoring import RewardScorer
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    scorer = RewardScorer.from_pretrained(
+        args.model_name_or_path, device=device, max_length=args.max_length, batch_size=args.batch_size
+    )
+    try:
+        if args.condition != AUTO_CONDITION:
+            resolve_condition(scorer, args.condition)
+    except ValueError as e:
+        parser.error(f"--condition: {e}")
+
+    queries = load_dsp_queries(args.dsp_file)
+    n_all = len(queries)
+    if args.dsp_split != "all":
+        try:
+            train, test = split_dsp_queries(queries, test_size=args.test_size, seed=args.seed)
+        except ValueError as e:
+            parser.error(f"--test_size: {e}")
+        queries = train if args.dsp_split == "train" else test
+    logger.info(f"DSP: {len(queries)} of {n_all} queries (split: {args.dsp_split})")
+
+    progress = not args.no_progress
+    cache: ScoreCache = {}
+    results = evaluate_reward_model(
+        scorer,
+        queries,
+        general_files=args.general_files,
+        condition=args.condition,
+        max_queries=args.max_queries,
+        max_pairs=args.max_pairs,
+        progress=progress,
+        cache=cache,
+    )
+    if not args.no_heatmap:
+        rows = default_heatmap_rows(scorer, args.condition)
+        results["heatmap"] = heatmap(
+            scorer, queries, rows, max_queries=args.max_queries, progress=progress, cache=cache
+        )
+    results["meta"] = {
+        "model_name_or_path": args.model_name_or_path,
+        "condition_mode": scorer.spec.mode,
+        "conditions": scorer.spec.conditions,
+        "dsp_file": args.dsp_file,
+        "dsp_split": args.dsp_split,
+        "test_size": args.test_size,
+        "seed": args.seed,
+        "n_queries": len(queries) if args.max_queries is None else min(len(queries), args.max_queries),
+        "general_files": list(args.general_files),
+        "max_length": args.max_length,
+    }
+
+    os.makedirs(os.path.dirname(os.path.abspath(args.output_json)), exist_ok=True)
+    with open(args.output_json, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+    print(format_results(results))
+    print(f"Results written to {args.output_json}")
+    if args.plot:
+        title = f"{os.path.basename(os.path.normpath(args.model_name_or_path))} ({scorer.spec.mode})"
+        plot_heatmap(results["heatmap"], args.plot, title=title)
+        print(f"Heatmap written to {args.plot}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

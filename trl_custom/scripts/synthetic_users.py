@@ -1,0 +1,51 @@
+# Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
+"""
+`python -m trl_custom.synthetic_users`: write the synthetic short / long / mixed length-preference users
+([`trl_custom.personalized_dpo.synthetic_users`]) of a DSP-format prompt file as JSON lines.
+
+    python -m trl_custom.synthetic_users --dsp_file dsp_queries.json --output users.jsonl --users_per_group 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+
+from ..data.preferences import load_dsp_queries
+from ..personalized_dpo import synthetic_users
+from ..personalized_dpo.synthetic_users import GROUPS, build_length_preference_dataset
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=synthetic_users.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--dsp_file", required=True, help="Prompt file with several responses per prompt (DSP format)."
+    )
+    parser.add_argument("--output", required=True, help="Output JSON-lines file.")
+    parser.add_argument("--users_per_group", type=int, default=4)
+    parser.add_argument("--pairs_per_user", type=int, default=40)
+    parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=GROUPS)
+    parser.add_argument("--min_ratio", type=float, default=1.5, help="Minimum length ratio long/short.")
+    parser.add_argument("--max_chars", type=int, default=None, help="Cut responses to this many characters.")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    dataset = build_length_preference_dataset(
+        load_dsp_queries(args.dsp_file),
+        args.users_per_group,
+        args.pairs_per_user,
+        args.groups,
+        args.min_ratio,
+        args.max_chars,
+        args.seed,
+    )
+    with open(args.output, "w", encoding="utf-8") as f:
+        for row in dataset:
+            f.write(json.dumps(row) + "\n")
+    print(f"Wrote {len(dataset)} pairs for {len(set(dataset['user_id']))} users to {args.output}.")
+
+
+if __name__ == "__main__":
+    main()
