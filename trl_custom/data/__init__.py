@@ -10,6 +10,7 @@ from .preferences import (
     load_dsp_queries,
     load_general_pairs,
     mix_general_preferences,
+    read_records,
     split_dsp_queries,
     split_transcript,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "load_dsp_queries",
     "load_general_pairs",
     "mix_general_preferences",
+    "read_records",
     "split_dsp_queries",
     "split_transcript",
 ]

@@ -1,16 +1,4 @@
-# Copyright 2025 The trl_custom authors. All rights reserved.
-#
-# Licensed under the Apache License, Version 2.0 (the "License");
-# you may not use this file except in compliance with the License.
-# You may obtain a copy of the License at
-#
-#     http://www.apache.org/licenses/LICENSE-2.0
-#
-# Unless required by applicable law or agreed to in writing, software
-# distributed under the License is distributed on an "AS IS" BASIS,
-# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-# See the License for the specific language governing permissions and
-# limitations under the License.
+# Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
 """
 Data loading for Domain-Specific Preference (DSP) training.
 
@@ -44,7 +32,7 @@ DSP_RESPONSE_KEYS = DSP_DOMAINS + ("normal",)
 ASSISTANT_MARKERS = ("\n\nAssistant:", "## Assistant:")
 
 
-def _read_records(path: str | os.PathLike) -> list:
+def read_records(path: str | os.PathLike) -> list:
     """Reads a JSON list (`.json`) or JSON-lines (`.jsonl`) file and returns its items."""
     path = os.fspath(path)
     with open(path, encoding="utf-8") as f:
@@ -75,7 +63,7 @@ def load_dsp_queries(path: str | os.PathLike) -> list[dict]:
         `ValueError`: If an item is not an object, lacks `query` / `responses`, or has them with the wrong type.
     """
     name = os.path.basename(os.fspath(path))
-    queries = _read_records(path)
+    queries = read_records(path)
     for i, item in enumerate(queries):
         if not isinstance(item, dict):
             raise ValueError(
@@ -291,7 +279,7 @@ def load_general_pairs(
         [`~datasets.Dataset`]: Columns `prompt`, `chosen`, `rejected` (and `tie` if `drop_ties=False`).
     """
     name = os.path.basename(os.fspath(path))
-    items = _read_records(path)
+    items = read_records(path)
     rows = {"prompt": [], "chosen": [], "rejected": [], "tie": []}
     n_ties = n_differing = n_empty = 0
     for i, item in enumerate(items):

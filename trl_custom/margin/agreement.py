@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from datasets import Dataset
 
-from ..data.preferences import _read_records, load_general_pairs
+from ..data.preferences import load_general_pairs, read_records
 from ..margin.augment_config import AugmentConfig
 from ..margin.judges import PairJudge, judge_pairs
 from ..margin.similarity import MeanPooledEmbedder, response_similarities
@@ -105,7 +105,7 @@ def load_pairs_file(path: str | os.PathLike, skip_empty: bool = False, max_pairs
     file (`{text: [a, b], score: [sa, sb]}`, see [`load_general_pairs`]; `skip_empty` drops its empty responses).
     Rows are validated with [`validate_pairs`].
     """
-    records = _read_records(path)
+    records = read_records(path)
     name = os.path.basename(os.fspath(path))
     if records and isinstance(records[0], dict) and "text" in records[0] and "score" in records[0]:
         return load_general_pairs(path, skip_empty=skip_empty, max_pairs=max_pairs)  # checks empty responses itself
