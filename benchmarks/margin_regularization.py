@@ -33,9 +33,9 @@ from datasets import concatenate_datasets
 
 from trl_custom import AugmentConfig, CustomRewardConfig, CustomRewardTrainer, RewardScorer
 from trl_custom.data import load_general_pairs
-from trl_custom.margin.metrics import calibration_error, spearman_correlation
 from trl_custom.margin.agreement import agreement_scores, augment_pairs, plurality_flags, write_pairs_file
 from trl_custom.margin.judges import LMJudge, RewardModelJudge, judge_pairs
+from trl_custom.margin.metrics import calibration_error, spearman_correlation
 from trl_custom.margin.similarity import MeanPooledEmbedder
 from trl_custom.models import resolve_model_path
 

@@ -11,8 +11,9 @@ from toy import conditioned_pairs, cpu_config, make_reward_model, make_tokenizer
 from trl import RewardConfig, RewardTrainer
 
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
-from trl_custom.conditioned_rm.conditioning import chunked_lm_loss, get_condition_table
+from trl_custom.conditioned_rm.conditioning import get_condition_table
 from trl_custom.conditioned_rm.custom_reward_trainer import DataCollatorForConditionedPreference
+from trl_custom.conditioned_rm.imitation import chunked_lm_loss
 
 
 def config(tmp_path, **kwargs):

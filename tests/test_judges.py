@@ -10,7 +10,6 @@ from datasets import Dataset
 from toy import make_causal_lm, make_reward_model, make_tokenizer
 
 from trl_custom import RewardScorer
-from trl_custom.margin.metrics import average_ranks, calibration_error, spearman_correlation
 from trl_custom.margin.agreement import agreement_scores, margin_from_agreement, plurality_flags, validate_pairs
 from trl_custom.margin.judges import (
     JudgmentCache,
@@ -20,6 +19,7 @@ from trl_custom.margin.judges import (
     pair_key,
     reward_model_judges,
 )
+from trl_custom.margin.metrics import average_ranks, calibration_error, spearman_correlation
 
 
 PAIRS = {

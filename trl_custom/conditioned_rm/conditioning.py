@@ -25,7 +25,6 @@ from typing import Any
 import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
-from torch.utils.checkpoint import checkpoint
 
 from ..attached_modules import attach, find_attached, input_embedding_stats
 from ..packing import VARLEN_PACKING_ATTENTION, attention_implementation, pack, plan_packing, unpack
@@ -238,55 +237,40 @@ def insert_condition_tokens(
     return out
 
 
-def lm_head_weight(model: nn.Module) -> torch.Tensor:
+def conditioned_inputs(
+    base_model: nn.Module,
+    table: ConditionEmbedding | None,
+    input_ids: torch.LongTensor,
+    attention_mask: torch.LongTensor,
+    condition_ids: torch.LongTensor | None = None,
+    completion_mask: torch.Tensor | None = None,
+) -> dict[str, Any]:
     """
-    The LM head of a decoder reward model, for the imitation loss: its tied input embeddings, or an `lm_head`.
+    A batch as the reward model receives it, shared by the padded and the packed forward: without a table the token
+    ids as given; with one, the condition's soft tokens inserted (see [`insert_condition_tokens`]; a missing
+    `condition_ids` means the generic entry for every row).
 
-    Raises a `ValueError` naming the backbone when there is none (encoders such as BERT/MiniLM, untied decoders whose
-    `lm_head` was dropped when loading them as sequence classifiers).
+    Returns:
+        `dict` with `model_inputs` (`input_ids`, or `inputs_embeds` and the optional `position_ids`), and the
+        `attention_mask`, `input_ids` and `completion_mask` aligned with them.
     """
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    name = type(inner).__name__
-    if not uses_last_token_pooling(inner):
-        raise ValueError(
-            f"`imitation_coef > 0` needs a causal-LM backbone, but {name} is an encoder without a causal LM head. "
-            "Set `imitation_coef=0`, or use a decoder model (Llama, Qwen2, SmolLM2, ...)."
-        )
-    lm_head = getattr(inner, "lm_head", None)
-    if isinstance(lm_head, nn.Linear):
-        return lm_head.weight
-    if getattr(inner.config.get_text_config(), "tie_word_embeddings", False):
-        return inner.get_input_embeddings().weight
-    raise ValueError(
-        f"`imitation_coef > 0` needs the LM head, but {name} does not tie it to its input embeddings and "
-        "AutoModelForSequenceClassification drops `lm_head` at load time. Use a backbone with "
-        "`tie_word_embeddings=True`, or set `imitation_coef=0`."
-    )
-
-
-def _ce_sum(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return nn.functional.cross_entropy((hidden @ weight.T).float(), targets, reduction="sum")
-
-
-def chunked_lm_loss(
-    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int
-) -> torch.Tensor:
-    """
-    Mean next-token cross-entropy of `hidden` (N, H) against `targets` (N,), in chunks of `chunk_size` rows.
-
-    Each chunk's (chunk, vocab) logits are recomputed in the backward pass instead of being stored, so memory grows
-    with `chunk_size * vocab`, not with the number of tokens.
-    """
-    if targets.numel() == 0:
-        return hidden.sum() * 0.0
-    total = hidden.new_zeros((), dtype=torch.float32)
-    for start in range(0, targets.numel(), chunk_size):
-        part = slice(start, start + chunk_size)
-        if torch.is_grad_enabled():
-            total = total + checkpoint(_ce_sum, hidden[part], weight, targets[part], use_reentrant=False)
-        else:
-            total = total + _ce_sum(hidden[part], weight, targets[part])
-    return total / targets.numel()
+    if table is None:
+        return {
+            "model_inputs": {"input_ids": input_ids},
+            "attention_mask": attention_mask,
+            "input_ids": input_ids,
+            "completion_mask": completion_mask,
+        }
+    if condition_ids is None:
+        condition_ids = input_ids.new_zeros(input_ids.shape[0])
+    inputs = insert_condition_tokens(base_model, table, input_ids, attention_mask, condition_ids, completion_mask)
+    model_inputs = {key: inputs[key] for key in ("inputs_embeds", "position_ids") if key in inputs}
+    return {
+        "model_inputs": model_inputs,
+        "attention_mask": inputs["attention_mask"],
+        "input_ids": inputs["input_ids"],
+        "completion_mask": inputs.get("extra"),
+    }
 
 
 def reward_forward(
@@ -316,32 +300,18 @@ def reward_forward(
         return packed_reward_forward(
             model, input_ids, attention_mask, condition_ids, table, completion_mask, output_hidden_states, base_model
         )
-    if table is None:
-        outputs = model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            use_cache=False,
-            output_hidden_states=output_hidden_states,
-        )
-        result = {"rewards": outputs.logits.squeeze(-1), "input_ids": input_ids, "completion_mask": completion_mask}
-    else:
-        if condition_ids is None:
-            condition_ids = input_ids.new_zeros(input_ids.shape[0])
-        inputs = insert_condition_tokens(
-            base_model or model, table, input_ids, attention_mask, condition_ids, completion_mask
-        )
-        outputs = model(
-            inputs_embeds=inputs["inputs_embeds"],
-            attention_mask=inputs["attention_mask"],
-            use_cache=False,
-            output_hidden_states=output_hidden_states,
-            **({"position_ids": inputs["position_ids"]} if "position_ids" in inputs else {}),
-        )
-        result = {
-            "rewards": outputs.logits.squeeze(-1),
-            "input_ids": inputs["input_ids"],
-            "completion_mask": inputs.get("extra"),
-        }
+    inputs = conditioned_inputs(base_model or model, table, input_ids, attention_mask, condition_ids, completion_mask)
+    outputs = model(
+        **inputs["model_inputs"],
+        attention_mask=inputs["attention_mask"],
+        use_cache=False,
+        output_hidden_states=output_hidden_states,
+    )
+    result = {
+        "rewards": outputs.logits.squeeze(-1),
+        "input_ids": inputs["input_ids"],
+        "completion_mask": inputs["completion_mask"],
+    }
     if output_hidden_states:
         result["hidden"] = outputs.hidden_states[-1]
     return result
@@ -385,20 +355,11 @@ def packed_reward_forward(
     padded layout, so the imitation loss sees the same tokens in the same order.
     """
     base_model = base_model or model
-    if table is None:
-        ids, mask, extra, embeds = input_ids, attention_mask, completion_mask, None
-    else:
-        if condition_ids is None:
-            condition_ids = input_ids.new_zeros(input_ids.shape[0])
-        inputs = insert_condition_tokens(base_model, table, input_ids, attention_mask, condition_ids, completion_mask)
-        ids, mask, extra, embeds = (
-            inputs["input_ids"],
-            inputs["attention_mask"],
-            inputs.get("extra"),
-            inputs["inputs_embeds"],
-        )
+    inputs = conditioned_inputs(base_model, table, input_ids, attention_mask, condition_ids, completion_mask)
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
     layout = plan_packing(mask, single_row=attention_implementation(base_model) in VARLEN_PACKING_ATTENTION)
-    model_inputs = {"input_ids": pack(ids, layout)} if embeds is None else {"inputs_embeds": pack(embeds, layout)}
+    # Packed rows restart `position_ids` per sequence, which replaces the padded path's re-aligned positions.
+    model_inputs = {key: pack(value, layout) for key, value in inputs["model_inputs"].items() if key != "position_ids"}
     with captured_outputs(reward_head(base_model)) as scores:
         outputs = model(
             **model_inputs,
@@ -407,7 +368,11 @@ def packed_reward_forward(
             use_cache=False,
             output_hidden_states=output_hidden_states,
         )
-    result = {"rewards": scores[-1][layout.last].squeeze(-1), "input_ids": ids, "completion_mask": extra}
+    result = {
+        "rewards": scores[-1][layout.last].squeeze(-1),
+        "input_ids": ids,
+        "completion_mask": inputs["completion_mask"],
+    }
     if output_hidden_states:
         result["hidden"] = unpack(outputs.hidden_states[-1], layout, like=mask)
     return result

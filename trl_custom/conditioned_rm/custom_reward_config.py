@@ -3,7 +3,7 @@ from dataclasses import dataclass, field
 
 from trl import RewardConfig
 
-from ..conditioned_rm.conditioning import CONDITION_MODES
+from .conditioning import CONDITION_MODES
 
 
 LONG_PAIR_POLICIES = ("truncate", "drop", "error")

@@ -15,22 +15,21 @@ from trl.data_utils import common_prefix_length, get_dataset_column_names, is_co
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from ..attached_modules import split_attached_state, uses_zero3, with_own_learning_rate
-from ..conditioned_rm.conditioning import (
+from ..packing import check_packable
+from .conditioning import (
     CONDITION_TABLE_ATTRIBUTE,
     ConditioningSpec,
     attach_condition_table,
     check_position_budget,
-    chunked_lm_loss,
     get_condition_table,
     is_missing_condition,
-    lm_head_weight,
     reward_forward,
     save_condition_table,
     uses_last_token_pooling,
 )
-from ..conditioned_rm.custom_reward_config import CustomRewardConfig
-from ..conditioned_rm.encoding import apply_text_condition, encode_prompt, encode_sequence, truncate_ids
-from ..packing import check_packable
+from .custom_reward_config import CustomRewardConfig
+from .encoding import apply_text_condition, encode_prompt, encode_sequence, truncate_ids
+from .imitation import chunked_lm_loss, lm_head_weight
 
 
 logger = logging.getLogger(__name__)
@@ -116,7 +115,7 @@ class CustomRewardTrainer(RewardTrainer):
             values = {f.name: getattr(args, f.name) for f in fields(args) if f.init}
             args = CustomRewardConfig(**{**values, "condition_mode": "none"})
         if isinstance(model, str) and os.path.isfile(os.path.join(model, "conditioning.json")):
-            from ..conditioned_rm.scoring import load_reward_model
+            from .scoring import load_reward_model
 
             model, _, _ = load_reward_model(model)
         check_peft_keeps_reward_head(kwargs.get("peft_config"))

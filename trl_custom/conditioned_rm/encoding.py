@@ -13,7 +13,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 from trl.data_utils import _tokenize
 
-from ..conditioned_rm.conditioning import ConditioningSpec, is_missing_condition
+from .conditioning import ConditioningSpec, is_missing_condition
 
 
 Messages = list[dict[str, Any]]

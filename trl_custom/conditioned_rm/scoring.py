@@ -12,14 +12,14 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..attached_modules import load_model_or_adapter
-from ..conditioned_rm.conditioning import (
+from .conditioning import (
     ConditioningSpec,
     attach_condition_table,
     get_condition_table,
     load_condition_table_weights,
     reward_forward,
 )
-from ..conditioned_rm.encoding import apply_text_condition, encode_sequence, render_reward_text, truncate_ids
+from .encoding import apply_text_condition, encode_sequence, render_reward_text, truncate_ids
 
 
 def load_reward_model(

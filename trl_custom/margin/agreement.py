@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from datasets import Dataset
 
 from ..data.preferences import load_general_pairs, read_records
-from ..margin.augment_config import AugmentConfig
-from ..margin.judges import PairJudge, judge_pairs
-from ..margin.similarity import MeanPooledEmbedder, response_similarities
+from .augment_config import AugmentConfig
+from .judges import PairJudge, judge_pairs
+from .similarity import MeanPooledEmbedder, response_similarities
 
 
 # ---------------------------------------------------------------------------------------------------- formulas

@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from ..attached_modules import load_model_or_adapter
-from ..personalized_dpo.user_model import UserModel, attach_user_model, get_user_model, prepend_user_tokens
+from .user_model import UserModel, attach_user_model, get_user_model, prepend_user_tokens
 
 
 def load_personalized_model(

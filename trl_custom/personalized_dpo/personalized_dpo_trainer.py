@@ -19,8 +19,8 @@ from trl.trainer.utils import use_adapter
 
 from ..attached_modules import input_embedding_stats, split_attached_state, with_own_learning_rate
 from ..packing import VARLEN_PACKING_ATTENTION, attention_implementation, check_packable, packed_token_log_probs
-from ..personalized_dpo.personalized_dpo_config import PersonalizedDPOConfig
-from ..personalized_dpo.user_model import (
+from .personalized_dpo_config import PersonalizedDPOConfig
+from .user_model import (
     GENERIC_USER,
     USER_MODEL_ATTRIBUTE,
     UserModel,
