@@ -193,8 +193,9 @@ def test_unseen_user_gets_the_generic_tokens(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- inference
-def test_generate_for_user_and_cold_start(tmp_path):
-    trainer = make_trainer(tmp_path, peft=True, alpha=1.0, max_steps=40)
+@pytest.mark.parametrize("user_model_type", ["individual", "cluster"])
+def test_generate_for_user_and_cold_start(tmp_path, user_model_type):
+    trainer = make_trainer(tmp_path, peft=True, alpha=1.0, max_steps=40, user_model_type=user_model_type)
     trainer.train()
     model, tokenizer = trainer.model.eval(), trainer.processing_class
     texts = generate_for_user(
@@ -253,6 +254,18 @@ def test_cluster_user_model_and_features():
     assert out.shape == (3, 2, 6)
     assert torch.equal(out[0], um.generic)  # id 0 ignores features: generic user
     assert not torch.allclose(out[1], out[2])
+
+
+@pytest.mark.parametrize("user_model_type", ["individual", "cluster"])
+def test_soft_tokens_of_a_table_row_equal_the_forward(user_model_type):
+    """The map `fit_new_user` optimises a new user's row through is the forward pass of a known user."""
+    um = UserModel(
+        UserModelConfig(["a", "b"], hidden_size=6, num_tokens=2, user_dim=3, user_model_type=user_model_type)
+    )
+    torch.nn.init.normal_(um.proj.weight)
+    rows = um.user_table.weight[1:3]
+    assert torch.allclose(um.soft_tokens(um.row_vectors(rows)), um(torch.tensor([1, 2])))
+    assert (um.prototypes is None) == (user_model_type == "individual")
 
 
 def test_synthetic_length_users_are_deterministic_and_conflicting():

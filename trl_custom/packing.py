@@ -46,10 +46,6 @@ class PackedLayout:
     last: tuple[torch.Tensor, torch.Tensor]
     shape: tuple[int, int]
 
-    @property
-    def num_tokens(self) -> int:
-        return self.source[0].numel()
-
 
 def attention_implementation(model: nn.Module) -> str:
     """The attention implementation of a (possibly PEFT-wrapped) model, e.g. `"sdpa"`."""

@@ -146,7 +146,7 @@ def fit_new_user(
     ref_chosen, ref_rejected = ref_logps.chunk(2)
 
     index = user_model.add_user(user)
-    table = user_model.individual if user_model.config.user_model_type == "individual" else user_model.user_weights
+    table = user_model.user_table
     vector = torch.nn.Parameter(table.weight[index].detach().clone().float())
     optimizer = torch.optim.Adam([vector], lr=learning_rate)
     frozen = [p for p in list(model.parameters()) + list(user_model.parameters()) if p.requires_grad]
@@ -156,10 +156,7 @@ def fit_new_user(
         for _ in range(steps):
             with torch.no_grad():
                 table.weight[index] = vector.detach().to(table.weight.dtype)
-            individual = vector.to(table.weight.dtype).unsqueeze(0)
-            if user_model.config.user_model_type == "cluster":
-                individual = torch.softmax(individual, dim=-1) @ user_model.prototypes
-            soft = user_model.generic.unsqueeze(0) + user_model.proj(individual).view(1, *user_model.generic.shape)
+            soft = user_model.soft_tokens(user_model.row_vectors(vector.to(table.weight.dtype).unsqueeze(0)))
             logps = sequence_log_probs(model, batch, soft.expand(batch["input_ids"].shape[0], -1, -1))
             chosen, rejected = logps.chunk(2)
             loss = -F.logsigmoid(beta * ((chosen - ref_chosen) - (rejected - ref_rejected))).mean()

@@ -77,10 +77,15 @@ class UserModel(nn.Module):
         k, h, d = config.num_tokens, config.hidden_size, config.user_dim
         self.generic = nn.Parameter(torch.randn(k, h) * init_std)
         rows = len(config.users) + 1
+        # The only place that tells the two variants apart: the per-user table holds either the individual vectors
+        # themselves or mixture weights over shared prototypes ("cluster"); see `user_table` and `row_vectors`.
         if config.user_model_type == "individual":
+            self._table_name = "individual"
             self.individual = nn.Embedding(rows, d)
             nn.init.normal_(self.individual.weight, std=1.0)
+            self.register_parameter("prototypes", None)
         else:
+            self._table_name = "user_weights"
             self.user_weights = nn.Embedding(rows, config.num_clusters)
             nn.init.normal_(self.user_weights.weight, std=1.0)
             self.prototypes = nn.Parameter(torch.randn(config.num_clusters, d))
@@ -89,40 +94,45 @@ class UserModel(nn.Module):
         nn.init.zeros_(self.proj.weight)
 
     @property
-    def num_users(self) -> int:
-        return len(self.config.users)
+    def user_table(self) -> nn.Embedding:
+        """One row per user (row 0: the generic user): the individual vectors, or the cluster mixture weights."""
+        return getattr(self, self._table_name)
 
     def user_index(self, user: Any, where: str = "") -> int:
         """Index of a user id: 0 (generic) for `None`/`""`/unknown ids, unless strict (then unknown ids raise)."""
         return lookup_user(self._index, user, self.config.strict, where)
 
+    def row_vectors(self, rows: torch.Tensor) -> torch.Tensor:
+        """Individual vectors of user-table rows: the rows themselves, or their softmax mixture of the prototypes."""
+        return rows if self.prototypes is None else torch.softmax(rows, dim=-1) @ self.prototypes
+
     def individual_vectors(self, user_ids: torch.LongTensor, features: torch.Tensor | None = None) -> torch.Tensor:
-        if self.config.user_model_type == "individual":
-            vectors = self.individual(user_ids)
-        else:
-            vectors = torch.softmax(self.user_weights(user_ids), dim=-1) @ self.prototypes
+        vectors = self.row_vectors(self.user_table(user_ids))
         if self.feature_proj is not None and features is not None:
             vectors = vectors + self.feature_proj(features.to(vectors.dtype))
         return vectors * (user_ids != 0).unsqueeze(-1).to(vectors.dtype)  # index 0: the generic user only
 
-    def forward(self, user_ids: torch.LongTensor, features: torch.Tensor | None = None) -> torch.Tensor:
+    def soft_tokens(self, vectors: torch.Tensor) -> torch.Tensor:
+        """`(batch, num_tokens, hidden)` soft tokens of individual vectors: `generic + proj(vectors)`."""
         k, h = self.config.num_tokens, self.config.hidden_size
-        individual = self.proj(self.individual_vectors(user_ids, features)).view(-1, k, h)
-        return self.generic.unsqueeze(0) + individual
+        return self.generic.unsqueeze(0) + self.proj(vectors).view(-1, k, h)
+
+    def forward(self, user_ids: torch.LongTensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.soft_tokens(self.individual_vectors(user_ids, features))
 
     def add_user(self, user: str) -> int:
         """Append a new user (initialised as the generic user) and return its index; used for cold start."""
         user = str(user)
         if user in self._index:
             return self._index[user]
-        table = self.individual if self.config.user_model_type == "individual" else self.user_weights
+        table = self.user_table
         new_row = torch.zeros(1, table.weight.shape[1], dtype=table.weight.dtype, device=table.weight.device)
         grown = nn.Embedding(table.weight.shape[0] + 1, table.weight.shape[1]).to(
             table.weight.device, table.weight.dtype
         )
         with torch.no_grad():
             grown.weight.copy_(torch.cat([table.weight, new_row]))
-        setattr(self, "individual" if self.config.user_model_type == "individual" else "user_weights", grown)
+        setattr(self, self._table_name, grown)
         self.config.users.append(user)
         self._index[user] = len(self.config.users)
         return self._index[user]
