@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from huggingface_hub import HfApi, ModelCard, ModelCardData
@@ -101,20 +101,15 @@ def save_reward_model(
     elif model.config.get_text_config().pad_token_id is None and tokenizer.pad_token_id is not None:
         # pipelines need it to find the last token of a batch row
         model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
-    _save_weights(model, save_directory, CONDITION_TABLE_ATTRIBUTE)
-    tokenizer.save_pretrained(save_directory)
-    if spec.mode != "none":
-        spec.save(save_directory)
-    if spec.mode == "embedding":
-        save_condition_table(table.weight, save_directory)
-    write_model_card(
-        save_directory,
-        model_name=model_name,
-        base_model=_base_model_id(model),
-        training_data=training_data,
-        metrics=metrics,
-    )
-    return save_directory
+
+    def save_conditioning(directory: str) -> None:
+        if spec.mode != "none":
+            spec.save(directory)
+        if spec.mode == "embedding":
+            save_condition_table(table.weight, directory)
+
+    card = {"model_name": model_name, "training_data": training_data, "metrics": metrics}
+    return _save_folder(model, tokenizer, save_directory, CONDITION_TABLE_ATTRIBUTE, save_conditioning, card)
 
 
 def save_personalized_model(
@@ -154,17 +149,8 @@ def save_personalized_model(
     save_directory = str(save_directory)
     if merge_adapter:
         model = _merged_copy(model)
-    _save_weights(model, save_directory, USER_MODEL_ATTRIBUTE)
-    tokenizer.save_pretrained(save_directory)
-    user_model.save_pretrained(save_directory)
-    write_model_card(
-        save_directory,
-        model_name=model_name,
-        base_model=_base_model_id(model),
-        training_data=training_data,
-        metrics=metrics,
-    )
-    return save_directory
+    card = {"model_name": model_name, "training_data": training_data, "metrics": metrics}
+    return _save_folder(model, tokenizer, save_directory, USER_MODEL_ATTRIBUTE, user_model.save_pretrained, card)
 
 
 def write_model_card(
@@ -259,6 +245,18 @@ def _base_model_id(model) -> str | None:
     if _is_peft(model):
         return model.peft_config[model.active_adapter].base_model_name_or_path
     return getattr(model.config, "_name_or_path", None)
+
+
+def _save_folder(
+    model, tokenizer, directory: str, attribute: str, save_attached: Callable[[str], None], card: dict[str, Any]
+) -> str:
+    """The tail of both exports: the weights without the module attached as `attribute`, the tokenizer, that
+    module's own files (`save_attached(directory)`) and the model card."""
+    _save_weights(model, directory, attribute)
+    tokenizer.save_pretrained(directory)
+    save_attached(directory)
+    write_model_card(directory, base_model=_base_model_id(model), **card)
+    return directory
 
 
 def _save_weights(model, directory: str, attribute: str) -> None:
