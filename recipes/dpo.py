@@ -8,8 +8,7 @@
 from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from trl_custom import PersonalizedDPOConfig, PersonalizedDPOTrainer
-from trl_custom.attached_modules import check_quantization
-from trl_custom.models import resolve_model_path
+from trl_custom.models import check_quantization, resolve_model_path
 from trl_custom.scripts.dpo import DPOScriptArguments, build_dpo_data
 
 

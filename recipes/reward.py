@@ -13,9 +13,8 @@ import os
 from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
-from trl_custom.attached_modules import check_quantization
 from trl_custom.evaluation import evaluate_reward_model
-from trl_custom.models import resolve_model_path
+from trl_custom.models import check_quantization, resolve_model_path
 from trl_custom.scripts.reward import RewardScriptArguments, build_reward_data, print_before_after
 
 

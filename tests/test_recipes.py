@@ -218,7 +218,7 @@ def test_lora_without_reward_head_fails_with_the_fix(tmp_path):
 
 
 def test_qlora_recipe_without_bitsandbytes_fails_with_the_fix(monkeypatch):
-    from trl_custom.attached_modules import check_quantization
+    from trl_custom.models import check_quantization
 
     parser = TrlParser((DPOScriptArguments, PersonalizedDPOConfig, ModelConfig))
     _, _, model_args = parser.parse_args_and_config(

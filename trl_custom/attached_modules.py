@@ -1,10 +1,12 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
-"""Extra modules (condition table, user model) carried by a Hugging Face model as named submodules."""
+"""
+Extra modules carried by a Hugging Face model as named submodules (the condition table, the user model): attach and
+find them, size them from the input embeddings (also under ZeRO-3), split them out of a state dict for saving, and
+give them their own learning rate.
+"""
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -44,25 +46,6 @@ class EmbeddingStats:
 def is_zero3_partitioned(param: torch.Tensor) -> bool:
     """Whether DeepSpeed ZeRO-3 has partitioned `param` (its local tensor is then an empty shard)."""
     return hasattr(param, "ds_id")
-
-
-def check_quantization(model_args) -> None:
-    """
-    Fail in the first seconds, naming the fix, on a recipe asking for 4/8-bit quantization (QLoRA) that cannot run:
-    quantized weights without LoRA adapters train nothing, and bitsandbytes must be installed.
-    """
-    if not (getattr(model_args, "load_in_4bit", False) or getattr(model_args, "load_in_8bit", False)):
-        return
-    if not getattr(model_args, "use_peft", False):
-        raise ValueError(
-            "load_in_4bit/load_in_8bit freezes the quantized weights, so nothing would train: add `use_peft: true` "
-            "(QLoRA) to the recipe, or drop the quantization."
-        )
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ImportError(
-            'load_in_4bit/load_in_8bit (QLoRA) needs bitsandbytes: pip install -e ".[quantization]" (or pip install '
-            "bitsandbytes), or drop load_in_4bit from the recipe."
-        )
 
 
 def uses_zero3(args) -> bool:
@@ -113,13 +96,3 @@ def with_own_learning_rate(optimizer, module: nn.Module, learning_rate: float | 
         group["params"] = [p for p in group["params"] if id(p) not in ids]
     optimizer.add_param_group({"params": params, "lr": learning_rate, "weight_decay": 0.0})
     return optimizer
-
-
-def load_model_or_adapter(auto_class, path: str, **model_kwargs) -> nn.Module:
-    """`auto_class.from_pretrained(path)`, or its base model + the LoRA adapter when `path` holds a PEFT adapter."""
-    if not os.path.isfile(os.path.join(path, "adapter_config.json")):
-        return auto_class.from_pretrained(path, **model_kwargs)
-    from peft import PeftConfig, PeftModel
-
-    base = auto_class.from_pretrained(PeftConfig.from_pretrained(path).base_model_name_or_path, **model_kwargs)
-    return PeftModel.from_pretrained(base, path)

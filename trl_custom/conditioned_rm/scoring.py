@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from ..attached_modules import load_model_or_adapter
+from ..models import load_model_or_adapter
 from .conditioning import (
     ConditioningSpec,
     attach_condition_table,

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-from ..attached_modules import load_model_or_adapter
+from ..models import load_model_or_adapter
 from .user_model import UserModel, attach_user_model, get_user_model, prepend_user_tokens
 
 
