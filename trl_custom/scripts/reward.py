@@ -149,7 +149,8 @@ def build_reward_data(
 def load_train_file(path: str) -> Dataset:
     """
     Text preference pairs (`prompt` optional, `chosen`, `rejected`, optional `margin`) from JSON / JSON lines, checked
-    row by row (see [`~trl_custom.agreement.load_pairs_file`]); other columns (`agreement`, flags, ...) are kept aside.
+    row by row (see [`~trl_custom.margin.agreement.load_pairs_file`]); other columns (`agreement`, flags, ...) are
+    kept aside.
     """
     from ..margin.agreement import load_pairs_file
 
