@@ -13,7 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "trl_custom"
 HEADER = "# Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0."
 
-# Every public name of trl_custom (the API before the layout change: it must not shrink).
+# Every public name of trl_custom (the API before the layout change, plus fit_new_condition).
 PUBLIC = [
     "AugmentConfig",
     "ConditionEmbedding",
@@ -34,6 +34,7 @@ PUBLIC = [
     "UserModel",
     "UserModelConfig",
     "augment_pairs",
+    "fit_new_condition",
     "fit_new_user",
     "generate_for_user",
     "judge_pairs",
@@ -63,7 +64,7 @@ def test_each_method_has_its_folder():
             assert getattr(package, name) is not None
 
 
-@pytest.mark.parametrize("command", ["evaluate", "augment", "synthetic_users"])
+@pytest.mark.parametrize("command", ["evaluate", "augment", "synthetic_users", "fit_condition"])
 def test_python_m_commands_still_run(command):
     argv = [sys.executable, "-m", f"trl_custom.{command}", "--help"]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)

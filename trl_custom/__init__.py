@@ -8,6 +8,7 @@ from .conditioned_rm import (
     CustomRewardTrainer,
     DataCollatorForConditionedPreference,
     RewardScorer,
+    fit_new_condition,
     load_reward_model,
     render_reward_text,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "CustomRewardTrainer",
     "DataCollatorForConditionedPreference",
     "RewardScorer",
+    "fit_new_condition",
     "load_reward_model",
     "render_reward_text",
     # margin-regularized reward models (synthetic judges)

@@ -7,6 +7,7 @@ conditioning spec, soft-token table and forward pass shared by training and scor
 `RewardScorer` to score with a trained model.
 """
 
+from .adaptation import fit_new_condition
 from .conditioning import ConditionEmbedding, ConditioningSpec
 from .custom_reward_config import CustomRewardConfig
 from .custom_reward_trainer import CustomRewardTrainer, DataCollatorForConditionedPreference
@@ -22,5 +23,6 @@ __all__ = [
     "DataCollatorForConditionedPreference",
     "RewardScorer",
     "load_reward_model",
+    "fit_new_condition",
     "render_reward_text",
 ]

@@ -116,6 +116,17 @@ class RewardScorer:
         ids = encode_sequence(self.tokenizer, prompt, response)
         return truncate_ids(ids, self.max_length) if self.max_length else ids
 
+    def collate(self, sequences: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded `input_ids` and `attention_mask` of encoded sequences, on the model's device."""
+        width = max(len(ids) for ids in sequences)
+        input_ids = torch.full((len(sequences), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for i, ids in enumerate(sequences):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            attention_mask[i, : len(ids)] = 1
+        device = next(self.model.parameters()).device
+        return input_ids.to(device), attention_mask.to(device)
+
     def render_text(self, prompt: Any, response: Any, condition: Any = None) -> str:
         """The raw text of `(prompt, response, condition)` for a text pipeline, see [`render_reward_text`]."""
         return render_reward_text(self.tokenizer, self.spec, prompt, response, condition)
@@ -141,22 +152,15 @@ class RewardScorer:
         condition_ids = [self.spec.condition_id(c) if self.spec.mode != "none" else 0 for c in conditions]
         order = sorted(range(n), key=lambda i: len(encoded[i]))  # similar lengths per batch: less padding
         rewards = [0.0] * n
-        device = next(self.model.parameters()).device
-        pad_id = self.tokenizer.pad_token_id
         batches = range(0, n, self.batch_size)
         for start in tqdm(batches, desc=desc, disable=not progress):
             rows = order[start : start + self.batch_size]
-            width = max(len(encoded[i]) for i in rows)
-            input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-            attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for j, i in enumerate(rows):
-                input_ids[j, : len(encoded[i])] = torch.tensor(encoded[i])
-                attention_mask[j, : len(encoded[i])] = 1
+            input_ids, attention_mask = self.collate([encoded[i] for i in rows])
             out = reward_forward(
                 self.model,
-                input_ids.to(device),
-                attention_mask.to(device),
-                condition_ids=torch.tensor([condition_ids[i] for i in rows], device=device),
+                input_ids,
+                attention_mask,
+                condition_ids=torch.tensor([condition_ids[i] for i in rows], device=input_ids.device),
                 table=self.table,
             )
             for j, i in enumerate(rows):
