@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from toy import make_causal_lm, make_tokenizer, run_offline
+from toy import make_causal_lm, make_reward_model, make_tokenizer, run_offline
 
 from trl_custom.data import DSP_RESPONSE_KEYS
 
@@ -68,3 +68,26 @@ def test_pdpo_benchmark_text_baseline_hides_the_group():
     assert len(aliases) == len(users)
     assert not any(word in alias for alias in aliases for word in ("short", "long", "mixed"))
     assert pdpo_synthetic.user_text("short-0", "Why?\n") == f"User: {pdpo_synthetic.text_alias('short-0')}\nWhy?\n"
+
+
+def test_few_shot_conditions_benchmark_runs(tmp_path):
+    tokenizer = make_tokenizer()
+    model_dir = tmp_path / "tiny-llama-rm"
+    make_reward_model("llama", tokenizer).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "benchmarks/few_shot_conditions.py"), "--dsp_file"]
+    command += [str(tiny_dsp_file(tmp_path / "dsp.json", n=10)), "--output_dir", str(out), "--model", str(model_dir)]
+    command += "--held_out academy business --ks 2 4 --max_length 48 --fit_epochs 1 --batch_size 8".split()
+    result = run_offline(command, ROOT)
+
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["domains"]) == {"academy", "business"}
+    for row in list(results["domains"].values()) + [results["mean"]]:
+        assert set(row["fit"]) == set(row["finetune"]) == {"2", "4"}
+        values = [row["generic"], row["text zero-shot"], row["upper bound"]]
+        values += [cell["accuracy"] for cell in row["fit"].values()]
+        assert all(0.0 <= v <= 1.0 for v in values)
+    assert all(cell["others_max_score_change"] < 1e-4 for cell in results["domains"]["academy"]["fit"].values())
+    assert "| fit_new_condition, k=4 |" in result.stdout
+    assert (out / "few_shot_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

