@@ -15,8 +15,11 @@ from trl.data_utils import common_prefix_length, get_dataset_column_names, is_co
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from ..attached_modules import split_attached_state, uses_zero3, with_own_learning_rate
+from ..checkpointing import AttachedModuleCheckpointing, check_saved_state, load_saved_state
 from ..conditioned_rm.conditioning import (
+    CONDITION_EMBEDDINGS_FILE,
     CONDITION_TABLE_ATTRIBUTE,
+    CONDITIONING_FILE,
     ConditioningSpec,
     attach_condition_table,
     check_position_budget,
@@ -62,7 +65,7 @@ class DataCollatorForConditionedPreference(DataCollatorForPreference):
         return output
 
 
-class CustomRewardTrainer(RewardTrainer):
+class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
     """
     Reward trainer for *customized* reward models (DSP, "Everyone Deserves A Reward"): one reward model conditioned on
     a domain or user, with customized preference imitation and margin regularization.
@@ -81,7 +84,9 @@ class CustomRewardTrainer(RewardTrainer):
       same rewards and losses (decoder reward models).
 
     Save with `trainer.save_model(dir)`; reload for scoring with [`~trl_custom.RewardScorer.from_pretrained`] (which
-    also restores the condition table and the LoRA adapter).
+    also restores the condition table and the LoRA adapter). Every `checkpoint-N/` folder holds the same files plus
+    the optimizer, scheduler, RNG and trainer state: `trainer.train(resume_from_checkpoint=...)` (a path or `True`)
+    restores the condition table with the rest, and refuses a checkpoint written for other conditions.
 
     Example:
 
@@ -107,6 +112,7 @@ class CustomRewardTrainer(RewardTrainer):
 
     _tag_names = ["trl", "reward-trainer", "trl-custom"]
     _name = "Custom Reward"
+    _attached_attribute = CONDITION_TABLE_ATTRIBUTE
 
     def __init__(self, model, args=None, data_collator=None, train_dataset=None, eval_dataset=None, **kwargs):
         if args is None:
@@ -472,6 +478,44 @@ class CustomRewardTrainer(RewardTrainer):
             self.conditioning.save(output_dir)
             if self.conditioning.mode == "embedding":
                 save_condition_table(table_state, output_dir)
+
+    # ------------------------------------------------------------------ resuming (see trl_custom.checkpointing)
+    def _check_resumable(self, checkpoint: str) -> None:
+        """Refuse, naming the file and the fix, a checkpoint whose conditioning does not match this trainer's."""
+        spec = self.conditioning
+        fix = (
+            "Resume with the configuration (condition_mode, conditions, num_condition_tokens) the checkpoint was "
+            "trained with, or start a new run: a new output_dir, without resume_from_checkpoint."
+        )
+        path = os.path.join(checkpoint, CONDITIONING_FILE)
+        if not os.path.isfile(path):
+            if spec.mode != "none":
+                raise FileNotFoundError(
+                    f"{path} is missing: {checkpoint} was not written by a condition_mode={spec.mode!r} "
+                    f"CustomRewardTrainer, so it cannot be resumed here. {fix}"
+                )
+            return
+        saved = ConditioningSpec.load(checkpoint)
+        fields_to_match = {
+            "none": ["mode"],
+            "text": ["mode", "template"],
+            "embedding": ["mode", "conditions", "num_tokens"],
+        }
+        differ = {
+            name: (getattr(saved, name), getattr(spec, name))
+            for name in fields_to_match[spec.mode]
+            if getattr(saved, name) != getattr(spec, name)
+        }
+        if differ:
+            details = "; ".join(f"{name}: saved {old!r}, this run {new!r}" for name, (old, new) in differ.items())
+            raise ValueError(f"{path} does not match this trainer's conditioning ({details}). {fix}")
+        if spec.mode == "embedding":
+            check_saved_state(self.condition_table, os.path.join(checkpoint, CONDITION_EMBEDDINGS_FILE), fix)
+
+    def _restore_attached(self, checkpoint: str) -> None:
+        if self.conditioning.mode == "embedding":
+            fix = "Resume from a checkpoint-N folder written by this trainer (it saves the table in each)."
+            load_saved_state(self.condition_table, os.path.join(checkpoint, CONDITION_EMBEDDINGS_FILE), fix)
 
 
 REWARD_HEAD_NAMES = ("score", "classifier")
