@@ -1,6 +1,7 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
 import logging
 import math
+import numbers
 import os
 from dataclasses import dataclass, fields
 from typing import Any
@@ -277,10 +278,11 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
                     )
         if "margin" in column_names:
             for index, value in enumerate(dataset["margin"]):
-                if value is None or not math.isfinite(value):
+                if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
                     raise ValueError(
-                        f"Row {index} of the {dataset_name} dataset has margin={value}. Margins must be finite "
-                        "numbers: fix or drop the row (use 0.0 for 'no margin')."
+                        f"Row {index} of the {dataset_name} dataset has margin={value!r}. Margins must be finite "
+                        "numbers: fix or drop the row (use 0.0 for 'no margin'), or cast the column to float "
+                        "(`dataset.cast_column('margin', Value('float32'))`)."
                     )
         if self.conditioning.mode != "none" and self.conditioning.strict:
             for index, value in enumerate(dataset[self.conditioning.column]):

@@ -2,6 +2,8 @@
 import contextlib
 import json
 import logging
+import math
+import numbers
 import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -182,7 +184,10 @@ class PersonalizedDPOTrainer(AttachedModuleCheckpointing, DPOTrainer):
             )
         for column in args.user_feature_columns or []:
             if column not in columns:
-                raise ValueError(f"The {name} dataset has no user-feature column '{column}' (columns: {columns}).")
+                raise ValueError(
+                    f"The {name} dataset has no user-feature column '{column}' (columns: {columns}). Add the column, "
+                    "or remove it from `user_feature_columns`."
+                )
 
     @staticmethod
     def _distinct_users(args, dataset) -> list[str]:
@@ -195,6 +200,20 @@ class PersonalizedDPOTrainer(AttachedModuleCheckpointing, DPOTrainer):
         return sorted(users, key=lambda u: (len(u), u))  # numeric ids in numeric order
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        columns = get_dataset_column_names(dataset)
+        checked = [c for c in ("chosen", "rejected") if c in columns] + list(args.user_feature_columns or [])
+        if isinstance(dataset, Dataset):  # every row now, before training
+            for column in checked:
+                for index, value in enumerate(dataset[column]):
+                    _check_value(column, value, index, dataset_name, args)
+        elif checked:  # streaming: each row as it is read
+
+            def check_row(example, index):
+                for column in checked:
+                    _check_value(column, example[column], index, dataset_name, args)
+                return example
+
+            dataset = dataset.map(check_row, with_indices=True)
         dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         groups = args.user_group_column
         if groups is None and len(self._users) <= MAX_USERS_WITH_METRICS:
@@ -398,6 +417,30 @@ class PersonalizedDPOTrainer(AttachedModuleCheckpointing, DPOTrainer):
     def _restore_attached(self, checkpoint: str) -> None:
         fix = "Resume from a checkpoint-N folder written by this trainer (it saves the user model in each)."
         load_saved_state(self.user_model, os.path.join(checkpoint, USER_MODEL_WEIGHTS_FILE), fix)
+
+
+def _check_value(column, value, index, dataset_name, args) -> None:
+    """Refuse, naming the row, the column and the fix, an empty response or a non-numeric/non-finite user feature."""
+    where = f"Row {index} of the {dataset_name} dataset"
+    if column in ("chosen", "rejected"):
+        if _is_empty_response(value):
+            raise ValueError(
+                f"{where} has an empty '{column}' response. Remove the row or fill in the response: an empty "
+                "response cannot be preferred or dispreferred."
+            )
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(
+            f"{where} has {column}={value!r}, but user features (`user_feature_columns`) must be finite numbers. Fix "
+            "or drop the row, or cast the column to float (`dataset.cast_column(...)`)."
+        )
+
+
+def _is_empty_response(value) -> bool:
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, list):  # conversational: every message empty
+        return not value or all(not str(message.get("content") or "").strip() for message in value)
+    return value is None
 
 
 def _summary(value) -> str:
