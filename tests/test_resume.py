@@ -6,6 +6,7 @@ steps; any `checkpoint-N/` loads for use like a final folder; checkpoints that d
 
 import contextlib
 import copy
+import json
 import logging
 import os
 
@@ -35,6 +36,12 @@ from trl_custom.conditioned_rm.scoring import load_reward_model
 from trl_custom.downstream.reward_functions import ConditionedRewardFunction
 from trl_custom.personalized_dpo.inference import load_personalized_model, sequence_log_probs
 from trl_custom.personalized_dpo.user_model import USER_MODEL_WEIGHTS_FILE
+
+
+try:  # the evaluation CLI's entry point (`python -m trl_custom.evaluate`) moved with the package layout
+    from trl_custom.scripts.evaluate import main as evaluation_cli
+except ImportError:
+    from trl_custom.evaluation.accuracy import main as evaluation_cli
 
 
 TOLERANCE = 1e-6
@@ -194,6 +201,21 @@ def test_reward_checkpoint_loads_and_scores_as_the_model_at_that_step(tmp_path, 
     data = conditioned_pairs(8, seed=3)
     rewards = function(prompts=list(data["prompt"]), completions=list(data["chosen"]), domain=list(data["domain"]))
     assert rewards == pytest.approx(expected[:8], abs=1e-6)
+
+    # The evaluation CLI reads the checkpoint as it reads the folder `save_model` writes from the same weights.
+    stopped.save_model(str(tmp_path / "saved-at-stop"))
+    responses = {"formal": "answer alpha w1", "casual": "answer beta w2"}
+    queries = [{"query": f"question about t{i}", "responses": responses} for i in range(3)]
+    dsp_file = tmp_path / "dsp.json"
+    dsp_file.write_text(json.dumps(queries))
+    results = []
+    for folder in (checkpoint, str(tmp_path / "saved-at-stop")):
+        out = tmp_path / f"{os.path.basename(folder)}.json"
+        evaluation_cli(
+            [*f"--model_name_or_path {folder} --dsp_file {dsp_file} --output_json {out}".split(), "--no_progress"]
+        )
+        results.append({k: v for k, v in json.loads(out.read_text()).items() if k != "meta"})
+    assert results[0] == results[1] and results[0]
 
 
 def test_save_model_after_resume_and_best_model_at_end(tmp_path):
