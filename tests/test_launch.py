@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -247,3 +248,62 @@ def test_recipes_under_fsdp2_match_one_process(assets, one_process_runs, fsdp2_c
     else:
         launch(fsdp2_cpu_config, "dpo", "pdpo_lora_smollm2", dpo_args(assets, out, 2), num_processes=2)
     assert logged_losses(out) == pytest.approx(logged_losses(one_process_runs[script]), rel=LOSS_TOLERANCE)
+
+
+def resume_matches_uninterrupted(accelerate_config, script, recipe, args_of, tmp_path, num_processes, attached_file):
+    """
+    4 steps with a checkpoint every 2 (the uninterrupted run), then a new launch resumed from its `checkpoint-2/`
+    alone (`--resume_from_checkpoint true` in a folder holding only that checkpoint, as a preempted run leaves it):
+    the same per-step losses and the same final weights, the attached module (`attached_file`) included.
+    """
+    from safetensors.torch import load_file
+
+    steps = ["--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2"]
+    full, stopped = tmp_path / "full", tmp_path / "stopped"
+    launch(accelerate_config, script, recipe, args_of(full, *steps), num_processes=num_processes)
+    stopped.mkdir()
+    shutil.copytree(full / "checkpoint-2", stopped / "checkpoint-2")
+    result = launch(
+        accelerate_config,
+        script,
+        recipe,
+        args_of(stopped, *steps, "--resume_from_checkpoint", "true"),
+        num_processes=num_processes,
+    )
+    assert "missing keys" not in result.stdout + result.stderr
+    reference = logged_losses(full)
+    assert len(reference) == 4 and reference[1] != reference[-1]
+    assert logged_losses(stopped) == pytest.approx(reference, abs=1e-6)
+    weights = "adapter_model.safetensors" if (full / "adapter_model.safetensors").exists() else "model.safetensors"
+    for name in (attached_file, weights):
+        expected, got = load_file(str(full / name)), load_file(str(stopped / name))
+        assert got.keys() == expected.keys()
+        for key, value in expected.items():
+            torch.testing.assert_close(got[key], value, atol=1e-6, rtol=0, msg=f"{name}: {key}")
+
+
+def test_dpo_recipe_two_processes_resume_equals_uninterrupted(assets, tmp_path):
+    """DDP (gloo, 2 processes), P-DPO with LoRA: the adapter and the user model come back from the checkpoint."""
+    resume_matches_uninterrupted(
+        "multi_cpu",
+        "dpo",
+        "pdpo_lora_smollm2",
+        lambda out, *extra: dpo_args(assets, out, 2, *extra),
+        tmp_path,
+        2,
+        "user_model.safetensors",
+    )
+
+
+@deepspeed_installed
+def test_reward_recipe_zero3_resume_equals_uninterrupted(assets, tmp_path):
+    """ZeRO-3, full fine-tuning in embedding mode: DeepSpeed's checkpoint restores the table with the weights."""
+    resume_matches_uninterrupted(
+        "deepspeed_zero3",
+        "reward",
+        "quickstart_minilm",
+        lambda out, *extra: reward_args(assets, out, 4, *extra),
+        tmp_path,
+        1,
+        "condition_embeddings.safetensors",
+    )

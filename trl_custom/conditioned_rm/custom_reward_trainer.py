@@ -1,6 +1,7 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
 import logging
 import math
+import numbers
 import os
 from dataclasses import dataclass, fields
 from typing import Any
@@ -15,9 +16,12 @@ from trl.data_utils import common_prefix_length, get_dataset_column_names, is_co
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from ..attached_modules import split_attached_state, uses_zero3, with_own_learning_rate
+from ..checkpointing import AttachedModuleCheckpointing, check_saved_state, load_saved_state
 from ..packing import check_packable
 from .conditioning import (
+    CONDITION_EMBEDDINGS_FILE,
     CONDITION_TABLE_ATTRIBUTE,
+    CONDITIONING_FILE,
     ConditioningSpec,
     attach_condition_table,
     check_position_budget,
@@ -61,7 +65,7 @@ class DataCollatorForConditionedPreference(DataCollatorForPreference):
         return output
 
 
-class CustomRewardTrainer(RewardTrainer):
+class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
     """
     Reward trainer for *customized* reward models (DSP, "Everyone Deserves A Reward"): one reward model conditioned on
     a domain or user, with customized preference imitation and margin regularization.
@@ -80,7 +84,9 @@ class CustomRewardTrainer(RewardTrainer):
       same rewards and losses (decoder reward models).
 
     Save with `trainer.save_model(dir)`; reload for scoring with [`~trl_custom.RewardScorer.from_pretrained`] (which
-    also restores the condition table and the LoRA adapter).
+    also restores the condition table and the LoRA adapter). Every `checkpoint-N/` folder holds the same files plus
+    the optimizer, scheduler, RNG and trainer state: `trainer.train(resume_from_checkpoint=...)` (a path or `True`)
+    restores the condition table with the rest, and refuses a checkpoint written for other conditions.
 
     Example:
 
@@ -106,6 +112,7 @@ class CustomRewardTrainer(RewardTrainer):
 
     _tag_names = ["trl", "reward-trainer", "trl-custom"]
     _name = "Custom Reward"
+    _attached_attribute = CONDITION_TABLE_ATTRIBUTE
 
     def __init__(self, model, args=None, data_collator=None, train_dataset=None, eval_dataset=None, **kwargs):
         if args is None:
@@ -270,10 +277,11 @@ class CustomRewardTrainer(RewardTrainer):
                     )
         if "margin" in column_names:
             for index, value in enumerate(dataset["margin"]):
-                if value is None or not math.isfinite(value):
+                if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
                     raise ValueError(
-                        f"Row {index} of the {dataset_name} dataset has margin={value}. Margins must be finite "
-                        "numbers: fix or drop the row (use 0.0 for 'no margin')."
+                        f"Row {index} of the {dataset_name} dataset has margin={value!r}. Margins must be finite "
+                        "numbers: fix or drop the row (use 0.0 for 'no margin'), or cast the column to float "
+                        "(`dataset.cast_column('margin', Value('float32'))`)."
                     )
         if self.conditioning.mode != "none" and self.conditioning.strict:
             for index, value in enumerate(dataset[self.conditioning.column]):
@@ -471,6 +479,44 @@ class CustomRewardTrainer(RewardTrainer):
             self.conditioning.save(output_dir)
             if self.conditioning.mode == "embedding":
                 save_condition_table(table_state, output_dir)
+
+    # ------------------------------------------------------------------ resuming (see trl_custom.checkpointing)
+    def _check_resumable(self, checkpoint: str) -> None:
+        """Refuse, naming the file and the fix, a checkpoint whose conditioning does not match this trainer's."""
+        spec = self.conditioning
+        fix = (
+            "Resume with the configuration (condition_mode, conditions, num_condition_tokens) the checkpoint was "
+            "trained with, or start a new run: a new output_dir, without resume_from_checkpoint."
+        )
+        path = os.path.join(checkpoint, CONDITIONING_FILE)
+        if not os.path.isfile(path):
+            if spec.mode != "none":
+                raise FileNotFoundError(
+                    f"{path} is missing: {checkpoint} was not written by a condition_mode={spec.mode!r} "
+                    f"CustomRewardTrainer, so it cannot be resumed here. {fix}"
+                )
+            return
+        saved = ConditioningSpec.load(checkpoint)
+        fields_to_match = {
+            "none": ["mode"],
+            "text": ["mode", "template"],
+            "embedding": ["mode", "conditions", "num_tokens"],
+        }
+        differ = {
+            name: (getattr(saved, name), getattr(spec, name))
+            for name in fields_to_match[spec.mode]
+            if getattr(saved, name) != getattr(spec, name)
+        }
+        if differ:
+            details = "; ".join(f"{name}: saved {old!r}, this run {new!r}" for name, (old, new) in differ.items())
+            raise ValueError(f"{path} does not match this trainer's conditioning ({details}). {fix}")
+        if spec.mode == "embedding":
+            check_saved_state(self.condition_table, os.path.join(checkpoint, CONDITION_EMBEDDINGS_FILE), fix)
+
+    def _restore_attached(self, checkpoint: str) -> None:
+        if self.conditioning.mode == "embedding":
+            fix = "Resume from a checkpoint-N folder written by this trainer (it saves the table in each)."
+            load_saved_state(self.condition_table, os.path.join(checkpoint, CONDITION_EMBEDDINGS_FILE), fix)
 
 
 REWARD_HEAD_NAMES = ("score", "classifier")

@@ -1,9 +1,12 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
 import contextlib
+import json
 import logging
+import math
+import numbers
 import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -18,11 +21,14 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import use_adapter
 
 from ..attached_modules import input_embedding_stats, split_attached_state, with_own_learning_rate
+from ..checkpointing import AttachedModuleCheckpointing, check_saved_state, load_saved_state
 from ..packing import VARLEN_PACKING_ATTENTION, attention_implementation, check_packable, packed_token_log_probs
 from .personalized_dpo_config import PersonalizedDPOConfig
 from .user_model import (
     GENERIC_USER,
     USER_MODEL_ATTRIBUTE,
+    USER_MODEL_CONFIG_FILE,
+    USER_MODEL_WEIGHTS_FILE,
     UserModel,
     UserModelConfig,
     attach_user_model,
@@ -52,7 +58,7 @@ class DataCollatorForPersonalizedPreference(DataCollatorForPreference):
         return output
 
 
-class PersonalizedDPOTrainer(DPOTrainer):
+class PersonalizedDPOTrainer(AttachedModuleCheckpointing, DPOTrainer):
     """
     Personalized DPO (P-DPO, from "Personalized Language Modeling from Personalized Human Feedback", Li, Lipton,
     Leqi) as a subclass of TRL's [`~trl.DPOTrainer`].
@@ -71,6 +77,10 @@ class PersonalizedDPOTrainer(DPOTrainer):
     `DPOTrainer` turns off: here the policy and reference passes are packed). Metrics: TRL's `rewards/*` plus
     `rewards/accuracies/<group>` per user group.
 
+    Every `checkpoint-N/` folder holds the policy (or adapter), `user_model.safetensors` + `user_model.json`, the
+    optimizer, scheduler, RNG and trainer state: `trainer.train(resume_from_checkpoint=...)` (a path or `True`)
+    restores the user model with the rest, and refuses a checkpoint written for other users.
+
     Args:
         model, ref_model, data_collator, train_dataset, eval_dataset, processing_class, compute_metrics, callbacks,
         optimizers, quantization_config, peft_config:
@@ -82,6 +92,7 @@ class PersonalizedDPOTrainer(DPOTrainer):
 
     _tag_names = ["trl", "dpo", "trl-custom", "p-dpo"]
     _name = "Personalized DPO"
+    _attached_attribute = USER_MODEL_ATTRIBUTE
 
     def __init__(
         self,
@@ -173,7 +184,10 @@ class PersonalizedDPOTrainer(DPOTrainer):
             )
         for column in args.user_feature_columns or []:
             if column not in columns:
-                raise ValueError(f"The {name} dataset has no user-feature column '{column}' (columns: {columns}).")
+                raise ValueError(
+                    f"The {name} dataset has no user-feature column '{column}' (columns: {columns}). Add the column, "
+                    "or remove it from `user_feature_columns`."
+                )
 
     @staticmethod
     def _distinct_users(args, dataset) -> list[str]:
@@ -186,6 +200,20 @@ class PersonalizedDPOTrainer(DPOTrainer):
         return sorted(users, key=lambda u: (len(u), u))  # numeric ids in numeric order
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        columns = get_dataset_column_names(dataset)
+        checked = [c for c in ("chosen", "rejected") if c in columns] + list(args.user_feature_columns or [])
+        if isinstance(dataset, Dataset):  # every row now, before training
+            for column in checked:
+                for index, value in enumerate(dataset[column]):
+                    _check_value(column, value, index, dataset_name, args)
+        elif checked:  # streaming: each row as it is read
+
+            def check_row(example, index):
+                for column in checked:
+                    _check_value(column, example[column], index, dataset_name, args)
+                return example
+
+            dataset = dataset.map(check_row, with_indices=True)
         dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         groups = args.user_group_column
         if groups is None and len(self._users) <= MAX_USERS_WITH_METRICS:
@@ -360,6 +388,66 @@ class PersonalizedDPOTrainer(DPOTrainer):
         super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save:
             self.user_model.save_pretrained(output_dir, state_dict=user_state or None)
+
+    # ------------------------------------------------------------------ resuming (see trl_custom.checkpointing)
+    def _check_resumable(self, checkpoint: str) -> None:
+        """Refuse, naming the file and the fix, a checkpoint whose user model does not match this trainer's."""
+        fix = (
+            "Resume with the users and user-model settings (users, num_user_tokens, user_dim, user_model_type, "
+            "num_clusters, user_feature_columns) the checkpoint was trained with, or start a new run: a new "
+            "output_dir, without resume_from_checkpoint."
+        )
+        path = os.path.join(checkpoint, USER_MODEL_CONFIG_FILE)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"{path} is missing: {checkpoint} was not written by PersonalizedDPOTrainer, so its user model "
+                f"cannot be resumed. {fix}"
+            )
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        current = asdict(self.user_model.config)
+        differ = [name for name in current if name != "strict" and saved.get(name) != current[name]]
+        if differ:
+            details = "; ".join(
+                f"{name}: saved {_summary(saved.get(name))}, this run {_summary(current[name])}" for name in differ
+            )
+            raise ValueError(f"{path} does not match this trainer's user model ({details}). {fix}")
+        check_saved_state(self.user_model, os.path.join(checkpoint, USER_MODEL_WEIGHTS_FILE), fix)
+
+    def _restore_attached(self, checkpoint: str) -> None:
+        fix = "Resume from a checkpoint-N folder written by this trainer (it saves the user model in each)."
+        load_saved_state(self.user_model, os.path.join(checkpoint, USER_MODEL_WEIGHTS_FILE), fix)
+
+
+def _check_value(column, value, index, dataset_name, args) -> None:
+    """Refuse, naming the row, the column and the fix, an empty response or a non-numeric/non-finite user feature."""
+    where = f"Row {index} of the {dataset_name} dataset"
+    if column in ("chosen", "rejected"):
+        if _is_empty_response(value):
+            raise ValueError(
+                f"{where} has an empty '{column}' response. Remove the row or fill in the response: an empty "
+                "response cannot be preferred or dispreferred."
+            )
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(
+            f"{where} has {column}={value!r}, but user features (`user_feature_columns`) must be finite numbers. Fix "
+            "or drop the row, or cast the column to float (`dataset.cast_column(...)`)."
+        )
+
+
+def _is_empty_response(value) -> bool:
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, list):  # conversational: every message empty
+        return not value or all(not str(message.get("content") or "").strip() for message in value)
+    return value is None
+
+
+def _summary(value) -> str:
+    """A config value for an error message: long lists (user vocabularies) by their length and first entries."""
+    if isinstance(value, list) and len(value) > 6:
+        return f"{len(value)} entries starting {value[:5]!r}"
+    return repr(value)
 
 
 @contextlib.contextmanager
