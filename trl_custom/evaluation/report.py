@@ -192,10 +192,16 @@ def format_results(results: dict[str, Any]) -> str:
             f"  {name:<16}{results['counts']['general'][name]:>8}  {fmt(acc)}"
             for name, acc in results["general"].items()
         ]
+    if results.get("pairs"):
+        column = results.get("condition_column") or "condition"
+        lines += [f"Accuracy per {column} (each pair under its own condition)"]
+        lines.append(f"  {column:<16}{'pairs':>8}  accuracy")
+        counts = results["counts"]["pairs"]
+        lines += [f"  {name:<16}{counts.get(name, ''):>8}  {fmt(acc)}" for name, acc in results["pairs"].items()]
     matrix = results.get("heatmap")
     if matrix:
         width = max(len(c) for c in matrix["columns"]) + 2
-        lines.append("Heatmap (rows: condition given to the model, columns: evaluated domain)")
+        lines.append("Heatmap (rows: condition given to the model, columns: evaluated domain / condition)")
         lines.append("  " + " " * 16 + "".join(f"{c:>{width}}" for c in matrix["columns"]))
         for row, values in zip(matrix["rows"], matrix["values"], strict=True):
             lines.append(f"  {row:<16}" + "".join(f"{fmt(v):>{width}}" for v in values))
