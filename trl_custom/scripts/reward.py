@@ -1,10 +1,16 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
-"""The reward recipe (`recipes/reward.py`): DSP/general data, [`CustomRewardTrainer`], accuracy before/after.
+"""
+The reward recipe (`recipes/reward.py`, `trl-custom reward`): its data arguments, data, training and evaluation.
 
-Stages of the DSP scheme, one YAML each under `recipes/`:
+Data comes from TRL's data arguments (`dataset_name`: a Hub id, a local folder of json/jsonl/parquet/csv files or a
+`save_to_disk` folder; or a `datasets:` mixture), conditioned on its `condition_column`, or from DSP query files and
+`{text, score}` general files (local paths or `https://` URLs). Stages of the DSP scheme, one YAML each in `recipes/`:
 - stage 2, general RM fine-tuning: `general_files` only, `condition_mode: none`;
 - stage 3, customized RM fine-tuning: `dsp_file` (+ `general_files` with `enrichment_ratio > 0` for general
   preference enrichment, `imitation_coef > 0` for customized preference imitation), starting from the stage-2 output.
+
+Every run evaluates the held-out data per condition before and after training and writes, beside the model, its
+accuracies (`eval_results.json`), training curves, the condition x domain heatmap and a model card (`README.md`).
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import os
 from dataclasses import dataclass, field
 
 from datasets import Dataset, Value, concatenate_datasets
+from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
+from ..conditioned_rm.custom_reward_config import CustomRewardConfig
 from ..data.demo import make_demo_dsp_queries
 from ..data.preferences import (
     DSP_DOMAINS,
@@ -24,28 +32,36 @@ from ..data.preferences import (
     mix_general_preferences,
     split_dsp_queries,
 )
+from ..data.sources import check_data_file, describe_source, load_data_source, resolve_data_file, train_test_split
+from .outputs import check_plotting, flatten_results, ignore_bias_buffers, write_run_outputs
 
 
 HELD_OUT_DSP_FILE = "dsp_queries.json"
 
 
 @dataclass
-class RewardScriptArguments:
+class RewardScriptArguments(ScriptArguments):
     """
-    Data arguments of the reward recipe.
+    Data arguments of the reward recipe: TRL's [`~trl.ScriptArguments`] (`dataset_name`, `dataset_config`,
+    `dataset_train_split`, `dataset_test_split`, `ignore_bias_buffers`; a `datasets:` mixture goes to
+    [`~trl.DatasetMixtureConfig`]) plus the DSP / general preference files.
 
     Args:
-        dsp_file (`str` or `None`): DSP query file (`{query, responses: {academy, ...}}`, JSON or JSON lines), or
-            `"demo"` for the built-in synthetic demo set. Trains customized pairs conditioned on `domain`.
-        general_files (`list[str]` or `None`): General preference files (`{text: [a, b], score: [sa, sb]}`).
+        dsp_file (`str` or `None`): DSP query file (`{query, responses: {academy, ...}}`, JSON or JSON lines) as a
+            local path or an `https://` URL (downloaded once into the Hugging Face cache), or `"demo"` for the built-in
+            synthetic demo set. Trains customized pairs conditioned on `domain`.
+        general_files (`list[str]` or `None`): General preference files (`{text: [a, b], score: [sa, sb]}`), paths or
+            URLs.
         train_file (`str` or `None`): Preference pairs as JSON / JSON lines rows with `prompt`, `chosen`, `rejected`
             and optionally `margin` (e.g. written by `python -m trl_custom.augment`), used like one more general
             file: `general_eval_pairs` of them are held out for evaluation, the margins are trained on
             (`margin_coef` scales them; rows from other sources get margin 0).
         domains (`list[str]`): DSP domains to train on.
-        test_size (`float`): Fraction of DSP queries held out for evaluation (never trained on).
+        test_size (`float`): Fraction held out for evaluation (never trained on): of the DSP queries, or of the
+            `dataset_train_split` of a dataset that has no `dataset_test_split`.
         max_queries (`int` or `None`): Cap on training DSP queries (CPU-sized runs).
         max_eval_queries (`int` or `None`): Cap on held-out DSP queries used for evaluation.
+        max_eval_pairs (`int` or `None`): Cap on evaluation pairs of a dataset source (`dataset_name`/`datasets`).
         max_general_pairs (`int` or `None`): Cap on pairs read from each general file.
         enrichment_ratio (`float`): General preference enrichment: fraction of general pairs mixed into the
             customized stage (0 = off).
@@ -54,15 +70,18 @@ class RewardScriptArguments:
             `<output_dir>/eval_results.json`.
     """
 
-    dsp_file: str | None = field(default=None, metadata={"help": "DSP query file, or 'demo'."})
-    general_files: list[str] | None = field(default=None, metadata={"help": "General preference files."})
+    dsp_file: str | None = field(default=None, metadata={"help": "DSP query file (path or https:// URL), or 'demo'."})
+    general_files: list[str] | None = field(
+        default=None, metadata={"help": "General preference files (paths or https:// URLs)."}
+    )
     train_file: str | None = field(
         default=None, metadata={"help": "JSON/JSONL pairs (prompt, chosen, rejected[, margin]), e.g. augmented."}
     )
     domains: list[str] = field(default_factory=lambda: list(DSP_DOMAINS), metadata={"help": "DSP domains."})
-    test_size: float = field(default=0.2, metadata={"help": "Fraction of DSP queries held out."})
+    test_size: float = field(default=0.2, metadata={"help": "Fraction held out (DSP queries, or a dataset's pairs)."})
     max_queries: int | None = field(default=None, metadata={"help": "Cap on training DSP queries."})
     max_eval_queries: int | None = field(default=None, metadata={"help": "Cap on held-out DSP queries."})
+    max_eval_pairs: int | None = field(default=None, metadata={"help": "Cap on evaluation pairs of a dataset."})
     max_general_pairs: int | None = field(default=None, metadata={"help": "Cap on pairs per general file."})
     general_eval_pairs: int = field(default=200, metadata={"help": "General pairs per file held out for evaluation."})
     enrichment_ratio: float = field(
@@ -72,17 +91,16 @@ class RewardScriptArguments:
     results_file: str | None = field(default=None, metadata={"help": "JSON file for the before/after accuracies."})
 
     def __post_init__(self):
-        if self.dsp_file is None and not self.general_files and self.train_file is None:
+        files = [("--dsp_file", self.dsp_file)] if self.dsp_file not in (None, "demo") else []
+        files += [("--general_files", path) for path in self.general_files or []]
+        files += [("--train_file", self.train_file)] if self.train_file else []
+        for flag, path in files:
+            check_data_file(path, flag)
+        if self.dataset_name and (self.dsp_file or self.general_files or self.train_file):
             raise ValueError(
-                "Give training data: --dsp_file FILE (or 'demo'), --general_files FILE [FILE ...] and/or --train_file "
-                "FILE."
+                f"dataset_name={self.dataset_name} and --dsp_file/--general_files/--train_file are two data sources: "
+                "give one (TRL's data arguments, or the DSP/general files)."
             )
-        files = ([self.dsp_file] if self.dsp_file not in (None, "demo") else []) + list(self.general_files or [])
-        for path in files + ([self.train_file] if self.train_file else []):
-            if not os.path.isfile(path):
-                raise FileNotFoundError(
-                    f"Data file not found: {path}. Fix the path in the YAML or on the command line."
-                )
         if not 0.0 <= self.enrichment_ratio < 1.0:
             raise ValueError(f"enrichment_ratio must be in [0, 1), got {self.enrichment_ratio}.")
         if self.enrichment_ratio > 0 and not (self.dsp_file and (self.general_files or self.train_file)):
@@ -94,24 +112,58 @@ class RewardScriptArguments:
 
 @dataclass
 class RewardData:
+    """
+    The data of a reward recipe run: `train`, and what it is evaluated on: held-out DSP queries, held-out general
+    files (`{text, score}`) and/or a held-out preference dataset (`eval_dataset`, from a dataset source). `source`
+    describes where it came from (for the model card).
+    """
+
     train: Dataset
     eval_queries: list[dict]
     general_eval_files: list[str]
+    eval_dataset: Dataset | None = None
+    source: str = ""
 
 
 def build_reward_data(
-    args: RewardScriptArguments, eval_dir: str, condition_column: str = "domain", seed: int = 0
+    args: RewardScriptArguments,
+    eval_dir: str,
+    condition_column: str = "domain",
+    seed: int = 0,
+    dataset_args: DatasetMixtureConfig | None = None,
 ) -> RewardData:
     """
-    Training pairs (DSP train queries, general pairs and `train_file` pairs, or a mix) and the held-out evaluation
-    data, written to `eval_dir` in the formats the evaluator reads: DSP queries to `dsp_queries.json`, general pairs to
-    `<file stem>.json` (`{text, score}`). When `train_file` has a `margin` column, pairs from other general files get
-    margin 0.
+    Training pairs and held-out evaluation data.
+
+    With a dataset source (`args.dataset_name` or `dataset_args.datasets`): its `dataset_train_split`, evaluated on
+    its `dataset_test_split` (or `test_size` of the training split held out). Otherwise DSP train queries, general
+    pairs and `train_file` pairs, or a mix, with the held-out data written to `eval_dir` in the formats the evaluator
+    reads: DSP queries to `dsp_queries.json`, general pairs to `<file stem>.json` (`{text, score}`). When `train_file`
+    has a `margin` column, pairs from other general files get margin 0.
     """
+    if args.dataset_name or (dataset_args is not None and dataset_args.datasets):
+        if args.dsp_file or args.general_files or args.train_file:
+            raise ValueError(
+                "A `datasets:` mixture and --dsp_file/--general_files/--train_file are two data sources: give one."
+            )
+        train, held_out, split = load_dataset_splits(args, dataset_args, seed)
+        held_out = held_out.select(range(min(args.max_eval_pairs, len(held_out)))) if args.max_eval_pairs else held_out
+        source = f"{describe_source(args, dataset_args)}: `{args.dataset_train_split}` ({len(train)} pairs) trained on"
+        source += f", {split} evaluated ({len(held_out)} pairs), conditioned on `{condition_column}`."
+        return RewardData(train, [], [], eval_dataset=held_out, source=source)
+    if args.dsp_file is None and not args.general_files and args.train_file is None:
+        raise ValueError(
+            "Give training data: --dataset_name NAME_OR_FOLDER (or a `datasets:` mixture in the YAML), or --dsp_file "
+            "FILE_OR_URL (or 'demo'), --general_files FILE [FILE ...] and/or --train_file FILE."
+        )
     eval_queries: list[dict] = []
     train = None
+    described = []
     if args.dsp_file:
-        queries = make_demo_dsp_queries() if args.dsp_file == "demo" else load_dsp_queries(args.dsp_file)
+        if args.dsp_file == "demo":
+            queries = make_demo_dsp_queries()
+        else:
+            queries = load_dsp_queries(resolve_data_file(args.dsp_file, "--dsp_file"))
         train_queries, eval_queries = split_dsp_queries(queries, args.test_size, seed=seed)
         eval_queries = eval_queries[: args.max_eval_queries] if args.max_eval_queries else eval_queries
         os.makedirs(eval_dir, exist_ok=True)
@@ -120,15 +172,21 @@ def build_reward_data(
         train = dsp_pairs(
             train_queries, domains=args.domains, condition_column=condition_column, max_queries=args.max_queries
         )
+        name = "the built-in synthetic demo set" if args.dsp_file == "demo" else f"`{args.dsp_file}`"
+        described.append(
+            f"DSP queries from {name}: {len(train_queries)} trained on (domains {', '.join(args.domains)}), "
+            f"{len(eval_queries)} held out for evaluation."
+        )
     general = None
     general_eval_files = []
     if args.general_files or args.train_file:
         parts = []
         os.makedirs(eval_dir, exist_ok=True)
-        sources = [(path, lambda p: load_general_pairs(p, skip_empty=True)) for path in args.general_files or []]
-        sources += [(args.train_file, load_train_file)] if args.train_file else []
-        for path, load in sources:
-            pairs = load(path).shuffle(seed=seed)
+        load_general = lambda p: load_general_pairs(p, skip_empty=True)  # noqa: E731
+        sources = [(path, "--general_files", load_general) for path in args.general_files or []]
+        sources += [(args.train_file, "--train_file", load_train_file)] if args.train_file else []
+        for path, flag, load in sources:
+            pairs = load(resolve_data_file(path, flag)).shuffle(seed=seed)
             held_out = min(args.general_eval_pairs, len(pairs) // 5)
             parts.append(
                 pairs.select(range(held_out, min(len(pairs), held_out + (args.max_general_pairs or len(pairs)))))
@@ -136,6 +194,7 @@ def build_reward_data(
             eval_path = os.path.join(eval_dir, f"{os.path.splitext(os.path.basename(path))[0]}.json")
             write_general_eval(pairs.select(range(held_out)), eval_path)
             general_eval_files.append(eval_path)
+            described.append(f"General pairs from `{path}`: {len(parts[-1])} trained on, {held_out} held out.")
         general = concatenate_datasets(_with_common_columns(parts))
     if train is None:
         train = general
@@ -143,7 +202,27 @@ def build_reward_data(
         train = mix_general_preferences(
             train, general, args.enrichment_ratio, seed=seed, condition_column=condition_column
         )
-    return RewardData(train=train, eval_queries=eval_queries, general_eval_files=general_eval_files)
+        described.append(f"General preference enrichment: {args.enrichment_ratio:.0%} general pairs mixed in.")
+    return RewardData(train, eval_queries, general_eval_files, source=" ".join(described))
+
+
+def load_dataset_splits(script_args, dataset_args, seed: int) -> tuple[Dataset, Dataset, str]:
+    """
+    Train and evaluation splits of TRL's data arguments: `dataset_train_split`, and `dataset_test_split` when the
+    dataset has it, else `test_size` (a mixture's `test_split_size` if set) of the training split, split with `seed`
+    (the same split in every process).
+    """
+    test_size = script_args.test_size
+    if dataset_args is not None and dataset_args.test_split_size is not None:
+        import copy
+
+        test_size = dataset_args.test_split_size
+        dataset_args = copy.copy(dataset_args)
+        dataset_args.test_split_size = None  # TRL's get_dataset would split without a seed
+    dataset = load_data_source(script_args, dataset_args)
+    return train_test_split(
+        dataset, script_args.dataset_train_split, script_args.dataset_test_split, test_size, seed=seed
+    )
 
 
 def load_train_file(path: str) -> Dataset:
@@ -194,13 +273,116 @@ def write_general_eval(pairs: Dataset, path: str) -> None:
 
 
 def print_before_after(before: dict | None, after: dict) -> str:
-    """Accuracy per condition (held-out DSP domains, general files) before and after training."""
+    """Accuracy per condition (held-out DSP domains, general files, dataset conditions) before and after training."""
     lines = [f"{'held-out accuracy':<28}{'before':>8}{'after':>8}"]
-    for section in ("dsp", "general"):
+    column = after.get("condition_column") or "pairs"
+    for section, prefix in (("dsp", "DSP "), ("general", "general "), ("pairs", f"{column} ")):
         for name, value in after.get(section, {}).items():
             old = before.get(section, {}).get(name) if before else None
-            label = f"{'DSP ' if section == 'dsp' else 'general '}{name}"
+            label = f"{prefix}{name}"
             lines.append(
                 f"{label:<28}{'' if old is None else f'{old:8.3f}':>8}{'' if value is None else f'{value:8.3f}':>8}"
             )
     return "\n".join(lines)
+
+
+def evaluate_scorer(scorer, data: RewardData, with_heatmap: bool, progress: bool = True) -> dict:
+    """Held-out accuracies of `data` (DSP per domain, general per file, a dataset per condition) and the heatmap."""
+    from ..evaluation.accuracy import default_heatmap_rows, evaluate_reward_model, heatmap
+    from ..evaluation.pairs import evaluate_pairs
+
+    cache: dict = {}
+    results = evaluate_reward_model(
+        scorer, data.eval_queries or None, data.general_eval_files, progress=progress, cache=cache
+    )
+    if data.eval_dataset is not None:
+        pairs = evaluate_pairs(
+            scorer, data.eval_dataset, scorer.spec.column, with_heatmap=with_heatmap, progress=progress, cache=cache
+        )
+        results.update(pairs, counts={**results["counts"], **pairs["counts"]})
+    elif with_heatmap and data.eval_queries and scorer.spec.mode != "none":
+        results["heatmap"] = heatmap(
+            scorer, data.eval_queries, default_heatmap_rows(scorer), progress=progress, cache=cache
+        )
+    return results
+
+
+def make_parser(prog: str | None = None) -> TrlParser:
+    """The recipe's parser: its data arguments, [`CustomRewardConfig`], `ModelConfig`, `DatasetMixtureConfig`."""
+    return TrlParser((RewardScriptArguments, CustomRewardConfig, ModelConfig, DatasetMixtureConfig), prog=prog)
+
+
+def main(
+    script_args: RewardScriptArguments,
+    training_args: CustomRewardConfig,
+    model_args: ModelConfig,
+    dataset_args: DatasetMixtureConfig | None = None,
+) -> None:
+    """Train, evaluate before/after per condition, save the model with its results (see the module docstring)."""
+    from ..conditioned_rm.custom_reward_trainer import CustomRewardTrainer
+    from ..conditioned_rm.scoring import RewardScorer
+    from ..models import check_quantization, resolve_model_path
+
+    check_quantization(model_args)
+    check_plotting()
+    model_path = resolve_model_path(model_args.model_name_or_path)
+    training_args.model_init_kwargs = {
+        "revision": model_args.model_revision,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+        **(training_args.model_init_kwargs or {}),
+    }
+    output_dir = training_args.output_dir
+    data = build_reward_data(
+        script_args, os.path.join(output_dir, "held_out"), training_args.condition_column, training_args.seed,
+        dataset_args,
+    )  # fmt: skip
+    trainer = CustomRewardTrainer(
+        model=model_path,
+        args=training_args,
+        train_dataset=data.train,
+        quantization_config=get_quantization_config(model_args),
+        peft_config=get_peft_config(model_args),
+    )
+    ignore_bias_buffers(trainer, script_args)
+
+    def evaluate(with_heatmap: bool):
+        scorer = RewardScorer(
+            trainer.model,
+            trainer.processing_class,
+            trainer.conditioning,
+            max_length=training_args.max_length,
+            batch_size=training_args.per_device_eval_batch_size,
+        )
+        trainer.model.eval()
+        results = evaluate_scorer(scorer, data, with_heatmap, progress=not training_args.disable_tqdm)
+        trainer.model.train()
+        return results
+
+    main_process = trainer.accelerator.is_main_process
+    before = evaluate(with_heatmap=False) if script_args.evaluate_before and main_process else None
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(output_dir)
+    trainer.save_state()  # trainer_state.json: the logged losses and metrics
+    trainer.accelerator.print(f"💾 Model saved to {output_dir}.")
+    if main_process:
+        after = evaluate(with_heatmap=True)
+        print(print_before_after(before, after))
+        results_file = script_args.results_file or os.path.join(output_dir, "eval_results.json")
+        with open(results_file, "w", encoding="utf-8") as f:
+            json.dump({"before": before, "after": after}, f, indent=2)
+        print(f"Held-out accuracies written to {results_file}.")
+        column = training_args.condition_column if data.eval_dataset is not None else "domain"
+        write_run_outputs(
+            output_dir,
+            base_model=model_args.model_name_or_path,
+            training_data=data.source,
+            metrics=flatten_results(before, after),
+            heatmap=after.get("heatmap"),
+            heatmap_xlabel=f"evaluated {column}",
+        )
+    trainer.end()
+
+
+if __name__ == "__main__":  # `accelerate launch -m trl_custom.scripts.reward`, what `trl-custom reward` runs
+    main(*make_parser().parse_args_and_config())

@@ -12,17 +12,22 @@ import argparse
 import json
 from collections.abc import Sequence
 
+from ..data.demo import make_demo_dsp_queries
 from ..data.preferences import load_dsp_queries
+from ..data.sources import resolve_data_file
 from ..personalized_dpo import synthetic_users
 from ..personalized_dpo.synthetic_users import GROUPS, build_length_preference_dataset
+from .config_file import parse_args_with_config
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=synthetic_users.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog, description=synthetic_users.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--dsp_file", required=True, help="Prompt file with several responses per prompt (DSP format)."
+        "--dsp_file",
+        required=True,
+        help="Prompt file with several responses per prompt (DSP format): a path or an https:// URL, or 'demo'.",
     )
     parser.add_argument("--output", required=True, help="Output JSON-lines file.")
     parser.add_argument("--users_per_group", type=int, default=4)
@@ -31,9 +36,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--min_ratio", type=float, default=1.5, help="Minimum length ratio long/short.")
     parser.add_argument("--max_chars", type=int, default=None, help="Cut responses to this many characters.")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = parse_args_with_config(parser, argv)
+    try:
+        queries = (
+            make_demo_dsp_queries()
+            if args.dsp_file == "demo"
+            else load_dsp_queries(resolve_data_file(args.dsp_file, "--dsp_file"))
+        )
+    except (FileNotFoundError, ConnectionError) as e:
+        parser.error(str(e))
     dataset = build_length_preference_dataset(
-        load_dsp_queries(args.dsp_file),
+        queries,
         args.users_per_group,
         args.pairs_per_user,
         args.groups,
