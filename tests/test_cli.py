@@ -13,7 +13,7 @@ from trl_custom import cli
 
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBCOMMANDS = ["reward", "dpo", "augment", "evaluate", "synthetic-users"]
+SUBCOMMANDS = ["reward", "dpo", "augment", "evaluate", "synthetic-users", "fit-condition"]
 
 
 def test_entry_points_in_pyproject():
@@ -41,6 +41,7 @@ def test_help_lists_every_subcommand():
         ("augment", ["--input_file", "--rm_judges", "--lm_judges"]),
         ("evaluate", ["--dataset_name", "--condition_column", "--dsp_file", "--config"]),
         ("synthetic-users", ["--dsp_file", "--users_per_group", "--config"]),
+        ("fit-condition", ["--model_name_or_path", "--condition", "--pairs_file", "--max_pairs"]),
     ],
 )
 def test_subcommand_help_shows_its_arguments(name, flags, capsys):

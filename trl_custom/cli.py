@@ -7,6 +7,7 @@ The `trl-custom` command, shaped like TRL's `trl`:
     trl-custom evaluate --model_name_or_path outputs/my-rm --dataset_name my/prefs --condition_column domain ...
     trl-custom augment --config augment.yaml
     trl-custom synthetic-users --dsp_file demo --output users.jsonl
+    trl-custom fit-condition --model_name_or_path outputs/my-rm --condition legal --pairs_file legal.jsonl ...
 
 `reward` and `dpo` run the same code as `recipes/reward.py` and `recipes/dpo.py` (`trl_custom.scripts.reward` /
 `.dpo`) through `accelerate launch`, as `trl reward` does: arguments the recipe does not know go to `accelerate
@@ -33,6 +34,7 @@ COMMANDS = {
     "augment": ("trl_custom.scripts.augment", "Add judge agreement and margins to preference pairs", False),
     "evaluate": ("trl_custom.scripts.evaluate", "Evaluate a reward model per domain / condition", False),
     "synthetic-users": ("trl_custom.scripts.synthetic_users", "Write synthetic length-preference users", False),
+    "fit-condition": ("trl_custom.scripts.fit_condition", "Add a condition to an embedding RM from k pairs", False),
 }
 ACCELERATE_CONFIGS = Path(__file__).resolve().parents[1] / "accelerate_configs"
 

@@ -64,8 +64,8 @@ class FitConditionArguments:
             raise FileNotFoundError(f"--pairs_file: file not found: {self.pairs_file}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    (args,) = TrlParser((FitConditionArguments,)).parse_args_and_config(args=argv)
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    (args,) = TrlParser((FitConditionArguments,), prog=prog).parse_args_and_config(args=argv)
     pairs = load_pairs_file(args.pairs_file, max_pairs=args.max_pairs)
     scorer = RewardScorer.from_pretrained(args.model_name_or_path, device=args.device, max_length=args.max_length)
     index = fit_new_condition(
