@@ -174,6 +174,9 @@ def main(
             user_accuracy=({k: before.get(f"{ACCURACY_PREFIX}/{k}") for k in per_user}, per_user),
             user_label=user_label,
         )
+    # The main process wrote figures and the model card alone: the others wait for it, so that every process tears
+    # the process group down together (a process leaving early can abort in gloo's teardown).
+    trainer.accelerator.wait_for_everyone()
     trainer.end()
 
 

@@ -381,6 +381,9 @@ def main(
             heatmap=after.get("heatmap"),
             heatmap_xlabel=f"evaluated {column}",
         )
+    # The main process wrote figures and the model card alone: the others wait for it, so that every process tears
+    # the process group down together (a process leaving early can abort in gloo's teardown).
+    trainer.accelerator.wait_for_everyone()
     trainer.end()
 
 
