@@ -14,6 +14,7 @@ too. There the files beside the model are only checked, not loaded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -94,6 +95,21 @@ def resolve_checkpoint(resume_from_checkpoint, output_dir: str):
     return resume_from_checkpoint
 
 
+@contextlib.contextmanager
+def kept_dtypes(model: nn.Module):
+    """
+    Give `model`'s parameters back the dtypes they had before the block. PEFT's adapter loading (what `Trainer` calls
+    to resume a LoRA/QLoRA run) upcasts bf16/fp16 adapter weights to fp32 (`autocast_adapter_dtype`), so a resumed
+    bf16 run would go on in another precision than the uninterrupted one. The values are unchanged (they were saved
+    in the run's dtype).
+    """
+    dtypes = {name: param.dtype for name, param in model.named_parameters()}
+    yield
+    for name, param in model.named_parameters():
+        if name in dtypes and param.dtype != dtypes[name]:
+            param.data = param.data.to(dtypes[name])
+
+
 class AttachedModuleCheckpointing:
     """
     Mixin for a `Trainer` subclass whose model carries an attached module, listed first among its bases. It extends
@@ -138,14 +154,16 @@ class AttachedModuleCheckpointing:
             self._total_train_tokens = int(counts[-1])
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        with kept_dtypes(model if model is not None else self.model):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
         if self._restores_attached_from_files():
             self._restore_attached(resume_from_checkpoint)
 
     def _load_best_model(self):
         if self._restores_attached_from_files():
             self._check_resumable(self.state.best_model_checkpoint)
-        super()._load_best_model()
+        with kept_dtypes(self.model):
+            super()._load_best_model()
         if self._restores_attached_from_files():
             self._restore_attached(self.state.best_model_checkpoint)
 
