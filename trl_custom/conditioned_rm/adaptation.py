@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..data.preferences import is_empty_response
 from .conditioning import GENERIC_CONDITION, is_missing_condition, reward_forward
 from .scoring import RewardScorer
 
@@ -154,9 +155,7 @@ def _check_new_condition(spec, condition: Any) -> str:
 
 def _encode_pair(scorer: RewardScorer, pair: dict[str, Any], index: int) -> tuple[list[int], list[int]]:
     for column in ("chosen", "rejected"):
-        value = pair.get(column)
-        text = value if isinstance(value, str) else " ".join(str(m.get("content") or "") for m in value or [])
-        if not text.strip():
+        if is_empty_response(pair.get(column)):
             raise ValueError(
                 f"Pair {index} has an empty '{column}': every pair needs a non-empty chosen and rejected response."
             )

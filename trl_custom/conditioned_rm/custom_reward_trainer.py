@@ -17,6 +17,7 @@ from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from ..attached_modules import split_attached_state, uses_zero3, with_own_learning_rate
 from ..checkpointing import AttachedModuleCheckpointing, check_saved_state, load_saved_state
+from ..data.preferences import is_empty_response
 from ..packing import check_packable
 from .conditioning import (
     CONDITION_EMBEDDINGS_FILE,
@@ -270,7 +271,7 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
             if column not in column_names:
                 continue
             for index, value in enumerate(dataset[column]):
-                if _is_empty(value):
+                if is_empty_response(value):
                     raise ValueError(
                         f"Row {index} of the {dataset_name} dataset has an empty '{column}' response. Remove the row "
                         "or fill in the response: an empty response cannot be ranked."
@@ -295,7 +296,7 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
     def _tokenize_example(self, example, index, tokenizer, dataset_name):
         spec = self.conditioning
         for column in ("chosen", "rejected"):
-            if _is_empty(example[column]):
+            if is_empty_response(example[column]):
                 raise ValueError(f"Row {index} of the {dataset_name} dataset has an empty '{column}' response.")
         condition = example.get(spec.column) if spec.mode != "none" else None
         prompt = example.get("prompt")
@@ -540,11 +541,3 @@ def check_peft_keeps_reward_head(peft_config) -> None:
         "`lora_task_type: SEQ_CLS`), or add the head to `modules_to_save` (recipes: `lora_modules_to_save: [score]`; "
         "`classifier` for BERT-like models)."
     )
-
-
-def _is_empty(value) -> bool:
-    if isinstance(value, str):
-        return not value.strip()
-    if isinstance(value, list):  # conversational: every message empty
-        return not value or all(not str(message.get("content") or "").strip() for message in value)
-    return value is None

@@ -47,6 +47,15 @@ def read_records(path: str | os.PathLike) -> list:
     return records
 
 
+def is_empty_response(value) -> bool:
+    """Whether a `chosen`/`rejected` value is empty: blank text, or conversational messages that are all blank."""
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, list):  # conversational: every message empty
+        return not value or all(not str(message.get("content") or "").strip() for message in value)
+    return value is None
+
+
 def load_dsp_queries(path: str | os.PathLike) -> list[dict]:
     """
     Loads and validates a DSP query file.

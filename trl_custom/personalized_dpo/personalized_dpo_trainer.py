@@ -22,6 +22,7 @@ from trl.trainer.utils import use_adapter
 
 from ..attached_modules import input_embedding_stats, split_attached_state, with_own_learning_rate
 from ..checkpointing import AttachedModuleCheckpointing, check_saved_state, load_saved_state
+from ..data.preferences import is_empty_response
 from ..packing import VARLEN_PACKING_ATTENTION, attention_implementation, check_packable, packed_token_log_probs
 from .personalized_dpo_config import PersonalizedDPOConfig
 from .user_model import (
@@ -423,7 +424,7 @@ def _check_value(column, value, index, dataset_name, args) -> None:
     """Refuse, naming the row, the column and the fix, an empty response or a non-numeric/non-finite user feature."""
     where = f"Row {index} of the {dataset_name} dataset"
     if column in ("chosen", "rejected"):
-        if _is_empty_response(value):
+        if is_empty_response(value):
             raise ValueError(
                 f"{where} has an empty '{column}' response. Remove the row or fill in the response: an empty "
                 "response cannot be preferred or dispreferred."
@@ -433,14 +434,6 @@ def _check_value(column, value, index, dataset_name, args) -> None:
             f"{where} has {column}={value!r}, but user features (`user_feature_columns`) must be finite numbers. Fix "
             "or drop the row, or cast the column to float (`dataset.cast_column(...)`)."
         )
-
-
-def _is_empty_response(value) -> bool:
-    if isinstance(value, str):
-        return not value.strip()
-    if isinstance(value, list):  # conversational: every message empty
-        return not value or all(not str(message.get("content") or "").strip() for message in value)
-    return value is None
 
 
 def _summary(value) -> str:
