@@ -167,11 +167,13 @@ def pair_wins(
     return [rewards[i] > rewards[n + i] for i in range(n)]
 
 
-def _accuracy(wins: Sequence[bool]) -> float | None:
+def win_rate(wins: Sequence[bool]) -> float | None:
+    """Fraction of wins; `None` for no pairs."""
     return sum(wins) / len(wins) if wins else None
 
 
-def _mean(values) -> float | None:
+def mean_of_known(values) -> float | None:
+    """Mean of the values that are not `None`; `None` if there are none."""
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None
 
@@ -269,10 +271,10 @@ def evaluate_reward_model(
         for d in DSP_DOMAINS:
             others = [o for o in DSP_RESPONSE_KEYS if o != d]
             domain_wins = [w for o in others for w in wins_by_pair[d, o]]
-            results["dsp"][d] = _accuracy(domain_wins)
+            results["dsp"][d] = win_rate(domain_wins)
             results["counts"]["dsp"][d] = len(domain_wins)
-            results["dsp_by_rejected"][d] = {o: _accuracy(wins_by_pair[d, o]) for o in others}
-        results["dsp"]["mean"] = _mean(results["dsp"][d] for d in DSP_DOMAINS)
+            results["dsp_by_rejected"][d] = {o: win_rate(wins_by_pair[d, o]) for o in others}
+        results["dsp"]["mean"] = mean_of_known(results["dsp"][d] for d in DSP_DOMAINS)
         results["counts"]["dsp"]["total"] = len(wins)
 
     taken: set[str] = set()
@@ -289,7 +291,7 @@ def evaluate_reward_model(
             progress,
             f"Scoring {name}",
         )
-        results["general"][name] = _accuracy(wins)
+        results["general"][name] = win_rate(wins)
         results["counts"]["general"][name] = len(wins)
     return results
 
@@ -342,6 +344,6 @@ def heatmap(
     for i in range(len(rows)):
         row_wins = wins[i * n : (i + 1) * n]
         values.append(
-            [_accuracy([w for w, dom in zip(row_wins, pairs["domain"], strict=True) if dom == d]) for d in DSP_DOMAINS]
+            [win_rate([w for w, dom in zip(row_wins, pairs["domain"], strict=True) if dom == d]) for d in DSP_DOMAINS]
         )
     return {"rows": rows, "columns": list(DSP_DOMAINS), "values": values}

@@ -20,7 +20,7 @@ from collections import defaultdict
 from typing import Any
 
 from ..conditioned_rm.conditioning import GENERIC_CONDITION, is_missing_condition
-from .accuracy import ScoreCache, _accuracy, _mean, pair_wins, resolve_condition
+from .accuracy import ScoreCache, mean_of_known, pair_wins, resolve_condition, win_rate
 
 
 ALL_PAIRS = "all"
@@ -91,10 +91,10 @@ def evaluate_pairs(
     results: dict[str, Any] = {"pairs": {}, "counts": {"pairs": {}}, "condition_column": condition_column}
     if has_column:
         for value in sorted(by_value):
-            results["pairs"][value] = _accuracy(by_value[value])
+            results["pairs"][value] = win_rate(by_value[value])
             results["counts"]["pairs"][value] = len(by_value[value])
-        results["pairs"]["mean"] = _mean(results["pairs"][v] for v in sorted(by_value))
-    results["pairs"][ALL_PAIRS] = _accuracy(wins)
+        results["pairs"]["mean"] = mean_of_known(results["pairs"][v] for v in sorted(by_value))
+    results["pairs"][ALL_PAIRS] = win_rate(wins)
     results["counts"]["pairs"][ALL_PAIRS] = n
     if with_heatmap and has_column and (conditioned or heatmap_rows):
         rows = heatmap_rows or [*scorer.spec.conditions, GENERIC_CONDITION]
@@ -124,5 +124,5 @@ def _heatmap(scorer, prompts, chosen, rejected, values, rows, cache, progress) -
     matrix = []
     for i in range(len(rows)):
         row = wins[i * n : (i + 1) * n]
-        matrix.append([_accuracy([w for w, v in zip(row, values, strict=True) if v == c]) for c in columns])
+        matrix.append([win_rate([w for w, v in zip(row, values, strict=True) if v == c]) for c in columns])
     return {"rows": list(rows), "columns": columns, "values": matrix}
