@@ -80,13 +80,7 @@ def test_reference_is_the_non_personalized_base(tmp_path):
         trainer.user_model.proj.weight.normal_()  # make users differ
         ref_chosen, ref_rejected = trainer.compute_ref_log_probs(trainer.model, batch)
         plain = sequence_log_probs(trainer.ref_model, batch, None)
-        personal = trainer.policy_log_probs(
-            trainer.model,
-            batch["input_ids"],
-            batch["attention_mask"],
-            batch["completion_mask"],
-            torch.cat([trainer.user_model(batch["user_ids"])] * 2),
-        )
+        personal = sequence_log_probs(trainer.model, batch, torch.cat([trainer.user_model(batch["user_ids"])] * 2))
     assert torch.allclose(torch.cat([ref_chosen, ref_rejected]), plain, atol=1e-4)
     assert not torch.allclose(personal, plain, atol=1e-3)
 
@@ -141,9 +135,13 @@ def test_sft_coef_adds_the_chosen_nll_under_the_same_user_tokens(tmp_path, alpha
             dpo = manual_dpo(trainer.model, trainer.ref_model, batch, soft, 0.5).item()
             expected += weight * (dpo + 0.7 * nll)
     assert loss == pytest.approx(expected, rel=1e-4, abs=1e-5)
-    assert len(trainer._metrics["train"]["sft_loss"]) == 1
+    # sft_coef is TRL's own "sft" loss type in a list (the saved config holds the list)
+    assert trainer.args.loss_type == ["sigmoid", "sft"] and trainer.args.loss_weights == [1.0, 0.7]
+    assert trainer.args.sft_coef == 0.0
     with pytest.raises(ValueError, match="sft_coef must be >= 0, got -1.0"):
         config(tmp_path, sft_coef=-1.0)
+    with pytest.raises(ValueError, match="already has it"):
+        config(tmp_path, sft_coef=0.5, loss_type=["sigmoid", "sft"])
 
 
 def test_sampled_generic_loss_is_one_pass_and_trains(tmp_path):
@@ -223,15 +221,23 @@ def test_generate_for_user_and_cold_start(tmp_path, user_model_type):
 
 # ---------------------------------------------------------------------------------------------------- errors
 def test_clear_errors(tmp_path):
-    with pytest.raises(ValueError, match="has no 'user_id' column"):
-        make_trainer(tmp_path, data=user_pairs(8).remove_columns("user_id"))
+    with pytest.raises(ValueError, match="The train dataset has no 'user_id' column"):
+        make_trainer(tmp_path, data=user_pairs(8).remove_columns("user_id"), personalize=True)
+    with pytest.raises(ValueError, match=r"Personalization is off \(the training dataset .* so alpha=1\.0"):
+        make_trainer(tmp_path, data=user_pairs(8).remove_columns("user_id"), alpha=1.0)
+    with pytest.raises(ValueError, match="The eval dataset has no 'user_id' column"):
+        PersonalizedDPOTrainer(
+            make_causal_lm("qwen2", make_tokenizer()),
+            args=config(tmp_path),
+            train_dataset=user_pairs(8),
+            eval_dataset=user_pairs(8).remove_columns("user_id"),
+            processing_class=make_tokenizer(),
+        )
     bad = user_pairs(8).map(lambda r, i: {"user_id": "stranger"} if i == 5 else {}, with_indices=True)
     with pytest.raises(ValueError, match="Unknown user_id='stranger' in row 5 of the train dataset"):
         make_trainer(tmp_path, data=bad, users=["u1", "u2"], strict_users=True)
     with pytest.raises(ValueError, match="user table has hidden size 8 but the policy's embeddings have 16"):
         attach_user_model(make_causal_lm("qwen2", make_tokenizer()), UserModel(UserModelConfig(["a"], hidden_size=8)))
-    with pytest.raises(ValueError, match="loss_type"):
-        config(tmp_path, loss_type=["ipo"])
     with pytest.raises(ValueError, match="alpha must be in"):
         config(tmp_path, alpha=1.5)
 

@@ -4,15 +4,37 @@ from dataclasses import dataclass, field
 from trl import DPOConfig
 
 
+# Options that only mean something with personalization on (an error when it is off and one of them is set)
+USER_OPTIONS = (
+    "users",
+    "strict_users",
+    "num_user_tokens",
+    "user_dim",
+    "user_model_type",
+    "num_clusters",
+    "user_feature_columns",
+    "user_group_column",
+    "alpha",
+    "generic_loss_mode",
+    "user_learning_rate",
+)
+
+
 @dataclass
 class PersonalizedDPOConfig(DPOConfig):
     r"""
     Configuration class for [`PersonalizedDPOTrainer`] (P-DPO, from P-RLHF): TRL's [`~trl.DPOConfig`] plus the user
-    model and the α-mixed objective.
+    model and the α-mixed objective. Every field of `DPOConfig` keeps its meaning: `loss_type` (any of TRL's, or a
+    list with `loss_weights`), `f_divergence_type`, `label_smoothing`, `ld_alpha`, `use_weighting` etc. apply to the
+    personalized and the generic-user terms alike.
 
     Parameters:
         > User model
 
+        personalize (`bool` or `None`, *optional*, defaults to `None`):
+            `None`: personalize when the training dataset has `user_column`, else train exactly as TRL's `DPOTrainer`
+            (one log line says so). `True`: require the column (an error names it when missing). `False`: never
+            (the user options below must then keep their defaults: setting one is an error, not a no-op).
         user_column (`str`, *optional*, defaults to `"user_id"`):
             Dataset column with the user id (int or string). Empty/`None` means the generic user.
         users (`list[str]` or `None`, *optional*, defaults to `None`):
@@ -36,7 +58,7 @@ class PersonalizedDPOConfig(DPOConfig):
         > Objective
 
         alpha (`float`, *optional*, defaults to `0.5`):
-            loss = alpha x DPO(personalized) + (1 - alpha) x DPO(generic user).
+            loss = alpha x L(personalized) + (1 - alpha) x L(generic user), `L` being TRL's loss (`loss_type`).
         user_learning_rate (`float` or `None`, *optional*, defaults to `None`):
             Learning rate of the user model (its own optimizer group, no weight decay); `None` uses `learning_rate`.
             The user model starts as the generic user (its projection is zero), so a higher rate than the policy's
@@ -47,11 +69,13 @@ class PersonalizedDPOConfig(DPOConfig):
             training reward metrics cover the pairs as sampled (a generic-user pair cannot fit conflicting users), so
             read the personalized accuracy from evaluation, which always uses each row's own user.
         sft_coef (`float`, *optional*, defaults to `0.0`):
-            Weight of a language-modeling loss on the chosen responses (negative log-likelihood per chosen token of
-            the batch, as TRL's `loss_type="sft"`, under the same user tokens as the DPO term), added to each DPO
-            term as in RPO. DPO alone can satisfy a length preference by lowering the probability of every token,
-            which drifts the policy off fluent text (e.g. whitespace-only generations for a "short answers" user);
-            this term anchors it to the preferred responses. `0` is P-DPO's objective.
+            Shorthand for TRL's own `"sft"` loss type: `sft_coef=c` turns `loss_type=["sigmoid"]` into
+            `["sigmoid", "sft"]` with `loss_weights=[1.0, c]` (the negative log-likelihood per chosen token, under
+            the same user tokens as the DPO term, as in RPO), and is then reset to 0 (the saved config holds the
+            list). DPO alone can satisfy a length preference by lowering the probability of every token, which
+            drifts the policy off fluent text (e.g. whitespace-only generations for a "short answers" user); this
+            term anchors it to the preferred responses. `0` is P-DPO's objective. Setting it together with a
+            `loss_type` that already has `"sft"` is an error.
 
         > Batching
 
@@ -64,6 +88,9 @@ class PersonalizedDPOConfig(DPOConfig):
             `"flash_attention_2/3"`.
     """
 
+    personalize: bool | None = field(
+        default=None, metadata={"help": "None: when the dataset has `user_column`; True: required; False: never."}
+    )
     user_column: str = field(default="user_id", metadata={"help": "Dataset column with the user id."})
     users: list[str] | None = field(default=None, metadata={"help": "Known user ids, in table order."})
     strict_users: bool = field(default=False, metadata={"help": "Raise on unknown user ids."})
@@ -92,7 +119,13 @@ class PersonalizedDPOConfig(DPOConfig):
             raise ValueError(f"sft_coef must be >= 0, got {self.sft_coef}.")
         if self.num_user_tokens < 1:
             raise ValueError(f"num_user_tokens must be >= 1, got {self.num_user_tokens}.")
-        if list(self.loss_type) != ["sigmoid"]:
-            raise ValueError(
-                f"PersonalizedDPOTrainer implements P-DPO's sigmoid loss; loss_type={self.loss_type} is not supported."
-            )
+        if self.sft_coef > 0:
+            if "sft" in self.loss_type:
+                raise ValueError(
+                    f"sft_coef={self.sft_coef} adds TRL's 'sft' loss type, but loss_type={self.loss_type} already has "
+                    "it: set its weight in `loss_weights` and leave sft_coef at 0."
+                )
+            weights = list(self.loss_weights) if self.loss_weights is not None else [1.0] * len(self.loss_type)
+            self.loss_type = list(self.loss_type) + ["sft"]
+            self.loss_weights = weights + [float(self.sft_coef)]
+            self.sft_coef = 0.0
