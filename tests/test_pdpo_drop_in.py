@@ -114,8 +114,10 @@ def test_packed_no_user_column_equals_dpo_trainer(tmp_path, case):
         {"precompute_ref_log_probs": True},
         {"gradient_checkpointing": True},
         {"peft": True, "gradient_checkpointing": True, "loss_type": ["ipo"]},
+        {"sync_ref_model": True, "ref_model_sync_steps": 1, "ref_model_mixup_alpha": 0.5},
+        {"max_length": 6, "truncation_mode": "keep_end", "pad_to_multiple_of": 8},
     ],
-    ids=["lora", "precompute", "gradient-checkpointing", "lora+gc+ipo"],
+    ids=["lora", "precompute", "gradient-checkpointing", "lora+gc+ipo", "sync-ref", "truncation"],
 )
 def test_no_user_column_equals_dpo_trainer_with_options(tmp_path, options):
     theirs = run(DPOTrainer, DPOConfig, tmp_path, "stock", plain_pairs(), **options)
@@ -295,6 +297,11 @@ def test_exact_mix_logs_the_generic_pass_apart(tmp_path):
     assert log["num_tokens"] <= 3 * int(batch["attention_mask"].shape[1]) * 8
 
 
+def test_options_that_cannot_personalize_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="sync_ref_model=True \\(TR-DPO\\) is not supported with personalization"):
+        run(PersonalizedDPOTrainer, PersonalizedDPOConfig, tmp_path, "s", user_pairs(4), sync_ref_model=True)
+
+
 def test_personalization_off_refuses_user_options(tmp_path):
     data = Dataset.from_list([{"prompt": "question ", "chosen": "answer short", "rejected": "answer long w1"}] * 4)
     with pytest.raises(ValueError, match=r"so user_learning_rate=0\.1 would be ignored"):
@@ -303,3 +310,46 @@ def test_personalization_off_refuses_user_options(tmp_path):
         run(
             PersonalizedDPOTrainer, PersonalizedDPOConfig, tmp_path, "y", user_pairs(4), personalize=False, users=["a"]
         )
+
+
+def test_compute_metrics_and_conversational_iterable_data_with_users(tmp_path):
+    """TRL's prediction_step feeds compute_metrics the policy's logits without the user positions; conversational
+    rows with `tools` as JSON strings stream through TRL's own `_prepare_dataset`."""
+    import json
+
+    from datasets import IterableDataset
+
+    seen = {}
+
+    def compute_metrics(prediction):
+        seen["shapes"] = (prediction.predictions.shape, prediction.label_ids.shape)
+        return {"called": 1.0}
+
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": row["prompt"]}],
+            "chosen": [{"role": "assistant", "content": row["chosen"]}],
+            "rejected": [{"role": "assistant", "content": row["rejected"]}],
+            "tools": json.dumps([]),
+            "user_id": row["user_id"],
+        }
+        for row in user_pairs(12)
+    ]
+    tokenizer = make_tokenizer()
+    model = make_causal_lm("qwen2", tokenizer)
+    args = cpu_config(PersonalizedDPOConfig, tmp_path, **TRAINING, users=["u1", "u2"], per_device_eval_batch_size=4)
+    trainer = PersonalizedDPOTrainer(
+        model,
+        ref_model=copy.deepcopy(model),
+        args=args,
+        train_dataset=IterableDataset.from_generator(lambda: iter(rows)),
+        eval_dataset=Dataset.from_list(rows[:4]),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+    )
+    trainer.train()
+    assert trainer.personalized and trainer.state.global_step == 3
+    metrics = trainer.evaluate()
+    assert metrics["eval_called"] == 1.0
+    logits_shape, labels_shape = seen["shapes"]
+    assert logits_shape[:2] == labels_shape[:2] and logits_shape[2] == len(tokenizer)

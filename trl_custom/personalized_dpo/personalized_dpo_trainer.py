@@ -122,6 +122,12 @@ class PersonalizedDPOTrainer(AttachedModuleCheckpointing, DPOTrainer):
         if user_model is None and isinstance(model, str) and os.path.isfile(os.path.join(model, "user_model.json")):
             user_model = UserModel.from_pretrained(model)
         self.personalized = self._resolve_personalize(args, train_dataset, eval_dataset, user_model)
+        if self.personalized and args.sync_ref_model:
+            raise ValueError(
+                "sync_ref_model=True (TR-DPO) is not supported with personalization: TRL's SyncRefModelCallback "
+                "copies the policy's parameters into the reference one by one, and the personalized policy also "
+                "carries the user model. Set sync_ref_model=False, or train without the user column (plain DPO)."
+            )
         self.user_model = None
         self._users: list[str] = []
         if self.personalized:
