@@ -91,3 +91,52 @@ def test_few_shot_conditions_benchmark_runs(tmp_path):
     assert all(cell["others_max_score_change"] < 1e-4 for cell in results["domains"]["academy"]["fit"].values())
     assert "| fit_new_condition, k=4 |" in result.stdout
     assert (out / "few_shot_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def tiny_general_file(path, n=12):
+    """A `{text, score}` general preference file (HH-style transcripts) in the toy tokenizer's words."""
+    items = [
+        {
+            "text": [f"\n\nHuman: question about t{i}\n\nAssistant: answer {w}" for w in ("alpha w1", "beta w2 w3")],
+            "score": [1.0, 0.0] if i % 2 else [0.0, 1.0],
+        }
+        for i in range(n)
+    ]
+    path.write_text(json.dumps(items))
+    return path
+
+
+def test_gpu_scale_smoke_runs_every_section(tmp_path):
+    """`benchmarks/gpu_scale.py --smoke` (the prepared GPU run of issue #21 at tiny sizes) writes every section."""
+    tokenizer = make_tokenizer()
+    tokenizer_dir, model_dir = tmp_path / "tokenizer", tmp_path / "tiny-llama"
+    tokenizer.save_pretrained(tokenizer_dir)
+    make_causal_lm("llama", tokenizer).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    general = [str(tiny_general_file(tmp_path / f"{name}.json")) for name in ("helpful", "webgpt")]
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "benchmarks/gpu_scale.py"), "--smoke", "--output_dir", str(out)]
+    command += ["--work_dir", str(tmp_path / "work"), "--tokenizer", str(tokenizer_dir), "--smollm2", str(model_dir)]
+    command += ["--dsp_file", str(tiny_dsp_file(tmp_path / "dsp.json", n=12)), "--general_files", *general]
+    result = run_offline(command, ROOT)
+
+    assert sorted(p.name for p in out.iterdir()) == ["results.json", "results.md"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["smoke"] and results["peak_tflops"] == 989.0 and results["environment"]["device"] == "cpu"
+    assert set(results["planned_budget_s"]) == set(results["sections"]) == {"rm_scale", "dpo", "dsp"}
+    rm = results["sections"]["rm_scale"]
+    assert rm["data"] == "DSP file" and set(rm["variants"]) == {"stock", "none", "text", "embedding", "packed"}
+    for row in rm["variants"].values():
+        assert row["tokens_per_s"] > 0 and row["speedup_vs_stock"] > 0 and len(row["step_seconds"]) == 2
+        assert row["mfu"] is None and row["model_tflops"] > 0  # MFU only against a GPU's peak
+    dpo = results["sections"]["dpo"]
+    assert set(dpo["variants"]) == {"TRL DPOTrainer", "P-DPO", "P-DPO packed"}
+    assert all(row["speedup_vs_TRL DPOTrainer"] > 0 for row in dpo["variants"].values())
+    models = results["sections"]["dsp"]["models"]
+    assert list(models) == ["general RM (stage 2)"] + [
+        f"conditioned, {v}" for v in ("text", "embedding", "text+imitation", "embedding+imitation")
+    ]
+    for row in models.values():
+        assert set(row["dsp"]) == {"academy", "business", "entertainment", "literature", "mean"}
+        assert set(row["general"]) == {"helpful", "webgpt"} and row["steps"] == 1
+    assert "## Reward model" in result.stdout and "| packed |" in (out / "results.md").read_text()
