@@ -35,6 +35,7 @@ from .conditioning import (
 from .custom_reward_config import CustomRewardConfig
 from .encoding import apply_text_condition, encode_prompt, encode_sequence, truncate_ids
 from .imitation import chunked_lm_loss, lm_head_weight
+from .reward_head import with_trained_reward_head
 
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
     - **margins**: the `margin` column scaled by `margin_coef`, checked for NaN/inf;
     - tokenizers without EOS (BERT, MiniLM) and pairs longer than `max_length` (truncated, dropped or refused, and
       counted) are handled;
+    - a PEFT config that would leave the reward head frozen (no `task_type="SEQ_CLS"`) gets the head added to its
+      `modules_to_save`, with a warning;
     - metrics: `accuracy/<condition>` per condition value, `ranking_loss`, `imitation_loss`;
     - **padding-free batches** (`padding_free=True`): chosen and rejected sequences packed without padding, with the
       same rewards and losses (decoder reward models).
@@ -126,7 +129,8 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
             from .scoring import load_reward_model
 
             model, _, _ = load_reward_model(model)
-        check_peft_keeps_reward_head(kwargs.get("peft_config"))
+        if kwargs.get("peft_config") is not None:
+            kwargs["peft_config"] = with_trained_reward_head(kwargs["peft_config"], model, args)
         self.conditioning = self._build_spec(args, model, train_dataset, eval_dataset)
         if data_collator is None and train_dataset is not None:
             # Built here because TRL's default collator would drop the condition ids; the pad token is settled the
@@ -518,26 +522,3 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
         if self.conditioning.mode == "embedding":
             fix = "Resume from a checkpoint-N folder written by this trainer (it saves the table in each)."
             load_saved_state(self.condition_table, os.path.join(checkpoint, CONDITION_EMBEDDINGS_FILE), fix)
-
-
-REWARD_HEAD_NAMES = ("score", "classifier")
-
-
-def check_peft_keeps_reward_head(peft_config) -> None:
-    """
-    Refuse a PEFT config under which the reward head would stay frozen at its random initialisation and be left out
-    of the saved adapter: it needs `task_type="SEQ_CLS"` (PEFT then trains and saves the head) or the head in
-    `modules_to_save`.
-    """
-    if peft_config is None:
-        return
-    task_type = getattr(peft_config, "task_type", None)
-    task_type = str(getattr(task_type, "value", task_type) or "")
-    if task_type == "SEQ_CLS" or set(getattr(peft_config, "modules_to_save", None) or []) & set(REWARD_HEAD_NAMES):
-        return
-    raise ValueError(
-        f"The PEFT config (task_type={task_type or None!r}) would leave the reward head frozen at its random "
-        "initialisation and out of the saved adapter. Set `task_type='SEQ_CLS'` in the LoraConfig (recipes: "
-        "`lora_task_type: SEQ_CLS`), or add the head to `modules_to_save` (recipes: `lora_modules_to_save: [score]`; "
-        "`classifier` for BERT-like models)."
-    )
