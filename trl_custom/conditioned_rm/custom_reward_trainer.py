@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from accelerate import PartialState
 from datasets import Dataset, IterableDataset
 from transformers.modeling_outputs import SequenceClassifierOutput
 from trl import RewardTrainer
@@ -31,7 +32,7 @@ from .conditioning import (
     save_condition_table,
     uses_last_token_pooling,
 )
-from .custom_reward_config import CustomRewardConfig
+from .custom_reward_config import AUTO_CONDITION_MODE, CustomRewardConfig
 from .encoding import completion_start, render_condition_columns, without_missing_eos
 from .imitation import chunked_lm_loss, lm_head_weight
 from .preparation import check_row, condition_id, enforce_max_length, validate_rows
@@ -74,8 +75,9 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
 
     A drop-in subclass of TRL's [`~trl.RewardTrainer`]: it takes the same arguments and datasets (standard or
     conversational, explicit or implicit prompt, iterable, pre-tokenized, `tools`, `margin`), prepares them with TRL's
-    own `_prepare_dataset` and, with `condition_mode="none"`, computes TRL's loss and metrics with TRL's own
-    `compute_loss`. On top of it:
+    own `_prepare_dataset` and, with the default `condition_mode="auto"` on a dataset without a `condition_column`
+    column, computes TRL's loss and metrics with TRL's own `compute_loss` (tested step by step against it). On top of
+    it:
 
     - **conditioning** on `args.condition_column` (`"text"` or `"embedding"` mode, see [`CustomRewardConfig`]);
     - **imitation loss**: `imitation_coef` x LM loss on the chosen response tokens (causal-LM backbones);
@@ -180,9 +182,32 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
 
     # ------------------------------------------------------------------ conditioning vocabulary
     @staticmethod
+    def _resolve_mode(args, saved: ConditioningSpec | None, train_dataset) -> str:
+        """
+        `args.condition_mode`, with `"auto"` resolved from the training dataset: `"text"` (`"embedding"` for a model
+        saved in embedding mode) when it has the condition column, else `"none"` (TRL's `RewardTrainer`), said once.
+        """
+        if args.condition_mode != AUTO_CONDITION_MODE:
+            return args.condition_mode
+        if train_dataset is None:  # TRL refuses it
+            return "none"
+        column_names = get_dataset_column_names(train_dataset)
+        if args.condition_column in column_names:
+            return "embedding" if saved is not None and saved.mode == "embedding" else "text"
+        if PartialState().is_main_process:
+            logger.warning(
+                f"Conditioning is off: the train dataset has no '{args.condition_column}' column (columns: "
+                f"{column_names}), so condition_mode='auto' trains exactly as TRL's RewardTrainer. To condition the "
+                "reward model on a domain or user, add that column or point `condition_column` at yours "
+                "(condition_mode='auto' then renders it as text; 'embedding' learns soft tokens); set "
+                "condition_mode='none' to silence this message."
+            )
+        return "none"
+
+    @staticmethod
     def _build_spec(args, model, train_dataset, eval_dataset) -> ConditioningSpec:
         saved = getattr(model, "trl_custom_conditioning", None) if not isinstance(model, str) else None
-        mode = args.condition_mode
+        mode = CustomRewardTrainer._resolve_mode(args, saved, train_dataset)
         if mode == "none":
             return ConditioningSpec(mode="none", column=args.condition_column)
         conditions = args.conditions
@@ -219,7 +244,7 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
             raise ValueError(
                 f"The {name} dataset has no '{args.condition_column}' column (columns: {column_names}), but "
                 f"condition_mode={mode!r} conditions on it. Add the column, set `condition_column` to "
-                "the column holding the domain/user, or set `condition_mode='none'`."
+                "the column holding the domain/user, or set `condition_mode='none'` (or 'auto')."
             )
         if isinstance(dataset, IterableDataset):
             if mode == "embedding":
