@@ -165,7 +165,7 @@ def test_margin_trained_rm_gap_grows_with_margin(tmp_path):
         dataset = data if margin is None else data.add_column("margin", [margin] * len(data))
         trainer = CustomRewardTrainer(model, args=args, train_dataset=dataset, processing_class=tokenizer)
         trainer.train()
-        losses = [log["ranking_loss"] for log in trainer.state.log_history if "ranking_loss" in log]
+        losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]  # TRL's loss: the ranking loss
         assert losses[-1] < losses[0], losses
         rewards = RewardScorer(model.eval(), tokenizer).score(
             list(data["prompt"]) * 2, list(data["chosen"]) + list(data["rejected"])

@@ -201,7 +201,8 @@ def test_build_reward_data_mixes_and_holds_out(tmp_path):
     assert not held_prompts & set(general_train)  # held-out general pairs are not trained on
 
 
-def test_lora_without_reward_head_fails_with_the_fix(tmp_path):
+def test_lora_with_a_generative_task_type_fails_with_the_fix(tmp_path):
+    """PEFT cannot wrap a reward model as CAUSAL_LM (TRL ModelConfig's default): refused before PEFT fails."""
     from peft import LoraConfig
     from toy import conditioned_pairs, make_tokenizer, save_reward_model
 
@@ -209,7 +210,7 @@ def test_lora_without_reward_head_fails_with_the_fix(tmp_path):
 
     path = save_reward_model(tmp_path, "llama")
     args = CustomRewardConfig(str(tmp_path / "out"), use_cpu=True, bf16=False, report_to="none")
-    with pytest.raises(ValueError, match="lora_task_type: SEQ_CLS.*lora_modules_to_save: \\[score\\]"):
+    with pytest.raises(ValueError, match="task_type='CAUSAL_LM'.*recipes: `lora_task_type: SEQ_CLS`"):
         CustomRewardTrainer(
             path,
             args=args,

@@ -7,6 +7,8 @@ from .conditioning import CONDITION_MODES
 
 
 LONG_PAIR_POLICIES = ("truncate", "drop", "error")
+AUTO_CONDITION_MODE = "auto"
+CONFIG_CONDITION_MODES = (AUTO_CONDITION_MODE, *CONDITION_MODES)
 
 
 @dataclass
@@ -18,11 +20,16 @@ class CustomRewardConfig(RewardConfig):
     Parameters:
         > Conditioning
 
-        condition_mode (`str`, *optional*, defaults to `"text"`):
+        condition_mode (`str`, *optional*, defaults to `"auto"`):
             How the reward model is conditioned on the `condition_column`: `"text"` renders the condition into the
             input with `condition_template` (the result is a plain sequence-classification model), `"embedding"`
             inserts `num_condition_tokens` learned soft tokens per condition, `"none"` behaves exactly as TRL's
-            `RewardTrainer`.
+            `RewardTrainer`. `"auto"` (or `None`) decides from the training dataset: with a `condition_column`
+            column it is `"text"` (or the mode of a model saved by [`CustomRewardTrainer`] in embedding mode, to go
+            on training its condition table); without one it is `"none"`, so that a TRL dataset trains exactly as
+            with TRL's `RewardTrainer`, and the trainer logs once that conditioning is off. The resolved mode is
+            `trainer.conditioning.mode` (saved in `conditioning.json`). `"text"` or `"embedding"` set explicitly
+            refuse a dataset without the column.
         condition_column (`str`, *optional*, defaults to `"domain"`):
             Dataset column holding the condition value (a domain name, a user id, ...). Empty/`None` values mean "no
             condition" and use the generic entry.
@@ -66,8 +73,13 @@ class CustomRewardConfig(RewardConfig):
             `attn_implementation` `"sdpa"`, `"eager"`, `"flex_attention"` or `"flash_attention_2/3"`.
     """
 
-    condition_mode: str = field(
-        default="text", metadata={"help": "'none', 'text' or 'embedding'.", "choices": CONDITION_MODES}
+    condition_mode: str | None = field(
+        default=AUTO_CONDITION_MODE,
+        metadata={
+            "help": "'auto' ('text' when the dataset has `condition_column`, else 'none'), 'none', 'text' or "
+            "'embedding'.",
+            "choices": CONFIG_CONDITION_MODES,
+        },
     )
     condition_column: str = field(default="domain", metadata={"help": "Dataset column holding the condition."})
     conditions: list[str] | None = field(default=None, metadata={"help": "Known condition values, in table order."})
@@ -94,11 +106,13 @@ class CustomRewardConfig(RewardConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.condition_mode not in CONDITION_MODES:
-            raise ValueError(f"condition_mode={self.condition_mode!r}: choose one of {CONDITION_MODES}.")
+        if self.condition_mode is None:
+            self.condition_mode = AUTO_CONDITION_MODE
+        if self.condition_mode not in CONFIG_CONDITION_MODES:
+            raise ValueError(f"condition_mode={self.condition_mode!r}: choose one of {CONFIG_CONDITION_MODES}.")
         if self.long_pair_policy not in LONG_PAIR_POLICIES:
             raise ValueError(f"long_pair_policy={self.long_pair_policy!r}: choose one of {LONG_PAIR_POLICIES}.")
-        if self.condition_mode == "text" and "{condition}" not in self.condition_template:
+        if self.condition_mode in ("text", AUTO_CONDITION_MODE) and "{condition}" not in self.condition_template:
             raise ValueError(
                 f"condition_template={self.condition_template!r} has no '{{condition}}' field: add one, e.g. "
                 "'Preference domain: {condition}.\\n\\n'."
@@ -108,9 +122,15 @@ class CustomRewardConfig(RewardConfig):
         if not 0.0 <= self.condition_dropout < 1.0:
             raise ValueError(f"condition_dropout must be in [0, 1), got {self.condition_dropout}.")
         if self.condition_learning_rate is not None and self.condition_mode != "embedding":
-            raise ValueError("condition_learning_rate only applies to condition_mode='embedding'.")
+            raise ValueError(
+                f"condition_learning_rate only applies to condition_mode='embedding' (got {self.condition_mode!r}): "
+                "set condition_mode='embedding', or leave condition_learning_rate unset."
+            )
         if self.condition_dropout > 0 and self.condition_mode != "embedding":
-            raise ValueError("condition_dropout only applies to condition_mode='embedding'.")
+            raise ValueError(
+                f"condition_dropout only applies to condition_mode='embedding' (got {self.condition_mode!r}): set "
+                "condition_mode='embedding', or condition_dropout=0."
+            )
         if self.imitation_coef < 0:
             raise ValueError(f"imitation_coef must be >= 0, got {self.imitation_coef}.")
         if self.imitation_chunk_size < 1:

@@ -1,7 +1,6 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
+import copy
 import logging
-import math
-import numbers
 import os
 from dataclasses import dataclass, fields
 from typing import Any
@@ -12,12 +11,12 @@ from accelerate import PartialState
 from datasets import Dataset, IterableDataset
 from transformers.modeling_outputs import SequenceClassifierOutput
 from trl import RewardTrainer
-from trl.data_utils import common_prefix_length, get_dataset_column_names, is_conversational
+from trl.data_utils import get_dataset_column_names
 from trl.trainer.reward_trainer import DataCollatorForPreference
+from trl.trainer.utils import global_then_local_main_first
 
 from ..attached_modules import split_attached_state, uses_zero3, with_own_learning_rate
 from ..checkpointing import AttachedModuleCheckpointing, check_saved_state, load_saved_state
-from ..data.preferences import is_empty_response
 from ..packing import check_packable
 from .conditioning import (
     CONDITION_EMBEDDINGS_FILE,
@@ -26,15 +25,18 @@ from .conditioning import (
     ConditioningSpec,
     attach_condition_table,
     check_position_budget,
+    conditioned_inputs,
     get_condition_table,
     is_missing_condition,
     reward_forward,
     save_condition_table,
     uses_last_token_pooling,
 )
-from .custom_reward_config import CustomRewardConfig
-from .encoding import apply_text_condition, encode_prompt, encode_sequence, truncate_ids
+from .custom_reward_config import AUTO_CONDITION_MODE, CustomRewardConfig
+from .encoding import completion_start, render_condition_columns, without_missing_eos
 from .imitation import chunked_lm_loss, lm_head_weight
+from .preparation import check_row, condition_id, enforce_max_length, validate_rows
+from .reward_head import with_trained_reward_head
 
 
 logger = logging.getLogger(__name__)
@@ -72,14 +74,18 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
     a domain or user, with customized preference imitation and margin regularization.
 
     A drop-in subclass of TRL's [`~trl.RewardTrainer`]: it takes the same arguments and datasets (standard or
-    conversational, explicit or implicit prompt, iterable, pre-tokenized), and with `condition_mode="none"` and no
-    imitation it computes the same loss. On top of it:
+    conversational, explicit or implicit prompt, iterable, pre-tokenized, `tools`, `margin`), prepares them with TRL's
+    own `_prepare_dataset` and, with the default `condition_mode="auto"` on a dataset without a `condition_column`
+    column, computes TRL's loss and metrics with TRL's own `compute_loss` (tested step by step against it). On top of
+    it:
 
     - **conditioning** on `args.condition_column` (`"text"` or `"embedding"` mode, see [`CustomRewardConfig`]);
     - **imitation loss**: `imitation_coef` x LM loss on the chosen response tokens (causal-LM backbones);
     - **margins**: the `margin` column scaled by `margin_coef`, checked for NaN/inf;
     - tokenizers without EOS (BERT, MiniLM) and pairs longer than `max_length` (truncated, dropped or refused, and
       counted) are handled;
+    - a PEFT config that would leave the reward head frozen (no `task_type="SEQ_CLS"`) gets the head added to its
+      `modules_to_save`, with a warning;
     - metrics: `accuracy/<condition>` per condition value, `ranking_loss`, `imitation_loss`;
     - **padding-free batches** (`padding_free=True`): chosen and rejected sequences packed without padding, with the
       same rewards and losses (decoder reward models).
@@ -126,11 +132,12 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
             from .scoring import load_reward_model
 
             model, _, _ = load_reward_model(model)
-        check_peft_keeps_reward_head(kwargs.get("peft_config"))
+        if kwargs.get("peft_config") is not None:
+            kwargs["peft_config"] = with_trained_reward_head(kwargs["peft_config"], model, args)
         self.conditioning = self._build_spec(args, model, train_dataset, eval_dataset)
         if data_collator is None and train_dataset is not None:
-            # Built here because TRL's default collator would drop the condition ids; the pad token is settled the
-            # same way TRL does it once `processing_class` is known, so the collator is finished in `_finish_collator`.
+            # Built here because TRL's default collator would drop the condition ids; TRL settles the pad token once
+            # `processing_class` is known, so the collator gets it after `super().__init__`.
             data_collator = DataCollatorForConditionedPreference(
                 pad_token_id=-1,
                 pad_to_multiple_of=args.pad_to_multiple_of,
@@ -155,6 +162,13 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
         if self.conditioning.mode == "embedding":
             self.condition_table = attach_condition_table(unwrapped, self.conditioning)
             check_position_budget(unwrapped.config, args.max_length, self.conditioning.num_tokens)
+            held = {id(p) for group in getattr(self.optimizer, "param_groups", []) for p in group["params"]}
+            if self.optimizer is not None and id(self.condition_table.weight) not in held:
+                raise ValueError(
+                    "The optimizer given in `optimizers` does not hold the condition table, which this trainer "
+                    "creates in embedding mode, so the table would not train. Pass `optimizer_cls_and_kwargs` "
+                    "instead: the trainer then builds the optimizer, with the table in it."
+                )
         if args.padding_free:
             check_packable(unwrapped, decoder=uses_last_token_pooling(unwrapped))
         if args.imitation_coef > 0:
@@ -168,12 +182,36 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
 
     # ------------------------------------------------------------------ conditioning vocabulary
     @staticmethod
+    def _resolve_mode(args, saved: ConditioningSpec | None, train_dataset) -> str:
+        """
+        `args.condition_mode`, with `"auto"` resolved from the training dataset: `"text"` (`"embedding"` for a model
+        saved in embedding mode) when it has the condition column, else `"none"` (TRL's `RewardTrainer`), said once.
+        """
+        if args.condition_mode != AUTO_CONDITION_MODE:
+            return args.condition_mode
+        if train_dataset is None:  # TRL refuses it
+            return "none"
+        column_names = get_dataset_column_names(train_dataset)
+        if args.condition_column in column_names:
+            return "embedding" if saved is not None and saved.mode == "embedding" else "text"
+        if PartialState().is_main_process:
+            logger.warning(
+                f"Conditioning is off: the train dataset has no '{args.condition_column}' column (columns: "
+                f"{column_names}), so condition_mode='auto' trains exactly as TRL's RewardTrainer. To condition the "
+                "reward model on a domain or user, add that column or point `condition_column` at yours "
+                "(condition_mode='auto' then renders it as text; 'embedding' learns soft tokens); set "
+                "condition_mode='none' to silence this message."
+            )
+        return "none"
+
+    @staticmethod
     def _build_spec(args, model, train_dataset, eval_dataset) -> ConditioningSpec:
         saved = getattr(model, "trl_custom_conditioning", None) if not isinstance(model, str) else None
-        if args.condition_mode == "none":
+        mode = CustomRewardTrainer._resolve_mode(args, saved, train_dataset)
+        if mode == "none":
             return ConditioningSpec(mode="none", column=args.condition_column)
         conditions = args.conditions
-        if saved is not None and saved.mode == args.condition_mode == "embedding":
+        if saved is not None and saved.mode == mode == "embedding":
             if conditions is not None and list(conditions) != saved.conditions:
                 raise ValueError(
                     f"The model's condition table was trained for conditions {saved.conditions}, but "
@@ -181,15 +219,15 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
                 )
             conditions = saved.conditions
         if conditions is None:
-            conditions = CustomRewardTrainer._distinct_conditions(args, train_dataset, "train")
-            if args.condition_mode == "text" and eval_dataset is not None:  # text mode: the vocabulary is for metrics
+            conditions = CustomRewardTrainer._distinct_conditions(args, mode, train_dataset, "train")
+            if mode == "text" and eval_dataset is not None:  # text mode: the vocabulary is for metrics
                 eval_sets = eval_dataset.values() if isinstance(eval_dataset, dict) else [eval_dataset]
                 for dataset in eval_sets:
                     conditions = sorted(
-                        set(conditions) | set(CustomRewardTrainer._distinct_conditions(args, dataset, "eval"))
+                        set(conditions) | set(CustomRewardTrainer._distinct_conditions(args, mode, dataset, "eval"))
                     )
         return ConditioningSpec(
-            mode=args.condition_mode,
+            mode=mode,
             column=args.condition_column,
             conditions=list(conditions),
             template=args.condition_template,
@@ -198,18 +236,18 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
         )
 
     @staticmethod
-    def _distinct_conditions(args, dataset, name) -> list[str]:
+    def _distinct_conditions(args, mode, dataset, name) -> list[str]:
         if dataset is None:
             return []
         column_names = get_dataset_column_names(dataset)
         if args.condition_column not in column_names:
             raise ValueError(
                 f"The {name} dataset has no '{args.condition_column}' column (columns: {column_names}), but "
-                f"condition_mode={args.condition_mode!r} conditions on it. Add the column, set `condition_column` to "
-                "the column holding the domain/user, or set `condition_mode='none'`."
+                f"condition_mode={mode!r} conditions on it. Add the column, set `condition_column` to "
+                "the column holding the domain/user, or set `condition_mode='none'` (or 'auto')."
             )
         if isinstance(dataset, IterableDataset):
-            if args.condition_mode == "embedding":
+            if mode == "embedding":
                 raise ValueError(
                     "An IterableDataset cannot be scanned for its condition values: pass `conditions=[...]` in the "
                     "config when training in embedding mode on a streaming dataset."
@@ -219,10 +257,65 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
 
     # ------------------------------------------------------------------ dataset
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-        column_names = get_dataset_column_names(dataset)
+        """
+        TRL's `_prepare_dataset` (legacy `chosen_input_ids` columns renamed with TRL's warning, EOS, chat templates,
+        `tools` and `chat_template_kwargs`, tokenization, main process first, iterable datasets), with ours around
+        it: before, the row checks and, in text mode, the condition rendered into the text columns; after, the
+        condition ids, the imitation loss's `completion_start` and `long_pair_policy` (TRL's silent `max_length`
+        filter is turned off for it).
+        """
         spec = self.conditioning
-        if "chosen_ids" in column_names and "rejected_ids" in column_names:
-            if spec.mode == "text":
+        column_names = get_dataset_column_names(dataset)
+        tokenized = {"chosen_ids", "rejected_ids"} <= set(column_names) or {
+            "chosen_input_ids",
+            "rejected_input_ids",
+        } <= set(column_names)
+        self._check_columns(column_names, tokenized, args, dataset_name)
+        if isinstance(dataset, Dataset):
+            validate_rows(dataset, column_names, dataset_name, spec)
+        map_kwargs = {"num_proc": args.dataset_num_proc} if isinstance(dataset, Dataset) else {}
+
+        def desc(text):  # `IterableDataset.map` takes no `desc`
+            return {"desc": f"{text} {dataset_name} dataset"} if isinstance(dataset, Dataset) else {}
+
+        with global_then_local_main_first():
+            if isinstance(dataset, IterableDataset) and not tokenized:  # checked as the rows are read
+                dataset = dataset.map(check_row, with_indices=True, fn_kwargs={"dataset_name": dataset_name})
+            if spec.mode == "text" and not tokenized:
+                dataset = dataset.map(
+                    render_condition_columns,
+                    fn_kwargs={"spec": spec},
+                    **map_kwargs,
+                    **desc(f"Rendering '{spec.column}' into the"),
+                )
+        trl_args = copy.copy(args)
+        trl_args.max_length = None  # long pairs follow `long_pair_policy` below, with counts
+        dataset = super()._prepare_dataset(dataset, without_missing_eos(processing_class), trl_args, dataset_name)
+        with global_then_local_main_first():
+            if spec.mode != "none" and "condition_ids" not in column_names:
+                dataset = dataset.map(
+                    condition_id,
+                    with_indices=True,
+                    fn_kwargs={"spec": spec, "dataset_name": dataset_name},
+                    **map_kwargs,
+                    **desc(f"Mapping '{spec.column}' to condition ids in the"),
+                )
+            if args.imitation_coef > 0 and "completion_start" not in column_names:
+                dataset = dataset.map(
+                    completion_start,
+                    fn_kwargs={"tokenizer": processing_class},
+                    **map_kwargs,
+                    **desc("Locating the chosen completions of the"),
+                )
+            dataset = enforce_max_length(dataset, args.max_length, args.long_pair_policy, dataset_name)
+        return dataset
+
+    def _check_columns(self, column_names, tokenized, args, dataset_name) -> None:
+        spec = self.conditioning
+        # `condition_ids` present: prepared by this trainer already (e.g. `trainer.eval_dataset` given to `evaluate`)
+        prepared = "condition_ids" in column_names
+        if tokenized:
+            if spec.mode == "text" and not prepared:
                 raise ValueError(
                     f"The {dataset_name} dataset is already tokenized (chosen_ids/rejected_ids), so the condition "
                     "cannot be rendered into it in text mode. Pass the raw text columns, or use "
@@ -240,159 +333,99 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
                         f"The {dataset_name} dataset has no '{column}' column (columns: {column_names}). Reward "
                         "training needs preference pairs: 'chosen' and 'rejected' (and optionally 'prompt')."
                     )
-        if spec.mode != "none" and spec.column not in column_names:
+        if spec.mode != "none" and spec.column not in column_names and not prepared:
             raise ValueError(
                 f"The {dataset_name} dataset has no '{spec.column}' column (columns: {column_names}), but "
                 f"condition_mode={spec.mode!r} conditions on it. Add the column, set `condition_column`, or set "
                 "`condition_mode='none'`."
             )
-        if isinstance(dataset, Dataset):
-            self._validate_rows(dataset, column_names, dataset_name)
-
-        map_kwargs = {}
-        if isinstance(dataset, Dataset):
-            map_kwargs = {"num_proc": args.dataset_num_proc, "desc": f"Tokenizing {dataset_name} dataset"}
-        if "chosen_ids" not in column_names:
-            dataset = dataset.map(
-                self._tokenize_example,
-                fn_kwargs={"tokenizer": processing_class, "dataset_name": dataset_name},
-                with_indices=True,
-                **map_kwargs,
-            )
-        elif spec.mode != "none":
-            dataset = dataset.map(
-                self._add_condition_id, fn_kwargs={"dataset_name": dataset_name}, with_indices=True, **map_kwargs
-            )
-        return self._enforce_max_length(dataset, args.max_length, args.long_pair_policy, dataset_name)
-
-    def _validate_rows(self, dataset: Dataset, column_names: list[str], dataset_name: str) -> None:
-        """Fail early, naming the row, on empty responses, non-finite margins and (strict) unknown conditions."""
-        for column in ("chosen", "rejected"):
-            if column not in column_names:
-                continue
-            for index, value in enumerate(dataset[column]):
-                if is_empty_response(value):
-                    raise ValueError(
-                        f"Row {index} of the {dataset_name} dataset has an empty '{column}' response. Remove the row "
-                        "or fill in the response: an empty response cannot be ranked."
-                    )
-        if "margin" in column_names:
-            for index, value in enumerate(dataset["margin"]):
-                if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-                    raise ValueError(
-                        f"Row {index} of the {dataset_name} dataset has margin={value!r}. Margins must be finite "
-                        "numbers: fix or drop the row (use 0.0 for 'no margin'), or cast the column to float "
-                        "(`dataset.cast_column('margin', Value('float32'))`)."
-                    )
-        if self.conditioning.mode != "none" and self.conditioning.strict:
-            for index, value in enumerate(dataset[self.conditioning.column]):
-                self.conditioning.condition_id(value, where=f" in row {index} of the {dataset_name} dataset")
-
-    def _add_condition_id(self, example, index, dataset_name):
-        where = f" in row {index} of the {dataset_name} dataset"
-        value = example.get(self.conditioning.column)
-        return {"condition_ids": self.conditioning.condition_id(value, where)}
-
-    def _tokenize_example(self, example, index, tokenizer, dataset_name):
-        spec = self.conditioning
-        for column in ("chosen", "rejected"):
-            if is_empty_response(example[column]):
-                raise ValueError(f"Row {index} of the {dataset_name} dataset has an empty '{column}' response.")
-        condition = example.get(spec.column) if spec.mode != "none" else None
-        prompt = example.get("prompt")
-        prompt, (chosen, rejected) = apply_text_condition(
-            spec, condition, prompt, [example["chosen"], example["rejected"]]
-        )
-        chat_kwargs = {}
-        if is_conversational(example):
-            tools = example.get("tools")
-            chat_kwargs = {"tools": tools, **example.get("chat_template_kwargs", {})}
-        chosen_ids = encode_sequence(tokenizer, prompt, chosen, **chat_kwargs)
-        rejected_ids = encode_sequence(tokenizer, prompt, rejected, **chat_kwargs)
-        if prompt is not None:
-            completion_start = common_prefix_length(encode_prompt(tokenizer, prompt, **chat_kwargs), chosen_ids)
-        else:
-            completion_start = common_prefix_length(chosen_ids, rejected_ids)
-        output = {"chosen_ids": chosen_ids, "rejected_ids": rejected_ids, "completion_start": completion_start}
-        if spec.mode != "none":
-            output["condition_ids"] = spec.condition_id(condition, f" in row {index} of the {dataset_name} dataset")
-        return output
-
-    @staticmethod
-    def _enforce_max_length(dataset, max_length, policy, dataset_name):
-        if max_length is None:
-            return dataset
-
-        def too_long(example):
-            return len(example["chosen_ids"]) > max_length or len(example["rejected_ids"]) > max_length
-
-        def truncate(example):
-            return {
-                "chosen_ids": truncate_ids(example["chosen_ids"], max_length),
-                "rejected_ids": truncate_ids(example["rejected_ids"], max_length),
-            }
-
-        if isinstance(dataset, IterableDataset):  # lazy: counts are unknown up front
-            if policy == "error":
-
-                def refuse(example):
-                    if too_long(example):
-                        raise ValueError(
-                            f"A pair of the {dataset_name} dataset is longer than max_length={max_length} tokens. "
-                            "Raise max_length, or set long_pair_policy='truncate' or 'drop'."
-                        )
-                    return example
-
-                return dataset.map(refuse)
-            if PartialState().is_main_process:
-                logger.warning(
-                    f"Pairs of the streaming {dataset_name} dataset longer than max_length={max_length} will be "
-                    f"{'truncated' if policy == 'truncate' else 'dropped'} (count unknown for an IterableDataset)."
-                )
-            return dataset.map(truncate) if policy == "truncate" else dataset.filter(lambda ex: not too_long(ex))
-
-        lengths = zip(dataset["chosen_ids"], dataset["rejected_ids"], strict=True)
-        long_rows = [i for i, (c, r) in enumerate(lengths) if len(c) > max_length or len(r) > max_length]
-        if not long_rows:
-            return dataset
-        count = f"{len(long_rows)} of {len(dataset)} pairs of the {dataset_name} dataset"
-        if policy == "error":
-            raise ValueError(
-                f"{count} are longer than max_length={max_length} tokens (rows {long_rows[:10]}"
-                f"{'...' if len(long_rows) > 10 else ''}). Raise max_length, or set long_pair_policy='truncate' or "
-                "'drop'."
-            )
-        if policy == "drop":
-            long_set = set(long_rows)
-            dataset = dataset.select([i for i in range(len(dataset)) if i not in long_set])
-            message = f"Dropped {count}: longer than max_length={max_length} tokens (rows {long_rows[:10]})."
-        else:
-            dataset = dataset.map(truncate, desc=f"Truncating {dataset_name} pairs to {max_length} tokens")
-            head = max(1, max_length // 4)
-            message = (
-                f"Truncated {count} to max_length={max_length} tokens (kept the first {head} and the last "
-                f"{max_length - head} tokens of each sequence)."
-            )
-        if PartialState().is_main_process:
-            logger.warning(message)
-        return dataset
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            self._signature_columns = ["chosen_ids", "rejected_ids", "margin", "condition_ids", "completion_start"]
+            self._signature_columns = ["chosen_ids", "rejected_ids", "margin"]
+            if self.conditioning.mode != "none":
+                self._signature_columns.append("condition_ids")
+            if self.args.imitation_coef > 0:
+                self._signature_columns.append("completion_start")
 
     # ------------------------------------------------------------------ loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        mode = "train" if self.model.training else "eval"
+        """
+        TRL's `compute_loss` (Bradley-Terry loss with the `margin` column, `center_rewards_coefficient`, TRL's
+        metrics), with ours around it when a feature of ours is on: the condition's soft tokens (embedding mode),
+        `margin_coef`, the imitation loss and the `ranking_loss`, `accuracy/<condition>` and `imitation_loss` metrics.
+        Without any, the batch goes to TRL's `compute_loss` untouched. Padding-free batches have their own forward
+        (see [`~trl_custom.conditioned_rm.conditioning.packed_reward_forward`]).
+        """
         condition_ids = inputs.pop("condition_ids", None)
         completion_mask = inputs.pop("completion_mask", None)
-        margin = inputs.pop("margin", None)
-        if condition_ids is not None and mode == "train" and self.args.condition_dropout > 0:
-            dropped = torch.rand(condition_ids.shape, device=condition_ids.device) < self.args.condition_dropout
-            condition_ids = condition_ids.masked_fill(dropped, 0)
-
+        self._check_batch(condition_ids, completion_mask)
+        if self.args.padding_free:
+            return self._packed_compute_loss(model, inputs, condition_ids, completion_mask, return_outputs)
         imitation = self.args.imitation_coef > 0
         table = self.condition_table
+        if condition_ids is None and table is None and not imitation and self._margin_coef(inputs) == 1.0:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+        mode = "train" if self.model.training else "eval"
+        condition_ids = self._maybe_drop_conditions(condition_ids, mode)
+        batch = conditioned_inputs(
+            self.accelerator.unwrap_model(model),
+            table,
+            inputs["input_ids"],
+            inputs["attention_mask"],
+            condition_ids=condition_ids.repeat(2) if (table is not None and condition_ids is not None) else None,
+            completion_mask=completion_mask,
+        )
+        model_inputs = {**batch["model_inputs"], "attention_mask": batch["attention_mask"]}
+        margin = None
+        if "margin" in inputs:
+            margin = model_inputs["margin"] = self._margin_coef(inputs) * inputs["margin"]
+        if imitation:
+            model_inputs["output_hidden_states"] = True
+        tokens_before = self._total_train_tokens
+        loss, outputs = super().compute_loss(model, model_inputs, True, num_items_in_batch)
+        if table is not None and mode == "train":  # TRL counted the soft tokens too: count the dataset's tokens
+            tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+            self._total_train_tokens = tokens_before + tokens // self._tp_size
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        rewards = outputs.logits.squeeze(-1)
+        imitation_loss = None
+        if imitation:
+            hidden = outputs.hidden_states[-1]
+            imitation_loss = self._imitation_loss(model, hidden, batch["input_ids"], batch["completion_mask"])
+            loss = loss + self.args.imitation_coef * imitation_loss
+        self._log_our_metrics(mode, rewards, margin, condition_ids, imitation_loss)
+        outputs = SequenceClassifierOutput(logits=outputs.logits)  # the rewards (not the hidden states) for metrics
+        return (loss, outputs) if return_outputs else loss
+
+    def _check_batch(self, condition_ids, completion_mask) -> None:
+        """A `data_collator` of the caller's must give what the features that are on read from the batch."""
+        fix = "Leave `data_collator` unset (DataCollatorForConditionedPreference), or have yours add it."
+        if self.condition_table is not None and condition_ids is None:
+            raise ValueError(
+                "The batch has no 'condition_ids', from which condition_mode='embedding' reads each pair's condition "
+                f"(without them every pair would be trained as the generic one). {fix}"
+            )
+        if self.args.imitation_coef > 0 and completion_mask is None:
+            raise ValueError(f"The batch has no 'completion_mask', needed by imitation_coef > 0. {fix}")
+
+    def _margin_coef(self, inputs) -> float:
+        return self.args.margin_coef if "margin" in inputs else 1.0
+
+    def _maybe_drop_conditions(self, condition_ids, mode):
+        """`condition_dropout`: in training, each pair's condition replaced by the generic entry with that chance."""
+        if condition_ids is None or mode != "train" or self.args.condition_dropout <= 0:
+            return condition_ids
+        dropped = torch.rand(condition_ids.shape, device=condition_ids.device) < self.args.condition_dropout
+        return condition_ids.masked_fill(dropped, 0)
+
+    def _packed_compute_loss(self, model, inputs, condition_ids, completion_mask, return_outputs):
+        """The loss and metrics of `compute_loss` on a padding-free batch (TRL's reads the padded model outputs)."""
+        mode = "train" if self.model.training else "eval"
+        condition_ids = self._maybe_drop_conditions(condition_ids, mode)
+        table = self.condition_table
+        imitation = self.args.imitation_coef > 0
         forward = reward_forward(
             model,
             inputs["input_ids"],
@@ -401,49 +434,46 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
             table=table,
             completion_mask=completion_mask,
             output_hidden_states=imitation,
-            base_model=self.accelerator.unwrap_model(model) if (table is not None or self.args.padding_free) else None,
-            padding_free=self.args.padding_free,
+            base_model=self.accelerator.unwrap_model(model),
+            padding_free=True,
         )
         rewards = forward["rewards"]
         rewards_chosen, rewards_rejected = torch.chunk(rewards, chunks=2)
-
-        logits = rewards_chosen - rewards_rejected
-        if margin is not None:
-            logits = logits - self.args.margin_coef * margin
-        ranking_loss = -nn.functional.logsigmoid(logits).mean()
-        loss = ranking_loss
+        margin = self.args.margin_coef * inputs["margin"] if "margin" in inputs else None
+        logits = rewards_chosen - rewards_rejected - (margin if margin is not None else 0.0)
+        loss = -nn.functional.logsigmoid(logits).mean()
         if self.args.center_rewards_coefficient is not None:
             loss = loss + self.args.center_rewards_coefficient * torch.mean((rewards_chosen + rewards_rejected) ** 2)
+        imitation_loss = None
         if imitation:
-            imitation_loss = self._imitation_loss(model, forward)
-            loss = loss + self.args.imitation_coef * imitation_loss
-
-        self._log_metrics(mode, inputs, rewards, rewards_chosen, rewards_rejected, condition_ids, ranking_loss)
-        if imitation:
-            self._metrics[mode]["imitation_loss"].append(
-                self.accelerator.gather_for_metrics(imitation_loss.detach()).mean().item()
+            imitation_loss = self._imitation_loss(
+                model, forward["hidden"], forward["input_ids"], forward["completion_mask"]
             )
+            loss = loss + self.args.imitation_coef * imitation_loss
+        self._log_trl_metrics(mode, inputs["attention_mask"], rewards)
+        self._log_our_metrics(mode, rewards, margin, condition_ids, imitation_loss)
         outputs = SequenceClassifierOutput(logits=rewards.unsqueeze(-1))
         return (loss, outputs) if return_outputs else loss
 
-    def _imitation_loss(self, model, forward) -> torch.Tensor:
+    def _imitation_loss(self, model, hidden, input_ids, completion_mask) -> torch.Tensor:
         """LM loss on the chosen responses' completion tokens (prompt masked), computed chunked over the LM head."""
-        hidden = forward["hidden"]
         half = hidden.shape[0] // 2
-        hidden, input_ids, mask = hidden[:half], forward["input_ids"][:half], forward["completion_mask"][:half]
+        hidden, input_ids, mask = hidden[:half], input_ids[:half], completion_mask[:half]
         predicts = mask[:, 1:].bool()  # position t predicts token t+1
         weight = lm_head_weight(self.accelerator.unwrap_model(model))
         return chunked_lm_loss(
             hidden[:, :-1][predicts], weight, input_ids[:, 1:][predicts], self.args.imitation_chunk_size
         )
 
-    def _log_metrics(self, mode, inputs, rewards, rewards_chosen, rewards_rejected, condition_ids, ranking_loss):
+    def _log_trl_metrics(self, mode, attention_mask, rewards) -> None:
+        """The metrics TRL's `RewardTrainer.compute_loss` logs, for the batches that do not go through it."""
         metrics = self._metrics[mode]
         if mode == "train":
-            num_tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+            num_tokens = self.accelerator.gather_for_metrics(attention_mask.sum()).sum().item()
             self._total_train_tokens += num_tokens // self._tp_size
         metrics["num_tokens"] = [self._total_train_tokens]
         with torch.no_grad():
+            rewards_chosen, rewards_rejected = torch.chunk(rewards.detach(), chunks=2)
             all_rewards = self.accelerator.gather(rewards.detach())
             metrics["min_reward"].append(all_rewards.min().item())
             metrics["mean_reward"].append(all_rewards.mean().item())
@@ -452,10 +482,21 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
             metrics["accuracy"].append(self.accelerator.gather_for_metrics(correct.mean()).mean().item())
             margin = (rewards_chosen - rewards_rejected).mean()
             metrics["margin"].append(self.accelerator.gather_for_metrics(margin).mean().item())
-            metrics["ranking_loss"].append(self.accelerator.gather_for_metrics(ranking_loss.detach()).mean().item())
+
+    def _log_our_metrics(self, mode, rewards, margin, condition_ids, imitation_loss) -> None:
+        """`ranking_loss` (the Bradley-Terry term alone), `accuracy/<condition>` and `imitation_loss`."""
+        metrics = self._metrics[mode]
+        with torch.no_grad():
+            rewards_chosen, rewards_rejected = torch.chunk(rewards.detach(), chunks=2)
+            logits = rewards_chosen - rewards_rejected - (margin if margin is not None else 0.0)
+            ranking_loss = -nn.functional.logsigmoid(logits).mean()
+            metrics["ranking_loss"].append(self.accelerator.gather_for_metrics(ranking_loss).mean().item())
+            if imitation_loss is not None:
+                imitation_loss = self.accelerator.gather_for_metrics(imitation_loss.detach()).mean().item()
+                metrics["imitation_loss"].append(imitation_loss)
             if condition_ids is not None:
                 ids = self.accelerator.gather_for_metrics(condition_ids).tolist()
-                flags = self.accelerator.gather_for_metrics(correct).tolist()
+                flags = self.accelerator.gather_for_metrics((rewards_chosen > rewards_rejected).float()).tolist()
                 names = self.conditioning.names
                 for condition_id, flag in zip(ids, flags, strict=True):
                     metrics[f"accuracy/{names[condition_id]}"].append(flag)
@@ -518,26 +559,3 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
         if self.conditioning.mode == "embedding":
             fix = "Resume from a checkpoint-N folder written by this trainer (it saves the table in each)."
             load_saved_state(self.condition_table, os.path.join(checkpoint, CONDITION_EMBEDDINGS_FILE), fix)
-
-
-REWARD_HEAD_NAMES = ("score", "classifier")
-
-
-def check_peft_keeps_reward_head(peft_config) -> None:
-    """
-    Refuse a PEFT config under which the reward head would stay frozen at its random initialisation and be left out
-    of the saved adapter: it needs `task_type="SEQ_CLS"` (PEFT then trains and saves the head) or the head in
-    `modules_to_save`.
-    """
-    if peft_config is None:
-        return
-    task_type = getattr(peft_config, "task_type", None)
-    task_type = str(getattr(task_type, "value", task_type) or "")
-    if task_type == "SEQ_CLS" or set(getattr(peft_config, "modules_to_save", None) or []) & set(REWARD_HEAD_NAMES):
-        return
-    raise ValueError(
-        f"The PEFT config (task_type={task_type or None!r}) would leave the reward head frozen at its random "
-        "initialisation and out of the saved adapter. Set `task_type='SEQ_CLS'` in the LoraConfig (recipes: "
-        "`lora_task_type: SEQ_CLS`), or add the head to `modules_to_save` (recipes: `lora_modules_to_save: [score]`; "
-        "`classifier` for BERT-like models)."
-    )

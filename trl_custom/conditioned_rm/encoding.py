@@ -1,17 +1,20 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
 """Tokenization of (condition, prompt, response) shared by training and scoring.
 
-With conditioning off, a sequence is tokenized exactly as TRL's `RewardTrainer` does it (prompt + response + EOS for
-standard text, the chat template for conversational messages), so losses match TRL's. Unlike TRL, tokenizers without
-an EOS token (BERT/MiniLM: they end every sequence with `[SEP]` themselves) are supported.
+Training tokenizes with TRL's own `RewardTrainer._prepare_dataset` (prompt + response + EOS for standard text, the
+chat template for conversational messages); [`encode_sequence`] builds the same ids for scoring. Unlike TRL,
+tokenizers without an EOS token (BERT/MiniLM: they end every sequence with `[SEP]` themselves) are supported, see
+[`without_missing_eos`]. In text mode the condition is rendered into the text columns before TRL tokenizes them
+([`render_condition_columns`]).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from transformers import PreTrainedTokenizerBase
-from trl.data_utils import _tokenize
+from trl.data_utils import _tokenize, common_prefix_length
 
 from .conditioning import ConditioningSpec, is_missing_condition
 
@@ -108,3 +111,61 @@ def truncate_ids(ids: list[int], max_length: int) -> list[int]:
         return ids
     head = max(1, max_length // 4)
     return ids[:head] + ids[len(ids) - (max_length - head) :]
+
+
+def render_condition_columns(example: dict[str, Any], spec: ConditioningSpec) -> dict[str, Any]:
+    """`Dataset.map` function: the `prompt`/`chosen`/`rejected` columns with the row's condition rendered in."""
+    prompt, (chosen, rejected) = apply_text_condition(
+        spec, example.get(spec.column), example.get("prompt"), [example["chosen"], example["rejected"]]
+    )
+    return {"chosen": chosen, "rejected": rejected, **({"prompt": prompt} if "prompt" in example else {})}
+
+
+def completion_start(example: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
+    """
+    `Dataset.map` function on a tokenized row: index of the first token of the chosen completion in `chosen_ids`
+    (after the prompt, or after the prefix the chosen and rejected sequences share when the prompt is implicit).
+    """
+    prompt = example.get("prompt")
+    if prompt is None:
+        return {"completion_start": common_prefix_length(example["chosen_ids"], example["rejected_ids"])}
+    chat_template_kwargs = {}
+    if isinstance(prompt, list):  # as TRL's `_prepare_dataset`: tools may be a JSON string, per-row template kwargs
+        tools = example.get("tools")
+        tools = json.loads(tools) if isinstance(tools, str) else tools
+        chat_template_kwargs = {"tools": tools, **(example.get("chat_template_kwargs") or {})}
+    prompt_ids = encode_prompt(tokenizer, prompt, **chat_template_kwargs)
+    return {"completion_start": common_prefix_length(prompt_ids, example["chosen_ids"])}
+
+
+class _EmptyEOSTokenizer:
+    """`tokenizer` with `eos_token == ""`; every other attribute and call goes to `tokenizer`."""
+
+    eos_token = ""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase):
+        self.tokenizer = tokenizer
+
+    def __call__(self, *args, **kwargs):
+        return self.tokenizer(*args, **kwargs)
+
+    def __getattr__(self, name: str):  # only reached for attributes not found on the view itself
+        if name == "tokenizer":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.tokenizer, name)
+
+
+def without_missing_eos(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """
+    The processing class to hand TRL's `RewardTrainer._prepare_dataset`: `tokenizer` itself, or, when it has no EOS
+    token, a view of it whose `eos_token` is `""`.
+
+    TRL appends `processing_class.eos_token` to standard-text responses that do not end with it
+    (`text.endswith(eos_token)`), which raises a `TypeError` for tokenizers without an EOS token (BERT, MiniLM: they
+    close each sequence with `[SEP]` themselves). Every string ends with `""`, so with the view TRL's EOS step adds
+    nothing and the rest of TRL's preprocessing (tokenization, chat templates, tools) runs unchanged, on the real
+    tokenizer.
+    """
+    if isinstance(tokenizer, PreTrainedTokenizerBase) and tokenizer.eos_token is None:
+        return _EmptyEOSTokenizer(tokenizer)
+    return tokenizer

@@ -149,7 +149,7 @@ def build_reward_data(
         train, held_out, split = load_dataset_splits(args, dataset_args, seed)
         held_out = held_out.select(range(min(args.max_eval_pairs, len(held_out)))) if args.max_eval_pairs else held_out
         source = f"{describe_source(args, dataset_args)}: `{args.dataset_train_split}` ({len(train)} pairs) trained on"
-        source += f", {split} evaluated ({len(held_out)} pairs), conditioned on `{condition_column}`."
+        source += f", {split} evaluated ({len(held_out)} pairs)."
         return RewardData(train, [], [], eval_dataset=held_out, source=source)
     if args.dsp_file is None and not args.general_files and args.train_file is None:
         raise ValueError(
@@ -345,6 +345,10 @@ def main(
         peft_config=get_peft_config(model_args),
     )
     ignore_bias_buffers(trainer, script_args)
+    spec = trainer.conditioning  # `condition_mode: auto` resolved from the data
+    data.source += (
+        f" Conditioned on `{spec.column}` ({spec.mode} mode)." if spec.mode != "none" else " Not conditioned."
+    )
 
     def evaluate(with_heatmap: bool):
         scorer = RewardScorer(

@@ -1,0 +1,138 @@
+# Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
+"""
+What [`CustomRewardTrainer`] adds around TRL's `RewardTrainer._prepare_dataset`: row checks that name the row and the
+fix, condition ids, and `long_pair_policy` for pairs longer than `max_length`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+from typing import Any
+
+from accelerate import PartialState
+from datasets import Dataset, IterableDataset
+
+from ..data.preferences import is_empty_response
+from .conditioning import ConditioningSpec
+from .encoding import truncate_ids
+
+
+logger = logging.getLogger(__name__)
+
+
+def is_finite_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+
+
+def empty_response_error(index: int, column: str, dataset_name: str) -> ValueError:
+    return ValueError(
+        f"Row {index} of the {dataset_name} dataset has an empty '{column}' response. Remove the row or fill in the "
+        "response: an empty response cannot be ranked."
+    )
+
+
+def margin_error(index: int, value: Any, dataset_name: str) -> ValueError:
+    return ValueError(
+        f"Row {index} of the {dataset_name} dataset has margin={value!r}. Margins must be finite numbers: fix or "
+        "drop the row (use 0.0 for 'no margin'), or cast the column to float "
+        "(`dataset.cast_column('margin', Value('float32'))`)."
+    )
+
+
+def check_row(example: dict[str, Any], index: int, dataset_name: str) -> dict[str, Any]:
+    """`IterableDataset.map` function: the checks of [`validate_rows`] on one streamed row, as it is read."""
+    for column in ("chosen", "rejected"):
+        if is_empty_response(example[column]):
+            raise empty_response_error(index, column, dataset_name)
+    if "margin" in example and not is_finite_number(example["margin"]):
+        raise margin_error(index, example["margin"], dataset_name)
+    return example
+
+
+def condition_id(example: dict[str, Any], index: int, spec: ConditioningSpec, dataset_name: str) -> dict[str, int]:
+    """`Dataset.map` function: the row's condition id (0, the generic entry, for absent or non-strict unknown ones)."""
+    where = f" in row {index} of the {dataset_name} dataset"
+    return {"condition_ids": spec.condition_id(example.get(spec.column), where)}
+
+
+def validate_rows(dataset: Dataset, column_names: list[str], dataset_name: str, spec: ConditioningSpec) -> None:
+    """Fail early, naming the row, on empty responses, non-finite margins and (strict) unknown conditions."""
+    for column in ("chosen", "rejected"):
+        if column not in column_names:
+            continue
+        for index, value in enumerate(dataset[column]):
+            if is_empty_response(value):
+                raise empty_response_error(index, column, dataset_name)
+    if "margin" in column_names:
+        for index, value in enumerate(dataset["margin"]):
+            if not is_finite_number(value):
+                raise margin_error(index, value, dataset_name)
+    if spec.mode != "none" and spec.strict and spec.column in column_names:
+        for index, value in enumerate(dataset[spec.column]):
+            spec.condition_id(value, where=f" in row {index} of the {dataset_name} dataset")
+
+
+def enforce_max_length(dataset, max_length: int | None, policy: str, dataset_name: str):
+    """
+    `long_pair_policy` on a tokenized dataset: pairs with a sequence longer than `max_length` are truncated (see
+    [`~trl_custom.conditioned_rm.encoding.truncate_ids`]), dropped or refused, and their count is logged (a streaming
+    dataset's count is unknown up front).
+    """
+    if max_length is None:
+        return dataset
+
+    def too_long(example):
+        return len(example["chosen_ids"]) > max_length or len(example["rejected_ids"]) > max_length
+
+    def truncate(example):
+        return {
+            "chosen_ids": truncate_ids(example["chosen_ids"], max_length),
+            "rejected_ids": truncate_ids(example["rejected_ids"], max_length),
+        }
+
+    if isinstance(dataset, IterableDataset):  # lazy: counts are unknown up front
+        if policy == "error":
+
+            def refuse(example):
+                if too_long(example):
+                    raise ValueError(
+                        f"A pair of the {dataset_name} dataset is longer than max_length={max_length} tokens. "
+                        "Raise max_length, or set long_pair_policy='truncate' or 'drop'."
+                    )
+                return example
+
+            return dataset.map(refuse)
+        if PartialState().is_main_process:
+            logger.warning(
+                f"Pairs of the streaming {dataset_name} dataset longer than max_length={max_length} will be "
+                f"{'truncated' if policy == 'truncate' else 'dropped'} (count unknown for an IterableDataset)."
+            )
+        return dataset.map(truncate) if policy == "truncate" else dataset.filter(lambda ex: not too_long(ex))
+
+    lengths = zip(dataset["chosen_ids"], dataset["rejected_ids"], strict=True)
+    long_rows = [i for i, (c, r) in enumerate(lengths) if len(c) > max_length or len(r) > max_length]
+    if not long_rows:
+        return dataset
+    count = f"{len(long_rows)} of {len(dataset)} pairs of the {dataset_name} dataset"
+    if policy == "error":
+        raise ValueError(
+            f"{count} are longer than max_length={max_length} tokens (rows {long_rows[:10]}"
+            f"{'...' if len(long_rows) > 10 else ''}). Raise max_length, or set long_pair_policy='truncate' or "
+            "'drop'."
+        )
+    if policy == "drop":
+        long_set = set(long_rows)
+        dataset = dataset.select([i for i in range(len(dataset)) if i not in long_set])
+        message = f"Dropped {count}: longer than max_length={max_length} tokens (rows {long_rows[:10]})."
+    else:
+        dataset = dataset.map(truncate, desc=f"Truncating {dataset_name} pairs to {max_length} tokens")
+        head = max(1, max_length // 4)
+        message = (
+            f"Truncated {count} to max_length={max_length} tokens (kept the first {head} and the last "
+            f"{max_length - head} tokens of each sequence)."
+        )
+    if PartialState().is_main_process:
+        logger.warning(message)
+    return dataset
