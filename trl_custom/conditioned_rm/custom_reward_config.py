@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from trl import RewardConfig
 
 from .conditioning import CONDITION_MODES
+from .encoding import TRUNCATION_MODES
 
 
 LONG_PAIR_POLICIES = ("truncate", "drop", "error")
@@ -62,6 +63,14 @@ class CustomRewardConfig(RewardConfig):
             What to do with pairs longer than `max_length` tokens: `"truncate"` (cut the middle: keep the first
             `max_length // 4` tokens, where the condition and question are, and the last ones, where the response
             ends), `"drop"` or `"error"`. The count is always logged.
+        truncation_mode (`str`, *optional*, defaults to `"head_tail"`):
+            How `long_pair_policy="truncate"` cuts a sequence longer than `max_length`: `"head_tail"` (above) or
+            `"keep_start"` (the first `max_length - 1` tokens, i.e. the start of the prompt and of the response, and
+            the last token: EOS/`[SEP]`). Saved with the model, so `RewardScorer` cuts its inputs the same way.
+        max_prompt_length (`int` or `None`, *optional*, defaults to `None`):
+            A token budget for the prompt (condition template + question): only its first `max_prompt_length` tokens
+            are kept, whatever the sequence's length, leaving the rest of `max_length` to the response. Needs an
+            explicit `prompt` column or prompts the chosen and rejected responses share. Saved with the model.
 
         > Batching
 
@@ -99,6 +108,10 @@ class CustomRewardConfig(RewardConfig):
     long_pair_policy: str = field(
         default="truncate", metadata={"help": "'truncate', 'drop' or 'error'.", "choices": LONG_PAIR_POLICIES}
     )
+    truncation_mode: str = field(
+        default="head_tail", metadata={"help": "'head_tail' or 'keep_start'.", "choices": TRUNCATION_MODES}
+    )
+    max_prompt_length: int | None = field(default=None, metadata={"help": "Token budget of the prompt."})
     padding_free: bool = field(
         default=False,
         metadata={"help": "Pack the sequences of each batch without padding (decoder reward models)."},
@@ -110,6 +123,15 @@ class CustomRewardConfig(RewardConfig):
             self.condition_mode = AUTO_CONDITION_MODE
         if self.condition_mode not in CONFIG_CONDITION_MODES:
             raise ValueError(f"condition_mode={self.condition_mode!r}: choose one of {CONFIG_CONDITION_MODES}.")
+        if self.truncation_mode not in TRUNCATION_MODES:
+            raise ValueError(f"truncation_mode={self.truncation_mode!r}: choose one of {TRUNCATION_MODES}.")
+        if self.max_prompt_length is not None and not (
+            self.max_prompt_length >= 1 and (self.max_length is None or self.max_prompt_length < self.max_length)
+        ):
+            raise ValueError(
+                f"max_prompt_length={self.max_prompt_length} must be >= 1 and below max_length={self.max_length}, "
+                "leaving room for the response; or None (no prompt budget)."
+            )
         if self.long_pair_policy not in LONG_PAIR_POLICIES:
             raise ValueError(f"long_pair_policy={self.long_pair_policy!r}: choose one of {LONG_PAIR_POLICIES}.")
         if self.condition_mode in ("text", AUTO_CONDITION_MODE) and "{condition}" not in self.condition_template:

@@ -13,7 +13,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from trl import RewardTrainer
 from trl.data_utils import get_dataset_column_names
 from trl.trainer.reward_trainer import DataCollatorForPreference
-from trl.trainer.utils import global_then_local_main_first
+from trl.trainer.utils import global_then_local_main_first, pad
 
 from ..attached_modules import split_attached_state, uses_zero3, with_own_learning_rate
 from ..checkpointing import AttachedModuleCheckpointing, check_saved_state, load_saved_state
@@ -33,8 +33,20 @@ from .conditioning import (
     uses_last_token_pooling,
 )
 from .custom_reward_config import AUTO_CONDITION_MODE, CustomRewardConfig
-from .encoding import completion_start, render_condition_columns, without_missing_eos
+from .encoding import (
+    TRUNCATION_CONFIG_ATTRIBUTE,
+    completion_start,
+    render_condition_columns,
+    without_missing_eos,
+)
 from .imitation import chunked_lm_loss, lm_head_weight
+from .listwise import (
+    check_listwise_rows,
+    explode_listwise,
+    is_listwise_example,
+    plackett_luce_top1_loss,
+    regroup_listwise,
+)
 from .preparation import check_row, condition_id, enforce_max_length, validate_rows
 from .reward_head import with_trained_reward_head
 
@@ -57,7 +69,10 @@ class DataCollatorForConditionedPreference(DataCollatorForPreference):
     return_completion_mask: bool = False
 
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        output = super().torch_call(examples)
+        if examples and is_listwise_example(examples[0]):
+            output = self._listwise_call(examples)
+        else:
+            output = super().torch_call(examples)
         if "condition_ids" in examples[0]:
             output["condition_ids"] = torch.tensor([example["condition_ids"] for example in examples])
         if self.return_completion_mask:
@@ -65,6 +80,27 @@ class DataCollatorForConditionedPreference(DataCollatorForPreference):
             for row, example in enumerate(examples):
                 mask[row, example["completion_start"] : len(example["chosen_ids"])] = 1
             output["completion_mask"] = mask
+        return output
+
+    def _listwise_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        """Listwise rows: the chosen sequences, then every rejected sequence row after row, padded together;
+        `"rejected_group"` (`(rejected,)`) names each rejected sequence's row, `"margin"` is per rejected sequence."""
+        chosen = [torch.tensor(example["chosen_ids"]) for example in examples]
+        rejected = [torch.tensor(ids) for example in examples for ids in example["rejected_ids"]]
+        group = [row for row, example in enumerate(examples) for _ in example["rejected_ids"]]
+        sequences = chosen + rejected
+        padding = {"padding_side": "right", "pad_to_multiple_of": self.pad_to_multiple_of}
+        output = {
+            "input_ids": pad(sequences, padding_value=self.pad_token_id, **padding),
+            "attention_mask": pad([torch.ones_like(ids) for ids in sequences], padding_value=0, **padding),
+            "rejected_group": torch.tensor(group),
+        }
+        if "margin" in examples[0]:
+            margins = []
+            for example in examples:
+                margin = example["margin"]
+                margins += margin if isinstance(margin, list) else [margin] * len(example["rejected_ids"])
+            output["margin"] = torch.tensor(margins, dtype=torch.float)
         return output
 
 
@@ -82,6 +118,8 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
     - **conditioning** on `args.condition_column` (`"text"` or `"embedding"` mode, see [`CustomRewardConfig`]);
     - **imitation loss**: `imitation_coef` x LM loss on the chosen response tokens (causal-LM backbones);
     - **margins**: the `margin` column scaled by `margin_coef`, checked for NaN/inf;
+    - **listwise rows**: a list of rejected responses per row trains the Plackett–Luce top-1 loss (one softmax per
+      row, see [`~trl_custom.conditioned_rm.listwise`]), the pairwise loss for one rejected response;
     - tokenizers without EOS (BERT, MiniLM) and pairs longer than `max_length` (truncated, dropped or refused, and
       counted) are handled;
     - a PEFT config that would leave the reward head frozen (no `task_type="SEQ_CLS"`) gets the head added to its
@@ -158,6 +196,12 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
             self.data_collator.pad_token_id = self.processing_class.pad_token_id
         unwrapped = self.accelerator.unwrap_model(self.model)
         unwrapped.trl_custom_conditioning = self.conditioning  # scorers and exporters read the spec from the model
+        if args.truncation_mode != "head_tail" or args.max_prompt_length is not None:  # saved in config.json
+            setattr(
+                unwrapped.config,
+                TRUNCATION_CONFIG_ATTRIBUTE,
+                {"truncation_mode": args.truncation_mode, "max_prompt_length": args.max_prompt_length},
+            )
         self.condition_table = None
         if self.conditioning.mode == "embedding":
             self.condition_table = attach_condition_table(unwrapped, self.conditioning)
@@ -271,12 +315,27 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
             "rejected_input_ids",
         } <= set(column_names)
         self._check_columns(column_names, tokenized, args, dataset_name)
-        if isinstance(dataset, Dataset):
-            validate_rows(dataset, column_names, dataset_name, spec)
+        listwise = self._is_listwise(dataset, column_names, args, dataset_name)
         map_kwargs = {"num_proc": args.dataset_num_proc} if isinstance(dataset, Dataset) else {}
 
         def desc(text):  # `IterableDataset.map` takes no `desc`
             return {"desc": f"{text} {dataset_name} dataset"} if isinstance(dataset, Dataset) else {}
+
+        if listwise:  # one pair per rejected response through TRL's preparation, regrouped below
+            column = "rejected_ids" if "rejected_ids" in column_names else "rejected"
+            check_listwise_rows(dataset, dataset_name, column)
+            with global_then_local_main_first():
+                dataset = dataset.map(
+                    explode_listwise,
+                    batched=True,
+                    with_indices=True,
+                    fn_kwargs={"column": column},
+                    remove_columns=column_names,
+                    **map_kwargs,
+                    **desc("One pair per rejected response of the"),
+                )
+        if isinstance(dataset, Dataset):
+            validate_rows(dataset, get_dataset_column_names(dataset), dataset_name, spec)
 
         with global_then_local_main_first():
             if isinstance(dataset, IterableDataset) and not tokenized:  # checked as the rows are read
@@ -300,15 +359,45 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
                     **map_kwargs,
                     **desc(f"Mapping '{spec.column}' to condition ids in the"),
                 )
-            if args.imitation_coef > 0 and "completion_start" not in column_names:
+            needs_start = args.imitation_coef > 0 or args.max_prompt_length is not None
+            if needs_start and "completion_start" not in column_names:
                 dataset = dataset.map(
                     completion_start,
                     fn_kwargs={"tokenizer": processing_class},
                     **map_kwargs,
                     **desc("Locating the chosen completions of the"),
                 )
-            dataset = enforce_max_length(dataset, args.max_length, args.long_pair_policy, dataset_name)
+            dataset = enforce_max_length(
+                dataset,
+                args.max_length,
+                args.long_pair_policy,
+                dataset_name,
+                truncation_mode=args.truncation_mode,
+                max_prompt_length=None if "condition_ids" in column_names else args.max_prompt_length,
+            )
+            if listwise:
+                dataset = regroup_listwise(dataset)
         return dataset
+
+    def _is_listwise(self, dataset, column_names, args, dataset_name) -> bool:
+        """Whether the rows hold lists of rejected responses (see [`~trl_custom.conditioned_rm.listwise`])."""
+        if "condition_ids" in column_names or not ({"rejected", "rejected_ids"} & set(column_names)):
+            return False  # prepared by this trainer already, or refused by `_check_columns`
+        first = next(iter(dataset), None)
+        if first is None or not is_listwise_example(first):
+            return False
+        if isinstance(dataset, IterableDataset):
+            raise ValueError(
+                f"The {dataset_name} dataset is streamed (IterableDataset) and listwise (a list of rejected "
+                "responses per row), which this trainer prepares as a map-style dataset only: load it with "
+                "`streaming=False`, or give one rejected response per row."
+            )
+        if args.padding_free:
+            raise ValueError(
+                f"The {dataset_name} dataset is listwise (a list of rejected responses per row), which padding_free "
+                "batches do not support yet: set padding_free=False, or give one rejected response per row."
+            )
+        return True
 
     def _check_columns(self, column_names, tokenized, args, dataset_name) -> None:
         spec = self.conditioning
@@ -360,6 +449,8 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
         condition_ids = inputs.pop("condition_ids", None)
         completion_mask = inputs.pop("completion_mask", None)
         self._check_batch(condition_ids, completion_mask)
+        if "rejected_group" in inputs:
+            return self._listwise_compute_loss(model, inputs, condition_ids, completion_mask, return_outputs)
         if self.args.padding_free:
             return self._packed_compute_loss(model, inputs, condition_ids, completion_mask, return_outputs)
         imitation = self.args.imitation_coef > 0
@@ -455,9 +546,84 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
         outputs = SequenceClassifierOutput(logits=rewards.unsqueeze(-1))
         return (loss, outputs) if return_outputs else loss
 
-    def _imitation_loss(self, model, hidden, input_ids, completion_mask) -> torch.Tensor:
+    def _listwise_compute_loss(self, model, inputs, condition_ids, completion_mask, return_outputs):
+        """
+        The Plackett–Luce top-1 loss of listwise batches (see [`~trl_custom.conditioned_rm.listwise`]), with the
+        `margin` column, `center_rewards_coefficient` (over every chosen/rejected pair), the imitation loss and the
+        metrics of the pairwise path (`accuracy` and `margin` over every chosen/rejected pair, plus `top1_accuracy`).
+        """
+        mode = "train" if self.model.training else "eval"
+        group = inputs["rejected_group"]
+        num_chosen = inputs["input_ids"].shape[0] - group.shape[0]
+        condition_ids = self._maybe_drop_conditions(condition_ids, mode)
+        table = self.condition_table
+        imitation = self.args.imitation_coef > 0
+        row_conditions = None
+        if table is not None and condition_ids is not None:
+            row_conditions = torch.cat([condition_ids, condition_ids[group]])
+        batch = conditioned_inputs(
+            self.accelerator.unwrap_model(model),
+            table,
+            inputs["input_ids"],
+            inputs["attention_mask"],
+            condition_ids=row_conditions,
+            completion_mask=completion_mask,
+        )
+        outputs = model(
+            **batch["model_inputs"],
+            attention_mask=batch["attention_mask"],
+            use_cache=False,
+            output_hidden_states=imitation,
+        )
+        rewards = outputs.logits.squeeze(-1)
+        chosen, rejected = rewards[:num_chosen], rewards[num_chosen:]
+        margin = self.args.margin_coef * inputs["margin"] if "margin" in inputs else None
+        ranking_loss = plackett_luce_top1_loss(chosen, rejected, group, margin).mean()
+        loss = ranking_loss
+        if self.args.center_rewards_coefficient is not None:
+            loss = loss + self.args.center_rewards_coefficient * torch.mean((chosen[group] + rejected) ** 2)
+        imitation_loss = None
+        if imitation:
+            imitation_loss = self._imitation_loss(
+                model, outputs.hidden_states[-1], batch["input_ids"], batch["completion_mask"], num_chosen
+            )
+            loss = loss + self.args.imitation_coef * imitation_loss
+        self._log_listwise_metrics(mode, inputs["attention_mask"], chosen, rejected, group, condition_ids)
+        metrics = self._metrics[mode]
+        metrics["ranking_loss"].append(self.accelerator.gather_for_metrics(ranking_loss.detach()).mean().item())
+        if imitation_loss is not None:
+            metrics["imitation_loss"].append(
+                self.accelerator.gather_for_metrics(imitation_loss.detach()).mean().item()
+            )
+        outputs = SequenceClassifierOutput(logits=rewards.unsqueeze(-1))
+        return (loss, outputs) if return_outputs else loss
+
+    def _log_listwise_metrics(self, mode, attention_mask, chosen, rejected, group, condition_ids) -> None:
+        metrics = self._metrics[mode]
+        gather = self.accelerator.gather_for_metrics
+        if mode == "train":
+            self._total_train_tokens += gather(attention_mask.sum()).sum().item() // self._tp_size
+        metrics["num_tokens"] = [self._total_train_tokens]
+        with torch.no_grad():
+            chosen, rejected = chosen.detach(), rejected.detach()
+            all_rewards = self.accelerator.gather(torch.cat([chosen, rejected]))
+            metrics["min_reward"].append(all_rewards.min().item())
+            metrics["mean_reward"].append(all_rewards.mean().item())
+            metrics["max_reward"].append(all_rewards.max().item())
+            wins = (chosen[group] > rejected).float()
+            metrics["accuracy"].append(gather(wins.mean()).mean().item())
+            metrics["margin"].append(gather((chosen[group] - rejected).mean()).mean().item())
+            losses = torch.zeros_like(chosen).index_add(0, group, 1.0 - wins)
+            metrics["top1_accuracy"].append(gather((losses == 0).float().mean()).mean().item())
+            if condition_ids is not None:
+                names = self.conditioning.names
+                ids = gather(condition_ids[group]).tolist()
+                for condition_id, flag in zip(ids, gather(wins).tolist(), strict=True):
+                    metrics[f"accuracy/{names[condition_id]}"].append(flag)
+
+    def _imitation_loss(self, model, hidden, input_ids, completion_mask, num_chosen=None) -> torch.Tensor:
         """LM loss on the chosen responses' completion tokens (prompt masked), computed chunked over the LM head."""
-        half = hidden.shape[0] // 2
+        half = hidden.shape[0] // 2 if num_chosen is None else num_chosen
         hidden, input_ids, mask = hidden[:half], input_ids[:half], completion_mask[:half]
         predicts = mask[:, 1:].bool()  # position t predicts token t+1
         weight = lm_head_weight(self.accelerator.unwrap_model(model))

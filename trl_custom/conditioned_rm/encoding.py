@@ -113,6 +113,40 @@ def truncate_ids(ids: list[int], max_length: int) -> list[int]:
     return ids[:head] + ids[len(ids) - (max_length - head) :]
 
 
+TRUNCATION_MODES = ("head_tail", "keep_start")
+TRUNCATION_CONFIG_ATTRIBUTE = "trl_custom_truncation"  # on the model's config: scorers truncate as training did
+
+
+def truncate_sequence(
+    ids: list[int],
+    max_length: int | None,
+    prompt_length: int | None = None,
+    truncation_mode: str = "head_tail",
+    max_prompt_length: int | None = None,
+) -> tuple[list[int], int | None]:
+    """
+    A tokenized (prompt + response) sequence as the reward model sees it, and where its completion now starts.
+
+    - `max_prompt_length`: the prompt (its first `prompt_length` tokens: special tokens, condition template, question)
+      keeps only its first `max_prompt_length` tokens, whatever the sequence's length (a per-part token budget);
+    - then, longer than `max_length`: `"head_tail"` cuts the middle ([`truncate_ids`]); `"keep_start"` keeps the first
+      `max_length - 1` tokens (the start of the prompt and of the response) and the last token (EOS/`[SEP]`, where a
+      decoder reads the reward).
+    """
+    if max_prompt_length is not None and prompt_length is not None and prompt_length > max_prompt_length:
+        ids = ids[:max_prompt_length] + ids[prompt_length:]
+        prompt_length = max_prompt_length
+    if max_length is None or len(ids) <= max_length:
+        return ids, prompt_length
+    if truncation_mode == "keep_start":
+        ids = ids[: max_length - 1] + ids[-1:]
+    else:
+        ids = truncate_ids(ids, max_length)
+    if prompt_length is not None:
+        prompt_length = min(prompt_length, len(ids))
+    return ids, prompt_length
+
+
 def render_condition_columns(example: dict[str, Any], spec: ConditioningSpec) -> dict[str, Any]:
     """`Dataset.map` function: the `prompt`/`chosen`/`rejected` columns with the row's condition rendered in."""
     prompt, (chosen, rejected) = apply_text_condition(

@@ -46,11 +46,76 @@ def plackett_luce_top1_loss(
     Returns:
         `(rows,)` loss of each row.
     """
+    rows = chosen_rewards.shape[0]
+    if group.shape[0] == rows and bool((group == torch.arange(rows, device=group.device)).all()):
+        # one rejected response per row: the pairwise loss, computed as the pairwise path does it (bit-identical)
+        logits = chosen_rewards - rejected_rewards - (margin if margin is not None else 0.0)
+        return -F.logsigmoid(logits)
     logits = rejected_rewards - chosen_rewards[group]
     if margin is not None:
         logits = logits + margin
-    rows = chosen_rewards.shape[0]
     # logsumexp per row, stable: subtract each row's max before exponentiating
     row_max = logits.new_full((rows,), float("-inf")).scatter_reduce(0, group, logits.detach(), reduce="amax")
     sums = logits.new_zeros(rows).index_add(0, group, torch.exp(logits - row_max[group]))
     return F.softplus(row_max + torch.log(sums))
+
+
+LISTWISE_ROW = "listwise_row"  # the exploded pairs' original row, while TRL tokenizes them
+
+
+def check_listwise_rows(dataset, dataset_name: str, column: str = "rejected") -> None:
+    """Refuse, naming the row, an empty list of rejected responses, an empty one in it, or margins that do not fit."""
+    from ..data.preferences import is_empty_response
+
+    margins = dataset["margin"] if "margin" in dataset.column_names else None
+    for index, rejected in enumerate(dataset[column]):
+        where = f"Row {index} of the {dataset_name} dataset"
+        if not isinstance(rejected, list) or not rejected:
+            raise ValueError(
+                f"{where} has rejected={rejected!r}, but this dataset is listwise (its first row holds a list of "
+                "rejected responses): every row needs a non-empty list. Wrap single responses in a list."
+            )
+        for j, response in enumerate(rejected):
+            if is_empty_response(response) or (column == "rejected_ids" and not response):
+                raise ValueError(
+                    f"{where} has an empty rejected response at position {j}. Remove it from the list or fill it in: "
+                    "an empty response cannot be ranked."
+                )
+        if margins is not None and isinstance(margins[index], list) and len(margins[index]) != len(rejected):
+            raise ValueError(
+                f"{where} has {len(margins[index])} margins for {len(rejected)} rejected responses: give one margin "
+                "per rejected response, or a single number for all of them."
+            )
+
+
+def explode_listwise(batch: dict[str, list], indices: list[int], column: str = "rejected") -> dict[str, list]:
+    """Batched `Dataset.map` function: one pairwise row per rejected response (`column`: `"rejected"`, or
+    `"rejected_ids"` when pre-tokenized), tagged with its row ([`LISTWISE_ROW`]), so that TRL's `_prepare_dataset`
+    tokenizes every response as it tokenizes pairs."""
+    output = {key: [] for key in batch}
+    output[LISTWISE_ROW] = []
+    for i, index in enumerate(indices):
+        for j, rejected in enumerate(batch[column][i]):
+            for key in batch:
+                output[key].append(batch[key][i])
+            output[column][-1] = rejected
+            if "margin" in batch and isinstance(batch["margin"][i], list):
+                output["margin"][-1] = batch["margin"][i][j]
+            output[LISTWISE_ROW].append(index)
+    return output
+
+
+def regroup_listwise(dataset):
+    """The tokenized pairs of [`explode_listwise`] back to one row per original row: `rejected_ids` (and `margin`)
+    as lists, the other columns from the row's first pair."""
+    rows = dataset[LISTWISE_ROW]
+    starts = [i for i in range(len(rows)) if i == 0 or rows[i] != rows[i - 1]]
+    bounds = list(zip(starts, starts[1:] + [len(rows)], strict=True))
+    grouped = {"rejected_ids": dataset["rejected_ids"]}
+    if "margin" in dataset.column_names:
+        grouped["margin"] = dataset["margin"]
+    drop = [c for c in [*grouped, "rejected", LISTWISE_ROW] if c in dataset.column_names]
+    regrouped = dataset.select(starts).remove_columns(drop)
+    for column, values in grouped.items():
+        regrouped = regrouped.add_column(column, [values[a:b] for a, b in bounds])
+    return regrouped

@@ -16,7 +16,7 @@ from datasets import Dataset, IterableDataset
 
 from ..data.preferences import is_empty_response
 from .conditioning import ConditioningSpec
-from .encoding import truncate_ids
+from .encoding import truncate_sequence
 
 
 logger = logging.getLogger(__name__)
@@ -74,12 +74,31 @@ def validate_rows(dataset: Dataset, column_names: list[str], dataset_name: str, 
             spec.condition_id(value, where=f" in row {index} of the {dataset_name} dataset")
 
 
-def enforce_max_length(dataset, max_length: int | None, policy: str, dataset_name: str):
+def cut_prompts(example: dict[str, Any], max_prompt_length: int) -> dict[str, Any]:
+    """`Dataset.map` function: the prompt of both sequences cut to its first `max_prompt_length` tokens."""
+    start = example["completion_start"]
+    chosen, new_start = truncate_sequence(example["chosen_ids"], None, start, max_prompt_length=max_prompt_length)
+    rejected, _ = truncate_sequence(example["rejected_ids"], None, start, max_prompt_length=max_prompt_length)
+    return {"chosen_ids": chosen, "rejected_ids": rejected, "completion_start": new_start}
+
+
+def enforce_max_length(
+    dataset,
+    max_length: int | None,
+    policy: str,
+    dataset_name: str,
+    truncation_mode: str = "head_tail",
+    max_prompt_length: int | None = None,
+):
     """
-    `long_pair_policy` on a tokenized dataset: pairs with a sequence longer than `max_length` are truncated (see
-    [`~trl_custom.conditioned_rm.encoding.truncate_ids`]), dropped or refused, and their count is logged (a streaming
-    dataset's count is unknown up front).
+    `max_prompt_length` (every row's prompt cut to its budget, see
+    [`~trl_custom.conditioned_rm.encoding.truncate_sequence`]), then `long_pair_policy` on a tokenized dataset: pairs
+    with a sequence longer than `max_length` are truncated (`truncation_mode`), dropped or refused, and their count is
+    logged (a streaming dataset's count is unknown up front).
     """
+    if max_prompt_length is not None:
+        kwargs = {"desc": f"Cutting the prompts of the {dataset_name} dataset"} if isinstance(dataset, Dataset) else {}
+        dataset = dataset.map(cut_prompts, fn_kwargs={"max_prompt_length": max_prompt_length}, **kwargs)
     if max_length is None:
         return dataset
 
@@ -87,10 +106,13 @@ def enforce_max_length(dataset, max_length: int | None, policy: str, dataset_nam
         return len(example["chosen_ids"]) > max_length or len(example["rejected_ids"]) > max_length
 
     def truncate(example):
-        return {
-            "chosen_ids": truncate_ids(example["chosen_ids"], max_length),
-            "rejected_ids": truncate_ids(example["rejected_ids"], max_length),
-        }
+        start = example.get("completion_start")
+        chosen, new_start = truncate_sequence(example["chosen_ids"], max_length, start, truncation_mode)
+        rejected, _ = truncate_sequence(example["rejected_ids"], max_length, start, truncation_mode)
+        output = {"chosen_ids": chosen, "rejected_ids": rejected}
+        if start is not None:
+            output["completion_start"] = new_start
+        return output
 
     if isinstance(dataset, IterableDataset):  # lazy: counts are unknown up front
         if policy == "error":
@@ -129,10 +151,12 @@ def enforce_max_length(dataset, max_length: int | None, policy: str, dataset_nam
     else:
         dataset = dataset.map(truncate, desc=f"Truncating {dataset_name} pairs to {max_length} tokens")
         head = max(1, max_length // 4)
-        message = (
-            f"Truncated {count} to max_length={max_length} tokens (kept the first {head} and the last "
-            f"{max_length - head} tokens of each sequence)."
+        kept = (
+            f"kept the first {max_length - 1} tokens and the last one"
+            if truncation_mode == "keep_start"
+            else f"kept the first {head} and the last {max_length - head} tokens"
         )
+        message = f"Truncated {count} to max_length={max_length} tokens ({kept} of each sequence)."
     if PartialState().is_main_process:
         logger.warning(message)
     return dataset

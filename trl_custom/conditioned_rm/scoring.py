@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from trl.data_utils import common_prefix_length
 
 from ..models import load_model_or_adapter
 from .conditioning import (
@@ -19,7 +20,14 @@ from .conditioning import (
     load_condition_table_weights,
     reward_forward,
 )
-from .encoding import apply_text_condition, encode_sequence, render_reward_text, truncate_ids
+from .encoding import (
+    TRUNCATION_CONFIG_ATTRIBUTE,
+    apply_text_condition,
+    encode_prompt,
+    encode_sequence,
+    render_reward_text,
+    truncate_sequence,
+)
 
 
 def load_reward_model(
@@ -112,9 +120,22 @@ class RewardScorer:
         return cls(model, tokenizer, spec, **kwargs)
 
     def encode(self, prompt: Any, response: Any, condition: Any = None) -> list[int]:
+        """Token ids of one input, condition rendered and truncated as in training (the model's saved
+        `truncation_mode` / `max_prompt_length`)."""
         prompt, (response,) = apply_text_condition(self.spec, condition, prompt, [response])
         ids = encode_sequence(self.tokenizer, prompt, response)
-        return truncate_ids(ids, self.max_length) if self.max_length else ids
+        truncation = getattr(self.model.config, TRUNCATION_CONFIG_ATTRIBUTE, None) or {}
+        prompt_length = None
+        if truncation.get("max_prompt_length") is not None and prompt is not None:
+            prompt_length = common_prefix_length(encode_prompt(self.tokenizer, prompt), ids)
+        ids, _ = truncate_sequence(
+            ids,
+            self.max_length,
+            prompt_length,
+            truncation.get("truncation_mode", "head_tail"),
+            truncation.get("max_prompt_length"),
+        )
+        return ids
 
     def collate(self, sequences: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-padded `input_ids` and `attention_mask` of encoded sequences, on the model's device."""
