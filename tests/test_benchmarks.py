@@ -140,3 +140,61 @@ def test_gpu_scale_smoke_runs_every_section(tmp_path):
         assert set(row["dsp"]) == {"academy", "business", "entertainment", "literature", "mean"}
         assert set(row["general"]) == {"helpful", "webgpt"} and row["steps"] == 1
     assert "## Reward model" in result.stdout and "| packed |" in (out / "results.md").read_text()
+
+
+def test_dsp_kfold_benchmark_runs_and_resumes(tmp_path):
+    """`benchmarks/dsp_kfold.py`: mean ± std over folds per variant, results.json resumed cell by cell."""
+    from toy import save_reward_model
+
+    from trl_custom.data.demo import make_demo_dsp_queries
+
+    dsp_file = tmp_path / "dsp.json"
+    dsp_file.write_text(json.dumps(make_demo_dsp_queries(num_queries=6)))
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "benchmarks/dsp_kfold.py"), "--dsp_file", str(dsp_file)]
+    command += ["--output_dir", str(out), "--model", save_reward_model(tmp_path, arch="bert", kind="bert")]
+    command += "--folds 2 --variants by-hand text --max_length 64".split()
+    result = run_offline(command, ROOT)
+
+    results = json.loads((out / "results.json").read_text())
+    columns = ["academy", "business", "entertainment", "literature", "mean"]
+    columns += ["academy-vs-business", "business-vs-academy"]
+    assert set(results["cells"]) == set(results["summary"]) == {"by-hand", "text"} and not results["errors"]
+    for variant, cells in results["cells"].items():
+        assert set(cells) == {"0", "1"}
+        for cell in cells.values():
+            assert all(0.0 <= cell[c] <= 1.0 for c in columns)
+            assert cell["train_queries"] == 3 and cell["train_rows"] == 48 and cell["steps"] == 3  # 3 x 16 pairs
+        for c in columns:
+            stat = results["summary"][variant][c]
+            assert stat["n"] == 2 and stat["std"] >= 0.0
+            assert abs(stat["mean"] - (cells["0"][c] + cells["1"][c]) / 2) < 1e-9
+    assert results["summary"]["by-hand"]["mean_minus_text"]["n"] == 2
+    assert "3 planned steps" in result.stdout and "| by-hand | 0,1 |" in result.stdout
+    assert (out / "kfold.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    again = run_offline(command, ROOT)  # resumed: every cell is done, nothing is trained again
+    assert again.stdout.count("skip ") == 4 and "planned steps" not in again.stdout
+    assert json.loads((out / "results.json").read_text())["cells"] == results["cells"]
+
+
+def test_dsp_kfold_folds_and_listwise_rows():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import dsp_kfold
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    queries = [{"query": f"q{i}", "responses": {k: f"{k} {i}" for k in DSP_RESPONSE_KEYS}} for i in range(11)]
+    splits = dsp_kfold.fold_splits(queries, 3, seed=0)
+    tests = [[q["query"] for q in test] for _, test in splits]
+    assert sorted(sum(tests, [])) == sorted(q["query"] for q in queries) and {len(t) for t in tests} == {3, 4}
+    for train, test in splits:
+        assert len(train) + len(test) == 11 and not {q["query"] for q in train} & {q["query"] for q in test}
+    assert dsp_kfold.fold_splits(queries, 3, seed=0) == splits != dsp_kfold.fold_splits(queries, 3, seed=1)
+    rows = dsp_kfold.listwise_rows(queries[:1])
+    assert len(rows) == 4 and rows[0]["rejected"] == ["business 0", "entertainment 0", "literature 0", "normal 0"]
+    assert dsp_kfold.word_cut([{"query": " ".join(["w"] * 40), "responses": {"normal": "x " * 70}}]) == [
+        {"query": " ".join(["w"] * 32), "responses": {"normal": " ".join(["x"] * 60)}}
+    ]
+    with pytest.raises(SystemExit):
+        dsp_kfold.parse_args(["--dsp_file", "x.json", "--variants", "text", "no-such-variant"])
