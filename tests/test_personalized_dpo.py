@@ -217,6 +217,16 @@ def test_generate_for_user_and_cold_start(tmp_path, user_model_type):
         new = sequence_log_probs(model, batch, torch.cat([trainer.user_model(torch.full((8,), index))] * 2))
     (c, r), (rc, rr) = new.chunk(2), ref.chunk(2)
     assert ((c - rc) > (r - rr)).float().mean() >= 0.9  # the newcomer now prefers long answers, like u2
+    # mini-batches of 2 pairs: deterministic, and fits the same user
+    rows = [fit_new_user(model, tokenizer, f"mini-{i}", pairs, beta=0.5, steps=30, batch_size=2) for i in range(2)]
+    table = trainer.user_model.user_table.weight
+    assert torch.equal(table[rows[0]], table[rows[1]]) and not torch.equal(table[rows[0]], table[index])
+    with torch.no_grad():
+        mini = sequence_log_probs(model, batch, torch.cat([trainer.user_model(torch.full((8,), rows[0]))] * 2))
+    (c, r) = mini.chunk(2)
+    assert ((c - rc) > (r - rr)).float().mean() >= 0.9
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        fit_new_user(model, tokenizer, "bad", pairs, batch_size=0)
 
 
 # ---------------------------------------------------------------------------------------------------- errors

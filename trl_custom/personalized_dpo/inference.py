@@ -121,12 +121,21 @@ def fit_new_user(
     steps: int = 30,
     learning_rate: float = 0.05,
     user_model: UserModel | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
 ) -> int:
     """
     Cold start: fit a new user's individual vector from `k` preference pairs (`{prompt, chosen, rejected}`) with the
     P-DPO loss, everything else frozen. With zero pairs the user is not added and gets the generic user (index 0).
 
     The reference is the non-personalized base: `ref_model`, or, for a LoRA policy, the policy with its adapter off.
+
+    Args:
+        steps (`int`, *optional*, defaults to `30`): Adam steps on the user's vector.
+        batch_size (`int` or `None`, *optional*, defaults to `None`): Pairs per step. `None`: all `k` pairs in every
+            step; a number bounds the memory (and time per step) for large `k`: each step takes the next
+            `batch_size` pairs of a seeded shuffle, reshuffled after each pass over the pairs.
+        seed (`int`, *optional*, defaults to `0`): Seed of that shuffle (the fit is deterministic).
 
     Returns:
         The user's index in the user table.
@@ -136,14 +145,29 @@ def fit_new_user(
         return 0
     if ref_model is None and not hasattr(model, "disable_adapter"):
         raise ValueError("Pass `ref_model` (the non-personalized base) to fit a user on a fully fine-tuned policy.")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 (or None: all pairs in each step), got {batch_size}.")
     device = model.get_input_embeddings().weight.device
     collator = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)
-    batch = {k: v.to(device) for k, v in collator(tokenize_pairs(tokenizer, pairs)).items()}
-    with torch.no_grad():
-        adapter_off = model.disable_adapter() if ref_model is None else contextlib.nullcontext()
-        with adapter_off:
-            ref_logps = sequence_log_probs(ref_model or model, batch, None)
-    ref_chosen, ref_rejected = ref_logps.chunk(2)
+    examples = tokenize_pairs(tokenizer, pairs)
+    size = len(examples) if batch_size is None else min(batch_size, len(examples))
+
+    def batch_of(indices):
+        return {k: v.to(device) for k, v in collator([examples[i] for i in indices]).items()}
+
+    reference = {}  # pair index -> (chosen, rejected) reference log-probs, computed once
+
+    def reference_of(indices, batch):
+        missing = [i for i in indices if i not in reference]
+        if missing:
+            part = batch if len(missing) == len(indices) else batch_of(missing)
+            with torch.no_grad(), model.disable_adapter() if ref_model is None else contextlib.nullcontext():
+                chosen, rejected = sequence_log_probs(ref_model or model, part, None).chunk(2)
+            reference.update({i: (c, r) for i, c, r in zip(missing, chosen, rejected, strict=True)})
+        return torch.stack([reference[i][0] for i in indices]), torch.stack([reference[i][1] for i in indices])
+
+    generator = torch.Generator().manual_seed(seed)
+    order: list[int] = []
 
     index = user_model.add_user(user)
     table = user_model.user_table
@@ -154,6 +178,14 @@ def fit_new_user(
         p.requires_grad_(False)
     try:
         for _ in range(steps):
+            if size == len(examples):
+                indices = list(range(len(examples)))
+            else:
+                if len(order) < size:
+                    order += torch.randperm(len(examples), generator=generator).tolist()
+                indices, order = order[:size], order[size:]
+            batch = batch_of(indices)
+            ref_chosen, ref_rejected = reference_of(indices, batch)
             with torch.no_grad():
                 table.weight[index] = vector.detach().to(table.weight.dtype)
             soft = user_model.soft_tokens(user_model.row_vectors(vector.to(table.weight.dtype).unsqueeze(0)))
