@@ -198,3 +198,28 @@ def test_dsp_kfold_folds_and_listwise_rows():
     ]
     with pytest.raises(SystemExit):
         dsp_kfold.parse_args(["--dsp_file", "x.json", "--variants", "text", "no-such-variant"])
+
+
+def test_pdpo_cold_start_benchmark_runs(tmp_path):
+    tokenizer = make_tokenizer()
+    model_dir = tmp_path / "tiny-llama"
+    make_causal_lm("llama", tokenizer).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks/pdpo_cold_start.py"),
+        "--dsp_file",
+        str(tiny_dsp_file(tmp_path / "dsp.json")),
+    ]
+    command += ["--output_dir", str(out), "--model", str(model_dir)]
+    command += (
+        "--users_per_group 2 --pairs_per_user 12 --ks 0 2 --eval_pairs 4 --fit_steps 2 --epochs 1 "
+        "--max_new_tokens 3 --generation_prompts 1 --max_length 48"
+    ).split()
+    result = run_offline(command, ROOT)
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["curve"]) == {"short-0", "long-0"}
+    for curve in results["curve"].values():
+        assert set(curve) == {"0", "2"} and all(0.0 <= point["accuracy"] <= 1.0 for point in curve.values())
+    assert "| short-0 |" in result.stdout and (out / "cold_start.png").is_file()
