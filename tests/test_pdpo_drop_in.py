@@ -284,7 +284,9 @@ def test_packed_personalized_equals_padded_for_trl_options(tmp_path, options):
 def test_exact_mix_logs_the_generic_pass_apart(tmp_path):
     tokenizer = make_tokenizer()
     model = make_causal_lm("qwen2", tokenizer)
-    args = cpu_config(PersonalizedDPOConfig, tmp_path, **TRAINING, generic_loss_mode="exact", alpha=0.5)
+    args = cpu_config(
+        PersonalizedDPOConfig, tmp_path, **{**TRAINING, "logging_steps": 3}, generic_loss_mode="exact", alpha=0.5
+    )
     trainer = PersonalizedDPOTrainer(
         model, ref_model=copy.deepcopy(model), args=args, train_dataset=user_pairs(12), processing_class=tokenizer
     )
@@ -295,6 +297,13 @@ def test_exact_mix_logs_the_generic_pass_apart(tmp_path):
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     assert log["num_tokens"] > 0 and "generic/num_tokens" not in log
     assert log["num_tokens"] <= 3 * int(batch["attention_mask"].shape[1]) * 8
+    assert all(len(values) > 0 for values in trainer._metrics["train"].values())  # nothing empty left to average
+    metrics = trainer.evaluate(user_pairs(8, seed=2))  # several eval batches: every metric averages
+    assert "eval_loss" in metrics
+    evaluation = [h for h in trainer.state.log_history if "eval_loss" in h][-1]
+    assert (
+        "eval_generic/rewards/accuracies" in evaluation and "eval_generic/generic/rewards/accuracies" not in evaluation
+    )
 
 
 def test_options_that_cannot_personalize_are_refused(tmp_path):

@@ -2,8 +2,7 @@
 import copy
 import logging
 import os
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import fields
 
 import torch
 import torch.nn as nn
@@ -12,12 +11,12 @@ from datasets import Dataset, IterableDataset
 from transformers.modeling_outputs import SequenceClassifierOutput
 from trl import RewardTrainer
 from trl.data_utils import get_dataset_column_names
-from trl.trainer.reward_trainer import DataCollatorForPreference
-from trl.trainer.utils import global_then_local_main_first, pad
+from trl.trainer.utils import global_then_local_main_first
 
 from ..attached_modules import split_attached_state, uses_zero3, with_own_learning_rate
 from ..checkpointing import AttachedModuleCheckpointing, check_saved_state, load_saved_state
 from ..packing import check_packable
+from .collator import DataCollatorForConditionedPreference
 from .conditioning import (
     CONDITION_EMBEDDINGS_FILE,
     CONDITION_TABLE_ATTRIBUTE,
@@ -43,65 +42,16 @@ from .imitation import chunked_lm_loss, lm_head_weight
 from .listwise import (
     check_listwise_rows,
     explode_listwise,
-    is_listwise_example,
+    is_listwise_dataset,
     plackett_luce_top1_loss,
     regroup_listwise,
 )
+from .metrics import log_listwise_metrics, log_our_metrics, log_trl_metrics
 from .preparation import check_row, condition_id, enforce_max_length, validate_rows
 from .reward_head import with_trained_reward_head
 
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class DataCollatorForConditionedPreference(DataCollatorForPreference):
-    """
-    TRL's reward [`~trl.trainer.reward_trainer.DataCollatorForPreference`] plus the condition ids and, for the
-    imitation loss, the mask of the chosen responses' completion tokens.
-
-    Adds to the batch:
-    - `"condition_ids"` (`(batch,)`), when the examples have a `"condition_ids"` key;
-    - `"completion_mask"` (same shape as `"input_ids"`), when `return_completion_mask` is set: 1 on the chosen
-      completion tokens (from each example's `"completion_start"`), 0 on prompts, padding and rejected rows.
-    """
-
-    return_completion_mask: bool = False
-
-    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        if examples and is_listwise_example(examples[0]):
-            output = self._listwise_call(examples)
-        else:
-            output = super().torch_call(examples)
-        if "condition_ids" in examples[0]:
-            output["condition_ids"] = torch.tensor([example["condition_ids"] for example in examples])
-        if self.return_completion_mask:
-            mask = torch.zeros_like(output["input_ids"])
-            for row, example in enumerate(examples):
-                mask[row, example["completion_start"] : len(example["chosen_ids"])] = 1
-            output["completion_mask"] = mask
-        return output
-
-    def _listwise_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        """Listwise rows: the chosen sequences, then every rejected sequence row after row, padded together;
-        `"rejected_group"` (`(rejected,)`) names each rejected sequence's row, `"margin"` is per rejected sequence."""
-        chosen = [torch.tensor(example["chosen_ids"]) for example in examples]
-        rejected = [torch.tensor(ids) for example in examples for ids in example["rejected_ids"]]
-        group = [row for row, example in enumerate(examples) for _ in example["rejected_ids"]]
-        sequences = chosen + rejected
-        padding = {"padding_side": "right", "pad_to_multiple_of": self.pad_to_multiple_of}
-        output = {
-            "input_ids": pad(sequences, padding_value=self.pad_token_id, **padding),
-            "attention_mask": pad([torch.ones_like(ids) for ids in sequences], padding_value=0, **padding),
-            "rejected_group": torch.tensor(group),
-        }
-        if "margin" in examples[0]:
-            margins = []
-            for example in examples:
-                margin = example["margin"]
-                margins += margin if isinstance(margin, list) else [margin] * len(example["rejected_ids"])
-            output["margin"] = torch.tensor(margins, dtype=torch.float)
-        return output
 
 
 class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
@@ -315,7 +265,7 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
             "rejected_input_ids",
         } <= set(column_names)
         self._check_columns(column_names, tokenized, args, dataset_name)
-        listwise = self._is_listwise(dataset, column_names, args, dataset_name)
+        listwise = is_listwise_dataset(dataset, column_names, args.padding_free, dataset_name)
         map_kwargs = {"num_proc": args.dataset_num_proc} if isinstance(dataset, Dataset) else {}
 
         def desc(text):  # `IterableDataset.map` takes no `desc`
@@ -378,26 +328,6 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
             if listwise:
                 dataset = regroup_listwise(dataset)
         return dataset
-
-    def _is_listwise(self, dataset, column_names, args, dataset_name) -> bool:
-        """Whether the rows hold lists of rejected responses (see [`~trl_custom.conditioned_rm.listwise`])."""
-        if "condition_ids" in column_names or not ({"rejected", "rejected_ids"} & set(column_names)):
-            return False  # prepared by this trainer already, or refused by `_check_columns`
-        first = next(iter(dataset), None)
-        if first is None or not is_listwise_example(first):
-            return False
-        if isinstance(dataset, IterableDataset):
-            raise ValueError(
-                f"The {dataset_name} dataset is streamed (IterableDataset) and listwise (a list of rejected "
-                "responses per row), which this trainer prepares as a map-style dataset only: load it with "
-                "`streaming=False`, or give one rejected response per row."
-            )
-        if args.padding_free:
-            raise ValueError(
-                f"The {dataset_name} dataset is listwise (a list of rejected responses per row), which padding_free "
-                "batches do not support yet: set padding_free=False, or give one rejected response per row."
-            )
-        return True
 
     def _check_columns(self, column_names, tokenized, args, dataset_name) -> None:
         spec = self.conditioning
@@ -486,7 +416,7 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
             hidden = outputs.hidden_states[-1]
             imitation_loss = self._imitation_loss(model, hidden, batch["input_ids"], batch["completion_mask"])
             loss = loss + self.args.imitation_coef * imitation_loss
-        self._log_our_metrics(mode, rewards, margin, condition_ids, imitation_loss)
+        log_our_metrics(self, mode, rewards, margin, condition_ids, imitation_loss)
         outputs = SequenceClassifierOutput(logits=outputs.logits)  # the rewards (not the hidden states) for metrics
         return (loss, outputs) if return_outputs else loss
 
@@ -541,8 +471,8 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
                 model, forward["hidden"], forward["input_ids"], forward["completion_mask"]
             )
             loss = loss + self.args.imitation_coef * imitation_loss
-        self._log_trl_metrics(mode, inputs["attention_mask"], rewards)
-        self._log_our_metrics(mode, rewards, margin, condition_ids, imitation_loss)
+        log_trl_metrics(self, mode, inputs["attention_mask"], rewards)
+        log_our_metrics(self, mode, rewards, margin, condition_ids, imitation_loss)
         outputs = SequenceClassifierOutput(logits=rewards.unsqueeze(-1))
         return (loss, outputs) if return_outputs else loss
 
@@ -588,7 +518,7 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
                 model, outputs.hidden_states[-1], batch["input_ids"], batch["completion_mask"], num_chosen
             )
             loss = loss + self.args.imitation_coef * imitation_loss
-        self._log_listwise_metrics(mode, inputs["attention_mask"], chosen, rejected, group, condition_ids)
+        log_listwise_metrics(self, mode, inputs["attention_mask"], chosen, rejected, group, condition_ids)
         metrics = self._metrics[mode]
         metrics["ranking_loss"].append(self.accelerator.gather_for_metrics(ranking_loss.detach()).mean().item())
         if imitation_loss is not None:
@@ -597,29 +527,6 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
             )
         outputs = SequenceClassifierOutput(logits=rewards.unsqueeze(-1))
         return (loss, outputs) if return_outputs else loss
-
-    def _log_listwise_metrics(self, mode, attention_mask, chosen, rejected, group, condition_ids) -> None:
-        metrics = self._metrics[mode]
-        gather = self.accelerator.gather_for_metrics
-        if mode == "train":
-            self._total_train_tokens += gather(attention_mask.sum()).sum().item() // self._tp_size
-        metrics["num_tokens"] = [self._total_train_tokens]
-        with torch.no_grad():
-            chosen, rejected = chosen.detach(), rejected.detach()
-            all_rewards = self.accelerator.gather(torch.cat([chosen, rejected]))
-            metrics["min_reward"].append(all_rewards.min().item())
-            metrics["mean_reward"].append(all_rewards.mean().item())
-            metrics["max_reward"].append(all_rewards.max().item())
-            wins = (chosen[group] > rejected).float()
-            metrics["accuracy"].append(gather(wins.mean()).mean().item())
-            metrics["margin"].append(gather((chosen[group] - rejected).mean()).mean().item())
-            losses = torch.zeros_like(chosen).index_add(0, group, 1.0 - wins)
-            metrics["top1_accuracy"].append(gather((losses == 0).float().mean()).mean().item())
-            if condition_ids is not None:
-                names = self.conditioning.names
-                ids = gather(condition_ids[group]).tolist()
-                for condition_id, flag in zip(ids, gather(wins).tolist(), strict=True):
-                    metrics[f"accuracy/{names[condition_id]}"].append(flag)
 
     def _imitation_loss(self, model, hidden, input_ids, completion_mask, num_chosen=None) -> torch.Tensor:
         """LM loss on the chosen responses' completion tokens (prompt masked), computed chunked over the LM head."""
@@ -630,42 +537,6 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
         return chunked_lm_loss(
             hidden[:, :-1][predicts], weight, input_ids[:, 1:][predicts], self.args.imitation_chunk_size
         )
-
-    def _log_trl_metrics(self, mode, attention_mask, rewards) -> None:
-        """The metrics TRL's `RewardTrainer.compute_loss` logs, for the batches that do not go through it."""
-        metrics = self._metrics[mode]
-        if mode == "train":
-            num_tokens = self.accelerator.gather_for_metrics(attention_mask.sum()).sum().item()
-            self._total_train_tokens += num_tokens // self._tp_size
-        metrics["num_tokens"] = [self._total_train_tokens]
-        with torch.no_grad():
-            rewards_chosen, rewards_rejected = torch.chunk(rewards.detach(), chunks=2)
-            all_rewards = self.accelerator.gather(rewards.detach())
-            metrics["min_reward"].append(all_rewards.min().item())
-            metrics["mean_reward"].append(all_rewards.mean().item())
-            metrics["max_reward"].append(all_rewards.max().item())
-            correct = (rewards_chosen > rewards_rejected).float()
-            metrics["accuracy"].append(self.accelerator.gather_for_metrics(correct.mean()).mean().item())
-            margin = (rewards_chosen - rewards_rejected).mean()
-            metrics["margin"].append(self.accelerator.gather_for_metrics(margin).mean().item())
-
-    def _log_our_metrics(self, mode, rewards, margin, condition_ids, imitation_loss) -> None:
-        """`ranking_loss` (the Bradley-Terry term alone), `accuracy/<condition>` and `imitation_loss`."""
-        metrics = self._metrics[mode]
-        with torch.no_grad():
-            rewards_chosen, rewards_rejected = torch.chunk(rewards.detach(), chunks=2)
-            logits = rewards_chosen - rewards_rejected - (margin if margin is not None else 0.0)
-            ranking_loss = -nn.functional.logsigmoid(logits).mean()
-            metrics["ranking_loss"].append(self.accelerator.gather_for_metrics(ranking_loss).mean().item())
-            if imitation_loss is not None:
-                imitation_loss = self.accelerator.gather_for_metrics(imitation_loss.detach()).mean().item()
-                metrics["imitation_loss"].append(imitation_loss)
-            if condition_ids is not None:
-                ids = self.accelerator.gather_for_metrics(condition_ids).tolist()
-                flags = self.accelerator.gather_for_metrics((rewards_chosen > rewards_rejected).float()).tolist()
-                names = self.conditioning.names
-                for condition_id, flag in zip(ids, flags, strict=True):
-                    metrics[f"accuracy/{names[condition_id]}"].append(flag)
 
     def create_optimizer(self, model=None):
         """TRL's optimizer, with the condition table in its own group when `condition_learning_rate` is set."""

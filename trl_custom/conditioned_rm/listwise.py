@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from datasets import IterableDataset
 
 
 def is_listwise_example(example: dict) -> bool:
@@ -119,3 +120,24 @@ def regroup_listwise(dataset):
     for column, values in grouped.items():
         regrouped = regrouped.add_column(column, [values[a:b] for a, b in bounds])
     return regrouped
+
+
+def is_listwise_dataset(dataset, column_names: list[str], padding_free: bool, dataset_name: str) -> bool:
+    """Whether a dataset's rows hold lists of rejected responses; refuses the forms that cannot be listwise."""
+    if "condition_ids" in column_names or not ({"rejected", "rejected_ids"} & set(column_names)):
+        return False  # prepared by this trainer already, or refused by `_check_columns`
+    first = next(iter(dataset), None)
+    if first is None or not is_listwise_example(first):
+        return False
+    if isinstance(dataset, IterableDataset):
+        raise ValueError(
+            f"The {dataset_name} dataset is streamed (IterableDataset) and listwise (a list of rejected "
+            "responses per row), which this trainer prepares as a map-style dataset only: load it with "
+            "`streaming=False`, or give one rejected response per row."
+        )
+    if padding_free:
+        raise ValueError(
+            f"The {dataset_name} dataset is listwise (a list of rejected responses per row), which padding_free "
+            "batches do not support yet: set padding_free=False, or give one rejected response per row."
+        )
+    return True

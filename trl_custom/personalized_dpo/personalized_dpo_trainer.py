@@ -521,9 +521,9 @@ def _metrics_under(trainer: PersonalizedDPOTrainer, mode: str, prefix: str):
         yield
     finally:
         for key in list(metrics):
-            if key == "num_tokens":
-                continue
             new = metrics[key][before.get(key, 0) :]
+            if key == "num_tokens" or not new:
+                continue
             del metrics[key][before.get(key, 0) :]
             metrics[f"{prefix}{key}"].extend(new)
             if not metrics[key]:
