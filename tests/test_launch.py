@@ -169,11 +169,22 @@ def test_reward_recipe_deepspeed_matches_plain(assets, one_process_runs, stage, 
 
 
 @deepspeed_installed
-def test_dpo_recipe_deepspeed_zero3_matches_plain(assets, one_process_runs, tmp_path):
-    out = tmp_path / "zero3"
-    launch("deepspeed_zero3", "dpo", "pdpo_lora_smollm2", dpo_args(assets, out, 4))
-    assert logged_losses(out) == pytest.approx(logged_losses(one_process_runs["dpo"]), rel=LOSS_TOLERANCE)
+def test_dpo_recipe_deepspeed_zero3_matches_plain(assets, tmp_path):
+    """alpha=1 (one policy pass): ZeRO-3 refuses the two passes of the exact α-mix (tested below)."""
+    plain, out = tmp_path / "plain", tmp_path / "zero3"
+    launch("single_cpu", "dpo", "pdpo_lora_smollm2", dpo_args(assets, plain, 4, "--alpha", "1.0"))
+    launch("deepspeed_zero3", "dpo", "pdpo_lora_smollm2", dpo_args(assets, out, 4, "--alpha", "1.0"))
+    reference = logged_losses(plain)
+    assert len(reference) == 3 and reference[0] != reference[-1]
+    assert logged_losses(out) == pytest.approx(reference, rel=LOSS_TOLERANCE)
     assert (out / "user_model.safetensors").exists() and (out / "adapter_model.safetensors").exists()
+
+
+@deepspeed_installed
+def test_exact_generic_loss_under_zero3_fails_early_with_the_fix(assets, tmp_path):
+    result = launch("deepspeed_zero3", "dpo", "pdpo_lora_smollm2", dpo_args(assets, tmp_path / "o", 4), check=False)
+    assert result.returncode != 0
+    assert "ZeRO-3 cannot reduce" in result.stderr and "generic_loss_mode='sampled'" in result.stderr
 
 
 @deepspeed_installed

@@ -68,6 +68,7 @@ class PersonalizedDPOConfig(DPOConfig):
             user with probability `1 - alpha`, an unbiased estimate of the same loss at the cost of one pass. Its
             training reward metrics cover the pairs as sampled (a generic-user pair cannot fit conflicting users), so
             read the personalized accuracy from evaluation, which always uses each row's own user.
+            `"exact"` is refused under DeepSpeed ZeRO-3, which cannot reduce gradients from two forward passes.
         sft_coef (`float`, *optional*, defaults to `0.0`):
             Shorthand for TRL's own `"sft"` loss type: `sft_coef=c` turns `loss_type=["sigmoid"]` into
             `["sigmoid", "sft"]` with `loss_weights=[1.0, c]` (the negative log-likelihood per chosen token, under

@@ -16,7 +16,7 @@ from trl.data_utils import get_dataset_column_names
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import global_then_local_main_first
 
-from ..attached_modules import input_embedding_stats, split_attached_state, with_own_learning_rate
+from ..attached_modules import input_embedding_stats, split_attached_state, uses_zero3, with_own_learning_rate
 from ..checkpointing import AttachedModuleCheckpointing, check_saved_state, load_saved_state
 from ..data.preferences import is_empty_response
 from ..packing import VARLEN_PACKING_ATTENTION, attention_implementation, check_packable
@@ -122,6 +122,13 @@ class PersonalizedDPOTrainer(AttachedModuleCheckpointing, DPOTrainer):
         if user_model is None and isinstance(model, str) and os.path.isfile(os.path.join(model, "user_model.json")):
             user_model = UserModel.from_pretrained(model)
         self.personalized = self._resolve_personalize(args, train_dataset, eval_dataset, user_model)
+        if self.personalized and args.generic_loss_mode == "exact" and 0.0 < args.alpha < 1.0 and uses_zero3(args):
+            raise ValueError(
+                "generic_loss_mode='exact' runs the policy twice per batch (the users' tokens, then the generic "
+                "user's), and DeepSpeed ZeRO-3 cannot reduce a parameter's gradient from two forward passes in one "
+                "backward. Use generic_loss_mode='sampled' (the default: an unbiased estimate of the same loss in one "
+                "pass), alpha=1.0, or ZeRO-2 / DDP / FSDP2."
+            )
         if self.personalized and args.sync_ref_model:
             raise ValueError(
                 "sync_ref_model=True (TR-DPO) is not supported with personalization: TRL's SyncRefModelCallback "
