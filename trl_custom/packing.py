@@ -123,36 +123,3 @@ def shift_labels(labels: torch.Tensor, attention_mask: torch.Tensor) -> torch.Te
     """Next-token labels within each padded sequence (`-100` at its end and on padding), ready to be packed."""
     labels = labels.masked_fill(attention_mask == 0, -100)
     return torch.cat([labels[:, 1:], labels.new_full((labels.shape[0], 1), -100)], dim=1)
-
-
-def packed_token_log_probs(
-    model: nn.Module,
-    attention_mask: torch.Tensor,
-    labels: torch.Tensor,
-    single_row: bool = False,
-    input_ids: torch.LongTensor | None = None,
-    inputs_embeds: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """
-    Per-token log-probabilities of the next-token `labels` (`-100`: not scored) of a padded batch, computed on packed
-    rows through TRL's fused LM head (`model(..., shift_labels=..., fused_lm_head=True)`).
-
-    Returns:
-        `(sequences, length)` tensor in the padded layout: position `t` holds the log-probability of token `t + 1`
-        (0 where it is not scored), so its row sums are the sequences' summed log-probabilities.
-    """
-    layout = plan_packing(attention_mask, single_row=single_row)
-    inputs = (
-        {"input_ids": pack(input_ids, layout)}
-        if inputs_embeds is None
-        else {"inputs_embeds": pack(inputs_embeds, layout)}
-    )
-    outputs = model(
-        **inputs,
-        attention_mask=None,
-        position_ids=layout.position_ids,
-        shift_labels=pack(shift_labels(labels, attention_mask), layout, fill=-100),
-        fused_lm_head=True,
-        use_cache=False,
-    )
-    return unpack(outputs.log_probs, layout, like=attention_mask)
