@@ -46,7 +46,7 @@ from .listwise import (
     plackett_luce_top1_loss,
     regroup_listwise,
 )
-from .metrics import log_listwise_metrics, log_our_metrics, log_trl_metrics
+from .metrics import log_our_metrics, log_trl_metrics
 from .preparation import check_row, condition_id, enforce_max_length, validate_rows
 from .reward_head import with_trained_reward_head
 
@@ -416,7 +416,7 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
             hidden = outputs.hidden_states[-1]
             imitation_loss = self._imitation_loss(model, hidden, batch["input_ids"], batch["completion_mask"])
             loss = loss + self.args.imitation_coef * imitation_loss
-        log_our_metrics(self, mode, rewards, margin, condition_ids, imitation_loss)
+        log_our_metrics(self, mode, *rewards.chunk(2), margin, condition_ids, imitation_loss)
         outputs = SequenceClassifierOutput(logits=outputs.logits)  # the rewards (not the hidden states) for metrics
         return (loss, outputs) if return_outputs else loss
 
@@ -471,8 +471,8 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
                 model, forward["hidden"], forward["input_ids"], forward["completion_mask"]
             )
             loss = loss + self.args.imitation_coef * imitation_loss
-        log_trl_metrics(self, mode, inputs["attention_mask"], rewards)
-        log_our_metrics(self, mode, rewards, margin, condition_ids, imitation_loss)
+        log_trl_metrics(self, mode, inputs["attention_mask"], rewards_chosen, rewards_rejected)
+        log_our_metrics(self, mode, rewards_chosen, rewards_rejected, margin, condition_ids, imitation_loss)
         outputs = SequenceClassifierOutput(logits=rewards.unsqueeze(-1))
         return (loss, outputs) if return_outputs else loss
 
@@ -518,13 +518,8 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
                 model, outputs.hidden_states[-1], batch["input_ids"], batch["completion_mask"], num_chosen
             )
             loss = loss + self.args.imitation_coef * imitation_loss
-        log_listwise_metrics(self, mode, inputs["attention_mask"], chosen, rejected, group, condition_ids)
-        metrics = self._metrics[mode]
-        metrics["ranking_loss"].append(self.accelerator.gather_for_metrics(ranking_loss.detach()).mean().item())
-        if imitation_loss is not None:
-            metrics["imitation_loss"].append(
-                self.accelerator.gather_for_metrics(imitation_loss.detach()).mean().item()
-            )
+        log_trl_metrics(self, mode, inputs["attention_mask"], chosen, rejected, group)
+        log_our_metrics(self, mode, chosen, rejected, margin, condition_ids, imitation_loss, group, ranking_loss)
         outputs = SequenceClassifierOutput(logits=rewards.unsqueeze(-1))
         return (loss, outputs) if return_outputs else loss
 
