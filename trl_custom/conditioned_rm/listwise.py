@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from datasets import IterableDataset
 
+from ..data.preferences import is_empty_response
+
 
 def is_listwise_example(example: dict) -> bool:
     """Whether a dataset row holds several rejected responses (a list of texts/conversations, or of token lists)."""
@@ -66,8 +68,6 @@ LISTWISE_ROW = "listwise_row"  # the exploded pairs' original row, while TRL tok
 
 def check_listwise_rows(dataset, dataset_name: str, column: str = "rejected") -> None:
     """Refuse, naming the row, an empty list of rejected responses, an empty one in it, or margins that do not fit."""
-    from ..data.preferences import is_empty_response
-
     margins = dataset["margin"] if "margin" in dataset.column_names else None
     for index, rejected in enumerate(dataset[column]):
         where = f"Row {index} of the {dataset_name} dataset"
