@@ -15,7 +15,10 @@ gets the same budget (`--epochs 1 --batch_size 16 --learning_rate 5e-5 --max_len
   `chosen_ids`/`rejected_ids` (stock TRL cannot add the EOS MiniLM lacks to raw text); scored the same way;
 - `text`, `embedding` (table lr 1e-2): `CustomRewardTrainer`, scored with `RewardScorer`;
 - `text-wordcut`: text mode on the same word-cut queries and responses as `by-hand` (trained and evaluated on them);
-- `text-keep-start`, `text-prompt-budget`, `text-mean-pool`, `text-warmup`, `text-2epochs`: text mode with one
+- `text-sep`: text mode with `" [SEP] "` between query and response (as `by-hand` has); `text-template`: text mode with
+  `by-hand`'s condition template `"[domain: <d>] "`; `text-sep-template-keep-start`: both, and `keep_start`;
+- `text-mean-pool` (`pooling="mean"`), `text-mean-pool-sep-template-keep-start` (with the three above);
+- `text-keep-start`, `text-prompt-budget`, `text-warmup`, `text-2epochs`: text mode with one
   trainer option each; `text-listwise`: one row per (query, domain) with the 4 other responses as a list of
   rejected ones. A variant whose option `CustomRewardConfig` does not have (yet) fails alone, with its reason.
 
@@ -47,7 +50,7 @@ from trl import RewardConfig, RewardTrainer
 
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
 from trl_custom.data import DSP_DOMAINS, DSP_RESPONSE_KEYS, dsp_pairs, load_dsp_queries
-from trl_custom.evaluation import evaluate_reward_model
+from trl_custom.evaluation import evaluate_reward_model, new_figure, save_figure
 from trl_custom.models import resolve_model_path
 
 
@@ -65,6 +68,7 @@ class Variant:
     config: dict = dataclasses.field(default_factory=dict)  # CustomRewardConfig kwargs over the common budget
     wordcut: bool = False  # train and evaluate on queries / responses cut to their first 32 / 60 words
     listwise: bool = False  # one row per (query, domain), `rejected` = the list of the other responses
+    prompt_suffix: str = ""  # appended to every query (train and eval), e.g. " [SEP] " between query and response
 
 
 VARIANTS = {
@@ -78,6 +82,25 @@ VARIANTS = {
     ),
     "text-mean-pool": Variant(config={"condition_mode": "text", "pooling": "mean"}),
     "text-listwise": Variant(config={"condition_mode": "text"}, listwise=True),
+    "text-sep": Variant(config={"condition_mode": "text"}, prompt_suffix=" [SEP] "),
+    "text-template": Variant(config={"condition_mode": "text", "condition_template": "[domain: {condition}] "}),
+    "text-mean-pool-sep-template-keep-start": Variant(
+        config={
+            "condition_mode": "text",
+            "condition_template": "[domain: {condition}] ",
+            "truncation_mode": "keep_start",
+            "pooling": "mean",
+        },
+        prompt_suffix=" [SEP] ",
+    ),
+    "text-sep-template-keep-start": Variant(
+        config={
+            "condition_mode": "text",
+            "condition_template": "[domain: {condition}] ",
+            "truncation_mode": "keep_start",
+        },
+        prompt_suffix=" [SEP] ",
+    ),
     "text-warmup": Variant(config={"condition_mode": "text", "warmup_ratio": 0.1}),
     "text-2epochs": Variant(config={"condition_mode": "text", "num_train_epochs": 2}),
 }
@@ -148,6 +171,14 @@ def word_cut(queries):
     ]
 
 
+def rendered(variant, queries):
+    """The queries as the variant trains and evaluates on them: word-cut, and/or with `prompt_suffix` appended."""
+    queries = word_cut(queries) if variant.wordcut else queries
+    if variant.prompt_suffix:
+        queries = [{**q, "query": q["query"] + variant.prompt_suffix} for q in queries]
+    return queries
+
+
 def listwise_rows(queries):
     """One row per (query, domain): `chosen` the domain's response, `rejected` the list of the other non-empty ones."""
     rows = []
@@ -198,7 +229,7 @@ def config_kwargs(variant):
 
 
 def train_data(variant, queries):
-    queries = word_cut(queries) if variant.wordcut else queries
+    queries = rendered(variant, queries)
     return listwise_rows(queries) if variant.listwise else dsp_pairs(queries)
 
 
@@ -288,7 +319,7 @@ def evaluate(variant, path, test_queries, args):
         scorer = RewardScorer.from_pretrained(
             path, max_length=args.max_length, batch_size=64, device="cuda" if ON_GPU else None
         )
-    queries = word_cut(test_queries) if variant.wordcut else test_queries
+    queries = rendered(variant, test_queries)
     result = evaluate_reward_model(scorer, queries, condition="auto", progress=False)
     cell = {d: result["dsp"][d] for d in DSP_DOMAINS}
     cell["mean"] = result["dsp"]["mean"]
@@ -413,20 +444,17 @@ def markdown(results):
 
 
 def plot(results, path):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed (pip install matplotlib): no chart written.", file=sys.stderr)
-        return
     names = [n for n in VARIANTS if n in results["summary"]]
     if not names:
         return
+    try:
+        fig = new_figure("the k-fold chart", figsize=(max(6.0, 1.1 * len(names) + 2), 4.0))
+    except ImportError as error:
+        print(f"{error} No chart written.", file=sys.stderr)
+        return
     shown = ["mean", *WEAK_CELLS]
     width = 0.8 / len(shown)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 4.0))
+    ax = fig.subplots()
     for j, column in enumerate(shown):
         stats = [results["summary"][n][column] for n in names]
         ax.bar(
@@ -442,8 +470,7 @@ def plot(results, path):
     ax.set_ylim(0.4, 1.0)
     ax.axhline(0.5, color="gray", linestyle=":", linewidth=1)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 def write(results, args):

@@ -12,14 +12,22 @@ every reward model (same queries per domain, epochs, learning rates):
   embedding RM trained on all four domains;
 - after each fit, the other three domains are scored again: `fit_new_condition` must leave them exactly as they
   were (checked, to the last bit, on every score), a whole-model fine-tune need not.
+The new domain's labelled pairs come from training queries (never the test queries): the k shots from all but the
+last `--dev_queries`, whose pairs choose the settings: `fit_new_condition`'s learning rate and epochs, and the
+fine-tune's, are picked on those dev pairs at k=`--select_k` (one setting for every domain and k: the best dev
+accuracy averaged over the held-out domains), then used for every k (epochs capped at `--fit_max_steps` steps).
+`--reuse_models` skips reward models already trained with the same setup (a `benchmark_setup.json` beside each).
 Results: `<output_dir>/results.json`, a markdown table on stdout (quoted in benchmarks/RESULTS.md) and
 `<output_dir>/few_shot_curve.png` (accuracy against k, one panel per held-out domain and their mean).
 The defaults are CPU-sized (60 training queries, 128 tokens); it runs on a CUDA GPU when one is present.
 """
 
 import argparse
+import hashlib
 import json
+import math
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -28,7 +36,7 @@ import torch
 
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer, fit_new_condition
 from trl_custom.data import DSP_DOMAINS, dsp_pairs, load_dsp_queries, split_dsp_queries
-from trl_custom.evaluation import evaluate_reward_model
+from trl_custom.evaluation import evaluate_reward_model, new_figure, save_figure
 from trl_custom.models import resolve_model_path
 
 
@@ -50,14 +58,45 @@ def parse_args(argv=None):
     parser.add_argument("--learning_rate", type=float, default=5e-5, help="Reward models' learning rate.")
     parser.add_argument("--condition_learning_rate", type=float, default=1e-2, help="Embedding table's lr.")
     parser.add_argument("--epochs", type=float, default=1.0, help="Epochs of every reward model.")
-    parser.add_argument("--fit_epochs", type=int, default=10, help="fit_new_condition / fine-tune epochs over k.")
+    parser.add_argument(
+        "--fit_epochs", type=int, default=10, help="fit_new_condition / fine-tune epochs over k (without selection)."
+    )
     parser.add_argument("--fit_learning_rate", type=float, default=1e-2, help="fit_new_condition's row lr.")
     parser.add_argument("--finetune_learning_rate", type=float, default=5e-5, help="Whole-model fine-tune lr.")
+    parser.add_argument(
+        "--fit_max_steps", type=int, default=64, help="Cap on a fit's optimizer steps (fewer epochs for large k)."
+    )
+    parser.add_argument(
+        "--dev_queries", type=int, default=40, help="Training queries whose held-out-domain pairs choose the settings."
+    )
+    parser.add_argument("--select_k", type=int, default=16, help="Shots of the settings' selection (0: no selection).")
+    parser.add_argument("--select_learning_rates", nargs="+", type=float, default=[3e-3, 1e-2, 3e-2])
+    parser.add_argument("--select_finetune_learning_rates", nargs="+", type=float, default=[5e-5, 2e-4])
+    parser.add_argument("--select_epochs", nargs="+", type=int, default=[10, 30], help="Epochs grid of both fits.")
+    parser.add_argument(
+        "--reuse_models", action="store_true", help="Reuse reward models trained before with the same setup."
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
 
 def train(model_path, dataset, out_dir, args, mode, epochs, learning_rate, conditions=None):
+    """Train (or, with `--reuse_models`, reuse the model trained before with the same setup) one reward model."""
+    setup = {
+        "base": str(model_path),
+        "pairs": len(dataset),
+        "data": hashlib.sha256(json.dumps(dataset.to_list(), sort_keys=True).encode()).hexdigest(),
+        "mode": mode,
+        "epochs": epochs,
+        "learning_rate": learning_rate,
+        **{key: getattr(args, key) for key in ("max_length", "batch_size", "condition_learning_rate", "seed")},
+    }
+    stamp = os.path.join(out_dir, "benchmark_setup.json")
+    if args.reuse_models and os.path.exists(stamp):
+        with open(stamp) as f:
+            if json.load(f) == setup:
+                print(f"  reused {out_dir} ({mode}, {len(dataset)} pairs: same setup)", flush=True)
+                return out_dir
     config = CustomRewardConfig(
         out_dir,
         condition_mode=mode,
@@ -80,6 +119,8 @@ def train(model_path, dataset, out_dir, args, mode, epochs, learning_rate, condi
     trainer = CustomRewardTrainer(model_path, args=config, train_dataset=dataset)
     trainer.train()
     trainer.save_model(out_dir)
+    with open(stamp, "w") as f:
+        json.dump(setup, f, indent=2)
     print(f"  trained {out_dir} ({mode}, {len(dataset)} pairs) in {time.perf_counter() - start:.0f}s", flush=True)
     return out_dir
 
@@ -97,16 +138,94 @@ def accuracies(scorer, queries, condition="auto"):
     return result["dsp"], cache
 
 
+def domain_accuracy(scorer, pairs, condition):
+    """Accuracy on `pairs` scored with `condition` (each distinct (prompt, response) scored once)."""
+    texts = sorted({(row["prompt"], row[side]) for row in pairs for side in ("chosen", "rejected")})
+    rewards = scorer.score([p for p, _ in texts], [r for _, r in texts], conditions=[condition] * len(texts))
+    score = dict(zip(texts, rewards, strict=True))
+    wins = [score[(row["prompt"], row["chosen"])] > score[(row["prompt"], row["rejected"])] for row in pairs]
+    return statistics.mean(float(win) for win in wins)
+
+
+def capped_epochs(k, epochs, args):
+    """`epochs` passes over k pairs, fewer when they would exceed `--fit_max_steps` optimizer steps (large k)."""
+    steps_per_epoch = math.ceil(k / args.batch_size)
+    if not args.fit_max_steps:
+        return epochs
+    return max(1, min(epochs, args.fit_max_steps // steps_per_epoch))
+
+
+def fit_row(emb_path, held, shots, learning_rate, epochs, args):
+    """The embedding RM with a fitted row for `held` (a fresh scorer each time) and the fit's seconds."""
+    fitted = scorer_of(emb_path, args)
+    start = time.perf_counter()
+    fit_new_condition(
+        fitted, held, shots, num_epochs=epochs, learning_rate=learning_rate, batch_size=args.batch_size, seed=args.seed
+    )
+    return fitted, time.perf_counter() - start
+
+
+def select_settings(models, pools, dev_queries, args):
+    """
+    The learning rate and epochs of `fit_new_condition` and of the whole-model fine-tune, chosen on dev pairs.
+
+    For each held-out domain, `--select_k` shots are fitted with every (learning rate, epochs) of the grid and scored
+    on the domain's pairs of `--dev_queries` training queries (never the test queries, never the shots); the setting
+    with the best dev accuracy averaged over the held-out domains is kept, one for all domains and every k.
+    """
+    grids = {
+        "fit": [(lr, e) for lr in args.select_learning_rates for e in args.select_epochs],
+        "finetune": [(lr, e) for lr in args.select_finetune_learning_rates for e in args.select_epochs],
+    }
+    dev = {method: {f"{lr:g}:{e}": {} for lr, e in grid} for method, grid in grids.items()}
+    for held, (emb_path, text_path) in models.items():
+        shots = pools[held].select(range(args.select_k))
+        dev_pairs = dsp_pairs(dev_queries, domains=[held])
+        for lr, epochs in grids["fit"]:
+            fitted, _ = fit_row(emb_path, held, shots, lr, epochs, args)
+            dev["fit"][f"{lr:g}:{epochs}"][held] = domain_accuracy(fitted, dev_pairs, held)
+        for lr, epochs in grids["finetune"]:
+            out_dir = os.path.join(args.output_dir, held, "select-finetune")
+            tuned = train(text_path, shots, out_dir, args, "text", epochs, lr)
+            dev["finetune"][f"{lr:g}:{epochs}"][held] = domain_accuracy(scorer_of(tuned, args), dev_pairs, held)
+            shutil.rmtree(out_dir)
+        print(
+            f"  dev accuracy of {held!r} at k={args.select_k}: "
+            + json.dumps({m: {s: round(v[held], 3) for s, v in d.items()} for m, d in dev.items()}),
+            flush=True,
+        )
+    chosen = {}
+    for method, grid in grids.items():
+        means = {setting: statistics.mean(by_domain.values()) for setting, by_domain in dev[method].items()}
+        best = max(means, key=means.get)  # the first of the grid on ties
+        lr, epochs = grid[list(means).index(best)]
+        chosen[method] = {"learning_rate": lr, "epochs": epochs, "dev_mean": means[best]}
+    return {"k": args.select_k, "dev_queries": len(dev_queries), "dev_accuracy": dev, "chosen": chosen}
+
+
 def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.output_dir, exist_ok=True)
     model_path = resolve_model_path(args.model)
     torch.manual_seed(args.seed)
-    train_queries, test_queries = split_dsp_queries(load_dsp_queries(args.dsp_file), args.test_size, seed=args.seed)
-    train_queries = train_queries[: args.train_queries]
+    all_train, test_queries = split_dsp_queries(load_dsp_queries(args.dsp_file), args.test_size, seed=args.seed)
+    if args.dev_queries >= len(all_train) or args.train_queries > len(all_train):
+        raise SystemExit(
+            f"{len(all_train)} training queries: fewer than --dev_queries {args.dev_queries} + shot queries, or than "
+            f"--train_queries {args.train_queries}; lower them"
+        )
+    train_queries = all_train[: args.train_queries]  # the reward models' training queries
+    # The new domain's labelled pairs (k shots, and the dev pairs that choose the fit settings) come from training
+    # queries, never from the test queries: dev from the last `--dev_queries`, shots from all the others.
+    dev_queries = all_train[len(all_train) - args.dev_queries :] if args.dev_queries else []
+    shot_queries = all_train[: len(all_train) - len(dev_queries)]
     test_queries = test_queries[: args.max_eval_queries] if args.max_eval_queries else test_queries
     out = lambda *names: os.path.join(args.output_dir, *names)  # noqa: E731
-    print(f"DSP: {len(train_queries)} training queries, {len(test_queries)} held-out queries", flush=True)
+    print(
+        f"DSP: {len(train_queries)} training queries, {len(shot_queries)} for shots, {len(dev_queries)} dev, "
+        f"{len(test_queries)} held-out queries",
+        flush=True,
+    )
     results = {"args": vars(args), "domains": {}}
 
     print("Upper bound: embedding RM on all four domains", flush=True)
@@ -114,13 +233,30 @@ def main(argv=None):
     upper_path = train(model_path, everything, out("upper"), args, "embedding", args.epochs, args.learning_rate)
     upper, _ = accuracies(scorer_of(upper_path, args), test_queries)
 
+    models, pools = {}, {}
     for held in args.held_out:
         others = [d for d in DSP_DOMAINS if d != held]
         print(f"Held-out domain {held!r}: RMs on {others}", flush=True)
         seen = dsp_pairs(train_queries, domains=others)
-        pool = dsp_pairs(train_queries, domains=[held]).shuffle(seed=args.seed)
-        emb_path = train(model_path, seen, out(held, "embedding"), args, "embedding", args.epochs, args.learning_rate)
-        text_path = train(model_path, seen, out(held, "text"), args, "text", args.epochs, args.learning_rate)
+        pools[held] = dsp_pairs(shot_queries, domains=[held]).shuffle(seed=args.seed)
+        models[held] = (
+            train(model_path, seen, out(held, "embedding"), args, "embedding", args.epochs, args.learning_rate),
+            train(model_path, seen, out(held, "text"), args, "text", args.epochs, args.learning_rate),
+        )
+
+    settings = {
+        "fit": {"learning_rate": args.fit_learning_rate, "epochs": args.fit_epochs},
+        "finetune": {"learning_rate": args.finetune_learning_rate, "epochs": args.fit_epochs},
+    }
+    if dev_queries and args.select_k:
+        print(f"Choosing the fit settings on {len(dev_queries)} dev queries at k={args.select_k}", flush=True)
+        results["selection"] = select_settings(models, pools, dev_queries, args)
+        settings = results["selection"]["chosen"]
+    results["settings"] = settings
+    print(f"Settings: {json.dumps(settings)}", flush=True)
+
+    for held, (emb_path, text_path) in models.items():
+        others = [d for d in DSP_DOMAINS if d != held]
         emb = scorer_of(emb_path, args)
         generic, _ = accuracies(emb, test_queries, condition="none")
         base, base_cache = accuracies(emb, test_queries)
@@ -133,23 +269,15 @@ def main(argv=None):
             "fit": {},
             "finetune": {},
         }
+        pool = pools[held]
         for k in args.ks:
             if k > len(pool):
-                print(f"  k={k}: only {len(pool)} pairs of {held!r} in the training queries; skipped", flush=True)
+                print(f"  k={k}: only {len(pool)} pairs of {held!r} in the shot queries; skipped", flush=True)
                 continue
             shots = pool.select(range(k))
-            fitted = scorer_of(emb_path, args)
-            start = time.perf_counter()
-            fit_new_condition(
-                fitted,
-                held,
-                shots,
-                num_epochs=args.fit_epochs,
-                learning_rate=args.fit_learning_rate,
-                batch_size=args.batch_size,
-                seed=args.seed,
-            )
-            fit_s = time.perf_counter() - start
+            fit = settings["fit"]
+            fit_epochs = capped_epochs(k, fit["epochs"], args)
+            fitted, fit_s = fit_row(emb_path, held, shots, fit["learning_rate"], fit_epochs, args)
             after, cache = accuracies(fitted, test_queries)
             # The other domains' scores: equal up to batch composition (the tests check bit-identity on one batch).
             drift = max(abs(cache[key] - value) for key, value in base_cache.items() if key[2] in others)
@@ -157,19 +285,20 @@ def main(argv=None):
                 "accuracy": after[held],
                 "others": statistics.mean(after[d] for d in others),
                 "others_max_score_change": drift,
+                "epochs": fit_epochs,
                 "seconds": fit_s,
             }
+            tune = settings["finetune"]
+            tune_epochs = capped_epochs(k, tune["epochs"], args)
             tuned_path = train(
-                text_path,
-                shots,
-                out(held, f"text-finetune-k{k}"),
-                args,
-                "text",
-                args.fit_epochs,
-                args.finetune_learning_rate,
+                text_path, shots, out(held, f"text-finetune-k{k}"), args, "text", tune_epochs, tune["learning_rate"]
             )
             tuned, _ = accuracies(scorer_of(tuned_path, args), test_queries)
-            row["finetune"][k] = {"accuracy": tuned[held], "others": statistics.mean(tuned[d] for d in others)}
+            row["finetune"][k] = {
+                "accuracy": tuned[held],
+                "others": statistics.mean(tuned[d] for d in others),
+                "epochs": tune_epochs,
+            }
             print(f"  k={k}: fit {after[held]:.3f} ({fit_s:.0f}s), fine-tune {tuned[held]:.3f}", flush=True)
         results["domains"][held] = row
         with open(out("results.json"), "w") as f:
@@ -227,16 +356,13 @@ def markdown(results):
 
 
 def plot(results, path):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed (pip install matplotlib): no curve written.", file=sys.stderr)
-        return
     panels = {**results["domains"], "mean": results["mean"]}
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), sharey=True, squeeze=False)
+    try:
+        fig = new_figure("the few-shot curve", figsize=(3.2 * len(panels), 3.2))
+    except ImportError as error:
+        print(f"{error} No curve written.", file=sys.stderr)
+        return
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)
     for ax, (name, row) in zip(axes[0], panels.items()):
         for method, label, style in (("fit", "fit_new_condition", "o-"), ("finetune", "whole-model fine-tune", "s--")):
             ks = sorted(row[method], key=int)
@@ -248,8 +374,7 @@ def plot(results, path):
         ax.set_xlabel("pairs of the new domain (k)")
     axes[0][0].set_ylabel("held-out accuracy")
     axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

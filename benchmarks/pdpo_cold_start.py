@@ -30,6 +30,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from trl_custom import PersonalizedDPOConfig, PersonalizedDPOTrainer, fit_new_user, generate_for_user  # noqa: E402
 from trl_custom.data import load_dsp_queries  # noqa: E402
+from trl_custom.evaluation import new_figure, save_figure  # noqa: E402
 from trl_custom.models import resolve_model_path  # noqa: E402
 from trl_custom.personalized_dpo.inference import sequence_log_probs, tokenize_pairs  # noqa: E402
 from trl_custom.personalized_dpo.synthetic_users import build_length_preference_dataset  # noqa: E402
@@ -175,13 +176,13 @@ def markdown(results):
 
 
 def plot(results, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    try:
+        fig = new_figure("the cold-start curve", figsize=(9, 3.5))
+    except ImportError as error:
+        print(f"{error} No curve written.", file=sys.stderr)
+        return
     ks = results["args"]["ks"]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    axes = fig.subplots(1, 2)
     for user, curve in results["curve"].items():
         axes[0].plot(ks, [curve[k]["accuracy"] for k in ks], marker="o", label=user)
         axes[1].plot(ks, [curve[k]["mean_tokens"] for k in ks], marker="o", label=user)
@@ -190,8 +191,7 @@ def plot(results, path):
     for axis in axes:
         axis.set_xscale("symlog", linthresh=4)
         axis.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

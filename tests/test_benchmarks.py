@@ -78,10 +78,21 @@ def test_few_shot_conditions_benchmark_runs(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, str(ROOT / "benchmarks/few_shot_conditions.py"), "--dsp_file"]
     command += [str(tiny_dsp_file(tmp_path / "dsp.json", n=10)), "--output_dir", str(out), "--model", str(model_dir)]
-    command += "--held_out academy business --ks 2 4 --max_length 48 --fit_epochs 1 --batch_size 8".split()
+    command += "--held_out academy business --ks 2 4 --max_length 48 --batch_size 8 --train_queries 4".split()
+    command += "--dev_queries 2 --select_k 2 --select_learning_rates 1e-2 1e-1".split()
+    command += "--select_finetune_learning_rates 5e-5".split()
+    command += "--select_epochs 1 2 --fit_max_steps 1".split()
     result = run_offline(command, ROOT)
 
     results = json.loads((out / "results.json").read_text())
+    selection = results["selection"]
+    assert set(selection["dev_accuracy"]["fit"]) == {"0.01:1", "0.01:2", "0.1:1", "0.1:2"}
+    assert set(selection["dev_accuracy"]["fit"]["0.1:2"]) == {"academy", "business"}
+    assert results["settings"] == selection["chosen"]
+    assert selection["chosen"]["finetune"]["learning_rate"] == 5e-5
+    # --fit_max_steps 1: one step, whatever the chosen epochs (k=4 pairs = 1 batch of 8)
+    assert results["domains"]["academy"]["fit"]["4"]["epochs"] == 1
+    assert not (out / "academy" / "select-finetune").exists()  # the selection's fine-tunes are not kept
     assert set(results["domains"]) == {"academy", "business"}
     for row in list(results["domains"].values()) + [results["mean"]]:
         assert set(row["fit"]) == set(row["finetune"]) == {"2", "4"}
@@ -91,6 +102,17 @@ def test_few_shot_conditions_benchmark_runs(tmp_path):
     assert all(cell["others_max_score_change"] < 1e-4 for cell in results["domains"]["academy"]["fit"].values())
     assert "| fit_new_condition, k=4 |" in result.stdout
     assert (out / "few_shot_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # --reuse_models: the same setup reuses every reward model trained before
+    rerun = run_offline(command + ["--reuse_models"], ROOT)
+    # upper + 2 domains x (embedding, text, fine-tunes at k=2 and 4); the selection's fine-tunes were deleted
+    assert rerun.stdout.count("  reused ") == 9
+    again = json.loads((out / "results.json").read_text())
+    for held, row in results["domains"].items():
+        for method in ("fit", "finetune"):
+            assert {k: c["accuracy"] for k, c in again["domains"][held][method].items()} == {
+                k: c["accuracy"] for k, c in row[method].items()
+            }
 
 
 def tiny_general_file(path, n=12):

@@ -5,6 +5,7 @@ from trl import RewardConfig
 
 from .conditioning import CONDITION_MODES
 from .encoding import TRUNCATION_MODES
+from .reward_head import POOLINGS
 
 
 LONG_PAIR_POLICIES = ("truncate", "drop", "error")
@@ -72,6 +73,17 @@ class CustomRewardConfig(RewardConfig):
             are kept, whatever the sequence's length, leaving the rest of `max_length` to the response. Needs an
             explicit `prompt` column or prompts the chosen and rejected responses share. Saved with the model.
 
+        > Reward head
+
+        pooling (`str`, *optional*, defaults to `"model"`):
+            What the reward head reads: `"model"`, the model's own pooling, as TRL (BERT's `[CLS]` pooler, a
+            decoder's last token); `"mean"`, the mean of the encoder's last hidden states over the sequence's tokens,
+            the sentence embedding that sentence-transformers encoders (all-MiniLM-L6-v2, ...) were trained to
+            produce. `"mean"`
+            needs an encoder whose head reads a pooler (BERT family), no PEFT adapter and `padding_free=False`; it is
+            recorded in `config.json` (`trl_custom_pooling`), so [`load_reward_model`], [`RewardScorer`] and
+            [`ConditionedRewardFunction`] pool the same way (a plain `transformers` pipeline would not).
+
         > Batching
 
         padding_free (`bool`, *optional*, defaults to `False`):
@@ -112,6 +124,7 @@ class CustomRewardConfig(RewardConfig):
         default="head_tail", metadata={"help": "'head_tail' or 'keep_start'.", "choices": TRUNCATION_MODES}
     )
     max_prompt_length: int | None = field(default=None, metadata={"help": "Token budget of the prompt."})
+    pooling: str = field(default="model", metadata={"help": "'model' or 'mean' (encoders).", "choices": POOLINGS})
     padding_free: bool = field(
         default=False,
         metadata={"help": "Pack the sequences of each batch without padding (decoder reward models)."},
@@ -131,6 +144,13 @@ class CustomRewardConfig(RewardConfig):
             raise ValueError(
                 f"max_prompt_length={self.max_prompt_length} must be >= 1 and below max_length={self.max_length}, "
                 "leaving room for the response; or None (no prompt budget)."
+            )
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling={self.pooling!r}: choose one of {POOLINGS}.")
+        if self.pooling == "mean" and self.padding_free:
+            raise ValueError(
+                "pooling='mean' averages over each padded sequence's attention mask, which padding-free batches do "
+                "not have (and padding_free serves decoder reward models): set padding_free=False."
             )
         if self.long_pair_policy not in LONG_PAIR_POLICIES:
             raise ValueError(f"long_pair_policy={self.long_pair_policy!r}: choose one of {LONG_PAIR_POLICIES}.")

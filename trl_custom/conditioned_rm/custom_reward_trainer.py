@@ -48,7 +48,7 @@ from .listwise import (
 )
 from .metrics import log_our_metrics, log_trl_metrics
 from .preparation import check_row, condition_id, enforce_max_length, validate_rows
-from .reward_head import with_trained_reward_head
+from .reward_head import apply_pooling, with_trained_reward_head
 
 
 logger = logging.getLogger(__name__)
@@ -152,6 +152,7 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
                 TRUNCATION_CONFIG_ATTRIBUTE,
                 {"truncation_mode": args.truncation_mode, "max_prompt_length": args.max_prompt_length},
             )
+        apply_pooling(unwrapped, args.pooling)  # recorded in config.json, like the truncation
         self.condition_table = None
         if self.conditioning.mode == "embedding":
             self.condition_table = attach_condition_table(unwrapped, self.conditioning)

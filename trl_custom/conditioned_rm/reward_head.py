@@ -1,5 +1,6 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
-"""The reward head of a sequence-classification model, and keeping it trained (and saved) under PEFT."""
+"""The reward head of a sequence-classification model: keeping it trained (and saved) under PEFT, and the pooling it
+reads (the model's own, or the mean of the encoder's hidden states)."""
 
 from __future__ import annotations
 
@@ -90,3 +91,65 @@ def with_trained_reward_head(peft_config: Any, model: str | nn.Module, args: Any
     peft_config = copy.copy(peft_config)  # the caller's config is left as it was
     peft_config.modules_to_save = modules_to_save + [head]
     return peft_config
+
+
+# ---------------------------------------------------------------------------------------------------- pooling
+POOLINGS = ("model", "mean")
+POOLING_CONFIG_ATTRIBUTE = "trl_custom_pooling"  # on the model's config.json: loaders pool as training did
+
+
+def _mean_pooled_output(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+    """Forward hook on an encoder: its pooled output becomes the mean of its last hidden states over the mask."""
+    hidden = output[0]
+    mask = kwargs.get("attention_mask")
+    if mask is None:
+        mask = torch.ones(hidden.shape[:2], device=hidden.device)
+    if mask.dim() != 2:
+        raise ValueError(f"pooling='mean' needs a 2-D attention mask (batch, sequence), got {tuple(mask.shape)}.")
+    weights = mask.to(torch.float32).unsqueeze(-1)
+    pooled = ((hidden.float() * weights).sum(1) / weights.sum(1).clamp(min=1.0)).to(hidden.dtype)
+    if isinstance(output, tuple):
+        return (output[0], pooled, *output[2:])
+    output.pooler_output = pooled
+    return output
+
+
+def get_pooling(model: nn.Module) -> str:
+    """The pooling a model was trained with (`"mean"` when its config records it, else `"model"`)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(inner.config, POOLING_CONFIG_ATTRIBUTE, None) or "model"
+
+
+def apply_pooling(model: nn.Module, pooling: str) -> None:
+    """
+    Make `model` read its reward from the pooling `pooling` (`CustomRewardConfig.pooling`).
+
+    `"model"` leaves the model as it is (its own head: BERT's `[CLS]` pooler, a decoder's last token). `"mean"` makes
+    the encoder's pooled output the mean of its last hidden states over the attention mask (the sentence embedding that
+    sentence-transformers encoders such as all-MiniLM-L6-v2 were trained to produce), which the classification head
+    then reads: a forward hook on the encoder, no new parameter (the `[CLS]` pooler's weights are kept, unused), and
+    `trl_custom_pooling: "mean"` in the config, so that [`load_reward_model`] pools the same way after a reload. Models
+    whose head reads no pooler (decoders, RoBERTa-style heads) and PEFT-wrapped models (an adapter save has no
+    config.json to record the pooling in) are refused.
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling={pooling!r}: choose one of {POOLINGS}.")
+    if pooling == "model":
+        return
+    if hasattr(model, "get_base_model"):
+        raise ValueError(
+            "pooling='mean' is not supported with a PEFT adapter yet (the adapter's save has no config.json to "
+            "record it in): train the encoder fully (it is small), or use pooling='model'."
+        )
+    encoder = getattr(model, "base_model", None)
+    if encoder is None or encoder is model or not isinstance(getattr(encoder, "pooler", None), nn.Module):
+        raise ValueError(
+            f"pooling='mean' replaces the pooled output of an encoder whose sequence-classification head reads a "
+            f"pooler (BERT, MiniLM, ALBERT, ...); {type(model).__name__} has none (decoders read the last token, "
+            "RoBERTa-style heads the first one): use pooling='model'."
+        )
+    if not getattr(encoder, "_trl_custom_mean_pooling", False):
+        encoder.register_forward_hook(_mean_pooled_output, with_kwargs=True)
+        encoder._trl_custom_mean_pooling = True
+        encoder.pooler.requires_grad_(False)  # its output is replaced: no gradient reaches it (DDP, optimizer)
+    setattr(model.config, POOLING_CONFIG_ATTRIBUTE, "mean")

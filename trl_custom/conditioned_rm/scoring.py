@@ -28,6 +28,7 @@ from .encoding import (
     render_reward_text,
     truncate_sequence,
 )
+from .reward_head import apply_pooling, get_pooling
 
 
 def load_reward_model(
@@ -37,7 +38,8 @@ def load_reward_model(
     Load a reward model saved by [`CustomRewardTrainer`] (or any sequence-classification reward model).
 
     Restores the LoRA adapter (when `adapter_config.json` is present, on top of its base model), the conditioning
-    spec and, in embedding mode, the condition table. The spec is also set as `model.trl_custom_conditioning`.
+    spec, in embedding mode the condition table, and the pooling of training (`pooling="mean"`, recorded in
+    `config.json`). The spec is also set as `model.trl_custom_conditioning`.
 
     Args:
         path (`str`): Directory written by `trainer.save_model(path)`.
@@ -64,6 +66,7 @@ def load_reward_model(
             )
         with torch.no_grad():
             table.weight.copy_(weights.to(table.weight.dtype))
+    apply_pooling(model, get_pooling(model))  # the pooling of training (`trl_custom_pooling` in config.json)
     model.trl_custom_conditioning = spec
     model.eval()
     return model, tokenizer, spec
@@ -150,6 +153,12 @@ class RewardScorer:
 
     def render_text(self, prompt: Any, response: Any, condition: Any = None) -> str:
         """The raw text of `(prompt, response, condition)` for a text pipeline, see [`render_reward_text`]."""
+        if get_pooling(self.model) != "model":
+            raise ValueError(
+                f"This reward model pools with pooling={get_pooling(self.model)!r}, which a transformers text "
+                "pipeline does not do (it would read the [CLS] pooler): score it with RewardScorer.score or "
+                "ConditionedRewardFunction."
+            )
         return render_reward_text(self.tokenizer, self.spec, prompt, response, condition)
 
     @torch.no_grad()

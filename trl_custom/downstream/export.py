@@ -36,6 +36,7 @@ from ..conditioned_rm.conditioning import (
     save_condition_table,
     uses_last_token_pooling,
 )
+from ..conditioned_rm.reward_head import POOLING_CONFIG_ATTRIBUTE
 from ..personalized_dpo.user_model import (
     USER_MODEL_ATTRIBUTE,
     USER_MODEL_CONFIG_FILE,
@@ -194,7 +195,7 @@ def write_model_card(
         with open(user_model_path, encoding="utf-8") as f:
             body, data = _policy_card(model_name, UserModelConfig(**json.load(f)))
     else:
-        body, data = _reward_card(model_name, ConditioningSpec.load(directory))
+        body, data = _reward_card(model_name, ConditioningSpec.load(directory), _saved_pooling(directory))
     data.base_model = base_model
     sections = [
         body,
@@ -303,7 +304,16 @@ def _table(rows: list[tuple[str, Any]]) -> str:
     return "\n".join(["| | |", "|---|---|"] + [f"| {key} | {value} |" for key, value in rows])
 
 
-def _reward_card(model_name: str, spec: ConditioningSpec) -> tuple[str, ModelCardData]:
+def _saved_pooling(directory: str | os.PathLike) -> str:
+    """The `pooling` a saved reward model was trained with (`trl_custom_pooling` in its config.json)."""
+    path = os.path.join(directory, "config.json")
+    if not os.path.isfile(path):
+        return "model"
+    with open(path) as f:
+        return json.load(f).get(POOLING_CONFIG_ATTRIBUTE) or "model"
+
+
+def _reward_card(model_name: str, spec: ConditioningSpec, pooling: str = "model") -> tuple[str, ModelCardData]:
     tags = ["trl", "trl-custom", "reward-model"] + (["conditioned-reward-model"] if spec.mode != "none" else [])
     data = ModelCardData(library_name="transformers", pipeline_tag="text-classification", tags=tags)
     method = {
@@ -345,7 +355,14 @@ def _reward_card(model_name: str, spec: ConditioningSpec) -> tuple[str, ModelCar
         f'reward = ConditionedRewardFunction.from_pretrained("{model_name}", device="auto")',
         "```",
     ]
-    if spec.mode != "embedding":
+    if pooling != "model":
+        lines += [
+            "",
+            f"The reward head reads the {pooling} of the encoder's last hidden states (`trl_custom_pooling` in "
+            "config.json), which `RewardScorer` and `ConditionedRewardFunction` apply: a plain `transformers` "
+            "pipeline would read the [CLS] pooler instead, and score wrongly.",
+        ]
+    elif spec.mode != "embedding":
         lines += [
             "",
             "It is a plain `AutoModelForSequenceClassification` (when saved as a full model): "

@@ -4,7 +4,14 @@ preference dataset with a condition column (pairs.py), plots and tables (report.
 
 from .accuracy import evaluate_reward_model, heatmap
 from .pairs import evaluate_pairs
-from .report import format_results, plot_accuracy_bars, plot_heatmap, plot_training_curves
+from .report import (
+    format_results,
+    new_figure,
+    plot_accuracy_bars,
+    plot_heatmap,
+    plot_training_curves,
+    save_figure,
+)
 
 
 __all__ = [
@@ -12,7 +19,9 @@ __all__ = [
     "evaluate_reward_model",
     "format_results",
     "heatmap",
+    "new_figure",
     "plot_accuracy_bars",
     "plot_heatmap",
     "plot_training_curves",
+    "save_figure",
 ]

@@ -16,8 +16,17 @@ from typing import Any
 from ..data.preferences import DSP_DOMAINS, DSP_RESPONSE_KEYS
 
 
-def _figure(what: str, **kwargs):
-    """A matplotlib figure drawn without a display (Agg), or an ImportError naming the extra to install."""
+def new_figure(what: str, **kwargs):
+    """
+    A matplotlib `Figure` drawn without a display (Agg backend, no pyplot state), for scripts and benchmarks.
+
+    Args:
+        what (`str`): What is plotted, for the error message, e.g. `"the few-shot curve"`.
+        **kwargs: `matplotlib.figure.Figure` arguments, e.g. `figsize`.
+
+    Raises:
+        ImportError: matplotlib is not installed; the message names the extra to install.
+    """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -30,7 +39,8 @@ def _figure(what: str, **kwargs):
     return fig
 
 
-def _save(fig, path: str | os.PathLike) -> None:
+def save_figure(fig, path: str | os.PathLike) -> None:
+    """Lay out `fig` and write it to `path` (PNG at 120 dpi), creating the folder."""
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
     fig.savefig(os.fspath(path), dpi=120)
@@ -42,7 +52,7 @@ def plot_heatmap(
     """Save `matrix` (as returned by [`heatmap`] or [`evaluate_pairs`]) as an annotated heatmap image."""
     rows, columns = matrix["rows"], matrix["columns"]
     values = [[float("nan") if v is None else v for v in row] for row in matrix["values"]]
-    fig = _figure("the heatmap", figsize=(1.6 * len(columns) + 2.5, 0.7 * len(rows) + 1.8))
+    fig = new_figure("the heatmap", figsize=(1.6 * len(columns) + 2.5, 0.7 * len(rows) + 1.8))
     ax = fig.subplots()
     image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
     fig.colorbar(image, ax=ax, label="accuracy")
@@ -56,7 +66,7 @@ def plot_heatmap(
             ax.text(j, i, text, ha="center", va="center", color="black" if v == v and v > 0.6 else "white")
     if title:
         ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 # Accuracy keys of the two trainers' logs: CustomRewardTrainer logs `accuracy` and `accuracy/<condition>`,
@@ -114,7 +124,7 @@ def plot_training_curves(
         raise ValueError(
             "The trainer state logs no loss or accuracy: lower `logging_steps` (or set `eval_strategy`) to get curves."
         )
-    fig = _figure("training curves", figsize=(12, 4.5))
+    fig = new_figure("training curves", figsize=(12, 4.5))
     for ax, (name, series) in zip(fig.subplots(1, 2), curves.items(), strict=True):
         for label, points in sorted(series.items()):
             steps, values = zip(*points, strict=True)
@@ -130,7 +140,7 @@ def plot_training_curves(
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
     return curves
 
 
@@ -143,7 +153,7 @@ def plot_accuracy_bars(
 ) -> None:
     """Save held-out accuracy per user (or group, condition) as bars, before and after training side by side."""
     names = list(after)
-    fig = _figure("accuracy bars", figsize=(max(5.0, 0.8 * len(names) + 2.5), 4.0))
+    fig = new_figure("accuracy bars", figsize=(max(5.0, 0.8 * len(names) + 2.5), 4.0))
     ax = fig.subplots()
     series = ([("before", before)] if before else []) + [("after", after)]
     width = 0.8 / len(series)
@@ -159,7 +169,7 @@ def plot_accuracy_bars(
     ax.legend()
     if title:
         ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def format_results(results: dict[str, Any]) -> str:
