@@ -13,14 +13,20 @@ gets the same budget (`--epochs 1 --batch_size 16 --learning_rate 5e-5 --max_len
 - `by-hand`: stock TRL `RewardTrainer` on what a TRL user writes by hand, `"[domain: <d>] <query, first 32 words>
   [SEP] <response, first 60 words>"`, tokenized (`[CLS] ... [SEP]`) and truncated to `--max_length`, fed as
   `chosen_ids`/`rejected_ids` (stock TRL cannot add the EOS MiniLM lacks to raw text); scored the same way;
-- `text`, `embedding` (table lr 1e-2): `CustomRewardTrainer`, scored with `RewardScorer`;
+- `text`, `embedding` (table lr 1e-2): `CustomRewardTrainer`, scored with `RewardScorer`; `text-embedding`: both
+  together (embedding mode with `condition_in_text`);
 - `text-wordcut`: text mode on the same word-cut queries and responses as `by-hand` (trained and evaluated on them);
 - `text-sep`: text mode with `" [SEP] "` between query and response (as `by-hand` has); `text-template`: text mode with
   `by-hand`'s condition template `"[domain: <d>] "`; `text-sep-template-keep-start`: both, and `keep_start`;
 - `text-mean-pool` (`pooling="mean"`), `text-mean-pool-sep-template-keep-start` (with the three above);
 - `text-keep-start`, `text-prompt-budget`, `text-warmup`, `text-2epochs`: text mode with one
   trainer option each; `text-listwise`: one row per (query, domain) with the 4 other responses as a list of
-  rejected ones. A variant whose option `CustomRewardConfig` does not have (yet) fails alone, with its reason.
+  rejected ones; `text-early-stop`: up to 3 epochs on 90% of the fold's training queries, evaluated 4 times per epoch
+  on the other 10% (by query), stopped after 2 evaluations without a better dev loss, the best checkpoint kept
+  (transformers' `EarlyStoppingCallback`, `load_best_model_at_end`); `text-from-general`: text mode from the stage-2
+  general RM instead of the pretrained model (trained once per `--output_dir` on `--general_pairs` pairs of
+  `--general_files`, e.g. DSP's helpful/harmless/webgpt sets, with the common budget). A variant whose option
+  `CustomRewardConfig` does not have (yet) fails alone, with its reason.
 
 Results go to `<output_dir>/results.json` after every (variant, fold) cell; a rerun resumes it (cells already done
 are skipped; the setup must match), so `--run_folds` / `--variants` can split a long run across sessions. Per
@@ -31,6 +37,7 @@ per-fold difference of the mean accuracy to `--reference`, and `<output_dir>/kfo
 
 import argparse
 import dataclasses
+import glob
 import hashlib
 import json
 import math
@@ -45,11 +52,11 @@ from types import SimpleNamespace
 
 import torch
 from datasets import Dataset
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, EarlyStoppingCallback
 from trl import RewardConfig, RewardTrainer
 
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
-from trl_custom.data import DSP_DOMAINS, DSP_RESPONSE_KEYS, dsp_pairs, load_dsp_queries
+from trl_custom.data import DSP_DOMAINS, DSP_RESPONSE_KEYS, dsp_pairs, load_dsp_queries, load_general_pairs
 from trl_custom.evaluation import evaluate_reward_model, new_figure, save_figure
 from trl_custom.models import resolve_model_path
 
@@ -69,6 +76,9 @@ class Variant:
     wordcut: bool = False  # train and evaluate on queries / responses cut to their first 32 / 60 words
     listwise: bool = False  # one row per (query, domain), `rejected` = the list of the other responses
     prompt_suffix: str = ""  # appended to every query (train and eval), e.g. " [SEP] " between query and response
+    start: str = "pretrained"  # "pretrained", or "general": the stage-2 general RM (trained once, `--general_files`)
+    dev_fraction: float = 0.0  # training queries held out as the dev split of early stopping (by query)
+    early_stopping_patience: int | None = None  # evaluations without a better dev loss before training stops
 
 
 VARIANTS = {
@@ -76,6 +86,9 @@ VARIANTS = {
     "text": Variant(config={"condition_mode": "text"}),
     "text-wordcut": Variant(config={"condition_mode": "text"}, wordcut=True),
     "embedding": Variant(config={"condition_mode": "embedding", "condition_learning_rate": 1e-2}),
+    "text-embedding": Variant(
+        config={"condition_mode": "embedding", "condition_in_text": True, "condition_learning_rate": 1e-2}
+    ),
     "text-keep-start": Variant(config={"condition_mode": "text", "truncation_mode": "keep_start"}),
     "text-prompt-budget": Variant(
         config={"condition_mode": "text", "truncation_mode": "keep_start", "max_prompt_length": 48}
@@ -103,6 +116,24 @@ VARIANTS = {
     ),
     "text-warmup": Variant(config={"condition_mode": "text", "warmup_ratio": 0.1}),
     "text-2epochs": Variant(config={"condition_mode": "text", "num_train_epochs": 2}),
+    "text-early-stop": Variant(
+        config={
+            "condition_mode": "text",
+            "num_train_epochs": 3,
+            "eval_strategy": "steps",
+            "eval_steps": 1 / 12,  # 4 evaluations per epoch
+            "save_strategy": "steps",
+            "save_steps": 1 / 12,
+            "save_total_limit": 2,
+            "load_best_model_at_end": True,
+            "metric_for_best_model": "eval_loss",
+            "greater_is_better": False,
+            "per_device_eval_batch_size": 64,
+        },
+        dev_fraction=0.1,
+        early_stopping_patience=2,
+    ),
+    "text-from-general": Variant(config={"condition_mode": "text"}, start="general"),
 }
 # transformers 5 dropped `warmup_ratio`: a float `warmup_steps` < 1 is the ratio (used while the config lacks it)
 FIELD_ALIASES = {"warmup_ratio": "warmup_steps"}
@@ -126,6 +157,10 @@ def parse_args(argv=None):
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--learning_rate", type=float, default=5e-5)
     parser.add_argument("--max_length", type=int, default=160)
+    parser.add_argument(
+        "--general_files", nargs="+", default=[], help="General preference files of the stage-2 RM (start='general')."
+    )
+    parser.add_argument("--general_pairs", type=int, default=2000, help="Pairs of the stage-2 general RM.")
     parser.add_argument("--keep_models", action="store_true", help="Keep each cell's model (~90 MB) on disk.")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -238,10 +273,58 @@ def planned_steps(variant, n_rows, args):
     return math.ceil(math.ceil(n_rows / args.batch_size) * epochs)
 
 
-def train_ours(variant, dataset, out_dir, model_path, args):
+def dev_split(variant, queries, seed):
+    """The fold's training queries without, and with only, the variant's dev split (`dev_fraction` of them)."""
+    if not variant.dev_fraction:
+        return queries, []
+    order = list(range(len(queries)))
+    random.Random(seed + 1).shuffle(order)
+    dev = set(order[: max(1, round(variant.dev_fraction * len(queries)))])
+    return [q for i, q in enumerate(queries) if i not in dev], [q for i, q in enumerate(queries) if i in dev]
+
+
+def general_rm(model_path, args):
+    """
+    The stage-2 general reward model: the pretrained model trained on `--general_pairs` pairs of `--general_files`
+    (taken in turn from each file), with the common budget; trained once per `--output_dir` and reused (no DSP data
+    in it, so every fold may start from it).
+    """
+    if not args.general_files:
+        raise VariantUnavailable("start='general' needs --general_files (helpful/harmless/webgpt JSON files)")
+    out_dir = os.path.join(args.output_dir, "general-rm")
+    stamp = os.path.join(out_dir, "benchmark_setup.json")
+    setup = {"files": [os.path.basename(f) for f in args.general_files], "pairs": args.general_pairs}
+    setup |= {k: getattr(args, k) for k in ("model", "batch_size", "learning_rate", "max_length", "seed")}
+    if os.path.isfile(stamp):
+        with open(stamp) as f:
+            if json.load(f) == setup:
+                return out_dir
+    per_file = [load_general_pairs(f, skip_empty=True).shuffle(seed=args.seed) for f in args.general_files]
+    rows = []
+    for i in range(max(len(d) for d in per_file)):
+        rows += [d[i] for d in per_file if i < len(d)]
+    rows = [{k: row[k] for k in ("prompt", "chosen", "rejected")} for row in rows[: args.general_pairs]]
+    print(f"general RM: {len(rows)} pairs of {', '.join(setup['files'])}", flush=True)
+    config = CustomRewardConfig(out_dir, **common_kwargs(args))
+    trainer = CustomRewardTrainer(model_path, args=config, train_dataset=Dataset.from_list(rows))
+    trainer.train()
+    trainer.save_model(out_dir)
+    with open(stamp, "w") as f:
+        json.dump(setup, f, indent=2)
+    return out_dir
+
+
+def train_ours(variant, dataset, out_dir, model_path, args, dev_dataset=None):
     config = CustomRewardConfig(out_dir, **{**common_kwargs(args), **config_kwargs(variant)})
+    callbacks = []
+    if variant.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=variant.early_stopping_patience))
+    if variant.start == "general":
+        model_path = general_rm(model_path, args)
     try:
-        trainer = CustomRewardTrainer(model_path, args=config, train_dataset=dataset)
+        trainer = CustomRewardTrainer(
+            model_path, args=config, train_dataset=dataset, eval_dataset=dev_dataset, callbacks=callbacks
+        )
     except Exception as error:
         if not variant.listwise:
             raise
@@ -251,6 +334,8 @@ def train_ours(variant, dataset, out_dir, model_path, args):
     trainer.train()
     seconds = time.perf_counter() - start
     trainer.save_model(out_dir)
+    for checkpoint in glob.glob(os.path.join(out_dir, "checkpoint-*")):  # early stopping's (the best is loaded)
+        shutil.rmtree(checkpoint)
     return seconds, trainer.state.global_step
 
 
@@ -332,7 +417,9 @@ def evaluate(variant, path, test_queries, args):
 def run_cell(name, fold, train_queries, test_queries, model_path, args):
     variant = VARIANTS[name]
     out_dir = os.path.join(args.output_dir, "models", name, f"fold{fold}")
+    train_queries, dev_queries = dev_split(variant, train_queries, args.seed)
     dataset = train_data(variant, train_queries)
+    dev_dataset = train_data(variant, dev_queries) if dev_queries else None
     steps = planned_steps(variant, len(dataset), args)
     print(
         f"{name} fold {fold}: {len(train_queries)} training queries -> {len(dataset)} "
@@ -344,7 +431,7 @@ def run_cell(name, fold, train_queries, test_queries, model_path, args):
     if variant.trainer == "stock":
         seconds, done_steps = train_by_hand(dataset, out_dir, model_path, args)
     else:
-        seconds, done_steps = train_ours(variant, dataset, out_dir, model_path, args)
+        seconds, done_steps = train_ours(variant, dataset, out_dir, model_path, args, dev_dataset)
     cell = evaluate(variant, out_dir, test_queries, args)
     cell.update(
         train_queries=len(train_queries),

@@ -200,6 +200,37 @@ def test_dsp_kfold_benchmark_runs_and_resumes(tmp_path):
     assert json.loads((out / "results.json").read_text())["cells"] == results["cells"]
 
 
+def test_dsp_kfold_early_stopping_and_general_start(tmp_path):
+    """`text-early-stop` trains on the fold minus its dev split and keeps the best checkpoint; `text-from-general`
+    starts from a general RM trained once and reused."""
+    from toy import save_reward_model
+
+    from trl_custom.data.demo import make_demo_dsp_queries
+
+    dsp_file = tmp_path / "dsp.json"
+    dsp_file.write_text(json.dumps(make_demo_dsp_queries(num_queries=10)))
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "benchmarks/dsp_kfold.py"), "--dsp_file", str(dsp_file)]
+    command += ["--output_dir", str(out), "--model", save_reward_model(tmp_path, arch="bert", kind="bert")]
+    command += ["--general_files", str(tiny_general_file(tmp_path / "general.json")), "--general_pairs", "8"]
+    command += "--folds 2 --run_folds 0 --variants text-early-stop text-from-general --max_length 64".split()
+    result = run_offline(command, ROOT)
+
+    results = json.loads((out / "results.json").read_text())
+    assert not results["errors"], results["errors"]
+    early = results["cells"]["text-early-stop"]["0"]
+    assert early["train_queries"] == 4  # 5 training queries, 1 held out as the dev split
+    assert 0 < early["steps"] <= 12  # 4 queries x 16 pairs / 16 = 4 steps per epoch, 3 epochs at most
+    assert "general RM: 8 pairs of general.json" in result.stdout
+    assert json.loads((out / "general-rm" / "benchmark_setup.json").read_text())["pairs"] == 8
+    assert not list((out / "models").glob("*/fold0/checkpoint-*"))
+
+    command[command.index("--run_folds") + 1] = "1"
+    again = run_offline(command, ROOT)  # the general RM is reused for the next fold
+    assert "general RM:" not in again.stdout
+    assert set(json.loads((out / "results.json").read_text())["cells"]["text-from-general"]) == {"0", "1"}
+
+
 def test_dsp_kfold_folds_and_listwise_rows():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:

@@ -112,9 +112,8 @@ def test_pooling_options_are_checked(tmp_path):
     tokenizer = make_tokenizer("causal")
     args = cpu_config(CustomRewardConfig, tmp_path, pooling="mean", max_steps=1)
     with pytest.raises(ValueError, match="LlamaForSequenceClassification has none"):
-        CustomRewardTrainer(
-            make_reward_model("llama", tokenizer), args=args, train_dataset=conditioned_pairs(), processing_class=tokenizer
-        )
+        model = make_reward_model("llama", tokenizer)
+        CustomRewardTrainer(model, args=args, train_dataset=conditioned_pairs(), processing_class=tokenizer)
     tokenizer = make_tokenizer("bert")
     with pytest.raises(ValueError, match="pooling='mean' is not supported with a PEFT adapter"):
         CustomRewardTrainer(

@@ -51,6 +51,8 @@ class ConditioningSpec:
             used as the system message (conversational format).
         num_tokens (`int`): Soft tokens per condition (embedding mode).
         strict (`bool`): Raise on unknown condition values instead of falling back to the generic entry.
+        in_text (`bool`): Embedding mode: the condition is also rendered into the input with `template` (text and
+            soft tokens together).
     """
 
     mode: str = "none"
@@ -59,13 +61,21 @@ class ConditioningSpec:
     template: str = "Preference domain: {condition}.\n\n"
     num_tokens: int = 4
     strict: bool = False
+    in_text: bool = False
 
     def __post_init__(self):
         if self.mode not in CONDITION_MODES:
             raise ValueError(f"Unknown condition mode {self.mode!r}; choose one of {CONDITION_MODES}.")
+        if self.in_text and self.mode != "embedding":
+            raise ValueError(f"in_text=True adds the condition's text to embedding mode, not to mode {self.mode!r}.")
         self.conditions = [str(c) for c in self.conditions]
         if len(set(self.conditions)) != len(self.conditions):
             raise ValueError(f"Duplicate values in `conditions`: {self.conditions}.")
+
+    @property
+    def renders_text(self) -> bool:
+        """Whether the condition is rendered into the input text (text mode, or embedding mode with `in_text`)."""
+        return self.mode == "text" or self.in_text
 
     @property
     def names(self) -> list[str]:

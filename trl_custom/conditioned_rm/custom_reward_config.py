@@ -43,6 +43,10 @@ class CustomRewardConfig(RewardConfig):
             Text-mode template; prefix of the prompt (standard data) or system message (conversational data).
         num_condition_tokens (`int`, *optional*, defaults to `4`):
             Soft tokens per condition in embedding mode.
+        condition_in_text (`bool`, *optional*, defaults to `False`):
+            Embedding mode: render the condition into the input with `condition_template` as well, so the model
+            reads both its name (as text mode does) and its soft tokens. Saved in `conditioning.json` (`in_text`),
+            so scorers render it too. Not with `condition_dropout` (the text would still name a dropped condition).
         condition_learning_rate (`float` or `None`, *optional*, defaults to `None`):
             Embedding mode: learning rate of the condition table (its own optimizer group, no weight decay); `None`
             uses `learning_rate`. The table starts at the scale of token embeddings and must move far from its
@@ -110,6 +114,9 @@ class CustomRewardConfig(RewardConfig):
         metadata={"help": "Text-mode template with a {condition} field."},
     )
     num_condition_tokens: int = field(default=4, metadata={"help": "Soft tokens per condition (embedding mode)."})
+    condition_in_text: bool = field(
+        default=False, metadata={"help": "Embedding mode: also render the condition with condition_template."}
+    )
     condition_learning_rate: float | None = field(
         default=None, metadata={"help": "Learning rate of the condition table (embedding mode)."}
     )
@@ -154,7 +161,8 @@ class CustomRewardConfig(RewardConfig):
             )
         if self.long_pair_policy not in LONG_PAIR_POLICIES:
             raise ValueError(f"long_pair_policy={self.long_pair_policy!r}: choose one of {LONG_PAIR_POLICIES}.")
-        if self.condition_mode in ("text", AUTO_CONDITION_MODE) and "{condition}" not in self.condition_template:
+        renders = self.condition_mode in ("text", AUTO_CONDITION_MODE) or self.condition_in_text
+        if renders and "{condition}" not in self.condition_template:
             raise ValueError(
                 f"condition_template={self.condition_template!r} has no '{{condition}}' field: add one, e.g. "
                 "'Preference domain: {condition}.\\n\\n'."
@@ -167,6 +175,16 @@ class CustomRewardConfig(RewardConfig):
             raise ValueError(
                 f"condition_learning_rate only applies to condition_mode='embedding' (got {self.condition_mode!r}): "
                 "set condition_mode='embedding', or leave condition_learning_rate unset."
+            )
+        if self.condition_in_text and self.condition_mode != "embedding":
+            raise ValueError(
+                f"condition_in_text adds the condition's text to condition_mode='embedding' (got "
+                f"{self.condition_mode!r}): set condition_mode='embedding', or condition_in_text=False."
+            )
+        if self.condition_in_text and self.condition_dropout > 0:
+            raise ValueError(
+                "condition_dropout trains pairs with the generic entry, but condition_in_text would still name their "
+                "condition in the text: set one of them off."
             )
         if self.condition_dropout > 0 and self.condition_mode != "embedding":
             raise ValueError(

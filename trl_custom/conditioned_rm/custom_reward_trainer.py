@@ -212,6 +212,8 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
                     f"The model's condition table was trained for conditions {saved.conditions}, but "
                     f"`conditions={list(conditions)}` was given. Leave `conditions` unset to continue training it."
                 )
+            if saved.in_text != args.condition_in_text:
+                raise ValueError(f"The model was trained with condition_in_text={saved.in_text}: set it the same.")
             conditions = saved.conditions
         if conditions is None:
             conditions = CustomRewardTrainer._distinct_conditions(args, mode, train_dataset, "train")
@@ -228,6 +230,7 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
             template=args.condition_template,
             num_tokens=args.num_condition_tokens,
             strict=args.strict_conditions,
+            in_text=args.condition_in_text,
         )
 
     @staticmethod
@@ -291,7 +294,7 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
         with global_then_local_main_first():
             if isinstance(dataset, IterableDataset) and not tokenized:  # checked as the rows are read
                 dataset = dataset.map(check_row, with_indices=True, fn_kwargs={"dataset_name": dataset_name})
-            if spec.mode == "text" and not tokenized:
+            if spec.renders_text and not tokenized:
                 dataset = dataset.map(
                     render_condition_columns,
                     fn_kwargs={"spec": spec},
@@ -335,7 +338,7 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
         # `condition_ids` present: prepared by this trainer already (e.g. `trainer.eval_dataset` given to `evaluate`)
         prepared = "condition_ids" in column_names
         if tokenized:
-            if spec.mode == "text" and not prepared:
+            if spec.renders_text and not prepared:
                 raise ValueError(
                     f"The {dataset_name} dataset is already tokenized (chosen_ids/rejected_ids), so the condition "
                     "cannot be rendered into it in text mode. Pass the raw text columns, or use "

@@ -38,7 +38,7 @@ def apply_text_condition(
     Render `condition` into the input (text mode): prefix of the prompt (standard format) or system message
     (conversational format); with an implicit prompt, into each response. Absent conditions render nothing.
     """
-    if spec.mode != "text" or is_missing_condition(condition):
+    if not spec.renders_text or is_missing_condition(condition):
         return prompt, responses
     prefix = spec.render(condition)
 

@@ -344,6 +344,8 @@ def _reward_card(model_name: str, spec: ConditioningSpec, pooling: str = "model"
         ]
         if spec.mode == "embedding":
             rows.append(("soft tokens per condition", spec.num_tokens))
+        if spec.in_text:
+            rows.append(("condition also in the text", f"`{spec.template!r}`"))
         lines += ["", "## Conditions", "", _table(rows), "", f"Known values: {_listed(spec.conditions)}."]
     lines += ["", "## Usage", "", "```python", "from trl_custom import ConditionedRewardFunction, RewardScorer", ""]
     example = spec.conditions[0] if spec.conditions else None
