@@ -6,6 +6,7 @@ import pytest
 import torch
 from peft import LoraConfig
 from toy import conditioned_pairs, cpu_config, make_reward_model, make_tokenizer
+from toy import save_reward_model as save_toy_model
 from transformers import AutoModelForSequenceClassification
 
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer, fit_new_condition, save_reward_model
@@ -114,12 +115,25 @@ def test_pooling_options_are_checked(tmp_path):
     with pytest.raises(ValueError, match="LlamaForSequenceClassification has none"):
         model = make_reward_model("llama", tokenizer)
         CustomRewardTrainer(model, args=args, train_dataset=conditioned_pairs(), processing_class=tokenizer)
+
+
+def test_mean_pooling_with_a_lora_adapter_is_saved_beside_it(tmp_path):
+    """An adapter folder has no config.json of its own: the pooling goes to trl_custom_settings.json."""
     tokenizer = make_tokenizer("bert")
-    with pytest.raises(ValueError, match="pooling='mean' is not supported with a PEFT adapter"):
-        CustomRewardTrainer(
-            make_reward_model("bert", tokenizer),
-            args=args,
-            train_dataset=conditioned_pairs(),
-            processing_class=tokenizer,
-            peft_config=LoraConfig(task_type="SEQ_CLS", target_modules=["query", "value"]),
-        )
+    args = cpu_config(CustomRewardConfig, tmp_path, pooling="mean", max_steps=2, max_length=64, learning_rate=1e-2)
+    trainer = CustomRewardTrainer(
+        save_toy_model(tmp_path, "bert"),  # a path: the adapter folder names its base model
+        args=args,
+        train_dataset=alpha_wins(),
+        processing_class=tokenizer,
+        peft_config=LoraConfig(task_type="SEQ_CLS", target_modules=["query", "value"]),
+    )
+    trainer.train()
+    path = str(tmp_path / "rm")
+    trainer.save_model(path)
+    with open(f"{path}/trl_custom_settings.json") as f:
+        assert json.load(f) == {POOLING_CONFIG_ATTRIBUTE: "mean"}
+    prompts, responses = ["question about t3 "] * 2, ["answer alpha w1", "answer beta w1 w2 w3"]
+    trained = RewardScorer(trainer.model.eval(), tokenizer, max_length=64).score(prompts, responses)
+    reloaded = RewardScorer.from_pretrained(path, tokenizer=tokenizer, max_length=64)
+    assert reloaded.score(prompts, responses) == pytest.approx(trained, abs=1e-5)

@@ -2,7 +2,7 @@
 
 import pytest
 from datasets import Dataset
-from toy import cpu_config, make_reward_model, make_tokenizer
+from toy import cpu_config, make_reward_model, make_tokenizer, save_reward_model
 
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
 from trl_custom.conditioned_rm.encoding import truncate_sequence
@@ -65,3 +65,25 @@ def test_truncation_options_are_checked(tmp_path):
         cpu_config(CustomRewardConfig, tmp_path, truncation_mode="middle")
     with pytest.raises(ValueError, match="max_prompt_length=64 must be >= 1 and below max_length=64"):
         cpu_config(CustomRewardConfig, tmp_path, max_length=64, max_prompt_length=64)
+
+
+def test_truncation_of_a_lora_reward_model_is_restored_with_its_adapter(tmp_path):
+    """A LoRA folder has no config.json of its own: the truncation goes to trl_custom_settings.json."""
+    from peft import LoraConfig
+
+    tokenizer = make_tokenizer("causal")
+    args = cpu_config(
+        CustomRewardConfig, tmp_path, max_steps=1, max_length=24, truncation_mode="keep_start", max_prompt_length=10
+    )
+    trainer = CustomRewardTrainer(
+        save_reward_model(tmp_path, "qwen2"),  # a path: the adapter folder names its base model
+        args=args,
+        train_dataset=long_pairs(),
+        processing_class=tokenizer,
+        peft_config=LoraConfig(task_type="SEQ_CLS", target_modules=["q_proj"]),
+    )
+    trainer.train()
+    trainer.save_model(str(tmp_path / "rm"))
+    scorer = RewardScorer.from_pretrained(str(tmp_path / "rm"), tokenizer=tokenizer, max_length=24)
+    example, row = long_pairs()[0], trainer.train_dataset[0]
+    assert scorer.encode(example["prompt"], example["chosen"], example["domain"]) == row["chosen_ids"]

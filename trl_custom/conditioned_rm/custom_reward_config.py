@@ -83,10 +83,10 @@ class CustomRewardConfig(RewardConfig):
             What the reward head reads: `"model"`, the model's own pooling, as TRL (BERT's `[CLS]` pooler, a
             decoder's last token); `"mean"`, the mean of the encoder's last hidden states over the sequence's tokens,
             the sentence embedding that sentence-transformers encoders (all-MiniLM-L6-v2, ...) were trained to
-            produce. `"mean"`
-            needs an encoder whose head reads a pooler (BERT family), no PEFT adapter and `padding_free=False`; it is
-            recorded in `config.json` (`trl_custom_pooling`), so [`load_reward_model`], [`RewardScorer`] and
-            [`ConditionedRewardFunction`] pool the same way (a plain `transformers` pipeline would not).
+            produce. `"mean"` needs an encoder whose head reads a pooler (BERT family) and `padding_free=False`. It is
+            recorded in `config.json` (`trl_custom_pooling`; beside a LoRA adapter: `trl_custom_settings.json`), so
+            [`load_reward_model`], [`RewardScorer`] and [`ConditionedRewardFunction`] pool the same way (a plain
+            `transformers` pipeline would not).
 
         > Batching
 

@@ -33,7 +33,6 @@ from .conditioning import (
 )
 from .custom_reward_config import AUTO_CONDITION_MODE, CustomRewardConfig
 from .encoding import (
-    TRUNCATION_CONFIG_ATTRIBUTE,
     completion_start,
     render_condition_columns,
     without_missing_eos,
@@ -47,8 +46,9 @@ from .listwise import (
     regroup_listwise,
 )
 from .metrics import log_our_metrics, log_trl_metrics
+from .model_settings import record_input_settings, save_adapter_settings
 from .preparation import check_row, condition_id, enforce_max_length, validate_rows
-from .reward_head import apply_pooling, with_trained_reward_head
+from .reward_head import with_trained_reward_head
 
 
 logger = logging.getLogger(__name__)
@@ -146,13 +146,7 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
             self.data_collator.pad_token_id = self.processing_class.pad_token_id
         unwrapped = self.accelerator.unwrap_model(self.model)
         unwrapped.trl_custom_conditioning = self.conditioning  # scorers and exporters read the spec from the model
-        if args.truncation_mode != "head_tail" or args.max_prompt_length is not None:  # saved in config.json
-            setattr(
-                unwrapped.config,
-                TRUNCATION_CONFIG_ATTRIBUTE,
-                {"truncation_mode": args.truncation_mode, "max_prompt_length": args.max_prompt_length},
-            )
-        apply_pooling(unwrapped, args.pooling)  # recorded in config.json, like the truncation
+        record_input_settings(unwrapped, args)  # truncation and pooling, saved with the model
         self.condition_table = None
         if self.conditioning.mode == "embedding":
             self.condition_table = attach_condition_table(unwrapped, self.conditioning)
@@ -553,6 +547,8 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
             state_dict, table = split_attached_state(state_dict, CONDITION_TABLE_ATTRIBUTE)
             table_state = table["weight"] if table else get_condition_table(self.model).weight
         super()._save(output_dir, state_dict=state_dict)
+        if self.args.should_save:  # an adapter folder has no config.json to hold the truncation and pooling
+            save_adapter_settings(self.accelerator.unwrap_model(self.model), output_dir)
         if self.args.should_save and self.conditioning.mode != "none":
             self.conditioning.save(output_dir)
             if self.conditioning.mode == "embedding":

@@ -128,19 +128,15 @@ def apply_pooling(model: nn.Module, pooling: str) -> None:
     the encoder's pooled output the mean of its last hidden states over the attention mask (the sentence embedding that
     sentence-transformers encoders such as all-MiniLM-L6-v2 were trained to produce), which the classification head
     then reads: a forward hook on the encoder, no new parameter (the `[CLS]` pooler's weights are kept, unused), and
-    `trl_custom_pooling: "mean"` in the config, so that [`load_reward_model`] pools the same way after a reload. Models
-    whose head reads no pooler (decoders, RoBERTa-style heads) and PEFT-wrapped models (an adapter save has no
-    config.json to record the pooling in) are refused.
+    `trl_custom_pooling: "mean"` in the config (beside a LoRA adapter: `trl_custom_settings.json`), so that
+    [`load_reward_model`] pools the same way after a reload. Models whose head reads no pooler (decoders, RoBERTa-style
+    heads) are refused.
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling={pooling!r}: choose one of {POOLINGS}.")
     if pooling == "model":
         return
-    if hasattr(model, "get_base_model"):
-        raise ValueError(
-            "pooling='mean' is not supported with a PEFT adapter yet (the adapter's save has no config.json to "
-            "record it in): train the encoder fully (it is small), or use pooling='model'."
-        )
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model  # under a PEFT wrapper
     encoder = getattr(model, "base_model", None)
     if encoder is None or encoder is model or not isinstance(getattr(encoder, "pooler", None), nn.Module):
         raise ValueError(

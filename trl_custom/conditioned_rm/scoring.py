@@ -28,6 +28,7 @@ from .encoding import (
     render_reward_text,
     truncate_sequence,
 )
+from .model_settings import restore_adapter_settings
 from .reward_head import apply_pooling, get_pooling
 
 
@@ -38,8 +39,9 @@ def load_reward_model(
     Load a reward model saved by [`CustomRewardTrainer`] (or any sequence-classification reward model).
 
     Restores the LoRA adapter (when `adapter_config.json` is present, on top of its base model), the conditioning
-    spec, in embedding mode the condition table, and the pooling of training (`pooling="mean"`, recorded in
-    `config.json`). The spec is also set as `model.trl_custom_conditioning`.
+    spec, in embedding mode the condition table, and how training read the inputs (truncation, `pooling="mean"`:
+    recorded in `config.json`, or `trl_custom_settings.json` beside an adapter). The spec is also set as
+    `model.trl_custom_conditioning`.
 
     Args:
         path (`str`): Directory written by `trainer.save_model(path)`.
@@ -66,6 +68,7 @@ def load_reward_model(
             )
         with torch.no_grad():
             table.weight.copy_(weights.to(table.weight.dtype))
+    restore_adapter_settings(model, path)  # a LoRA folder's truncation and pooling
     apply_pooling(model, get_pooling(model))  # the pooling of training (`trl_custom_pooling` in config.json)
     model.trl_custom_conditioning = spec
     model.eval()

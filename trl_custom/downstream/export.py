@@ -36,6 +36,7 @@ from ..conditioned_rm.conditioning import (
     save_condition_table,
     uses_last_token_pooling,
 )
+from ..conditioned_rm.model_settings import save_adapter_settings, saved_settings
 from ..conditioned_rm.reward_head import POOLING_CONFIG_ATTRIBUTE
 from ..personalized_dpo.user_model import (
     USER_MODEL_ATTRIBUTE,
@@ -104,6 +105,7 @@ def save_reward_model(
         model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
 
     def save_conditioning(directory: str) -> None:
+        save_adapter_settings(model, directory)  # a LoRA folder's truncation and pooling
         if spec.mode != "none":
             spec.save(directory)
         if spec.mode == "embedding":
@@ -195,7 +197,8 @@ def write_model_card(
         with open(user_model_path, encoding="utf-8") as f:
             body, data = _policy_card(model_name, UserModelConfig(**json.load(f)))
     else:
-        body, data = _reward_card(model_name, ConditioningSpec.load(directory), _saved_pooling(directory))
+        pooling = saved_settings(directory).get(POOLING_CONFIG_ATTRIBUTE) or "model"
+        body, data = _reward_card(model_name, ConditioningSpec.load(directory), pooling)
     data.base_model = base_model
     sections = [
         body,
@@ -302,15 +305,6 @@ def _listed(values: list[str]) -> str:
 
 def _table(rows: list[tuple[str, Any]]) -> str:
     return "\n".join(["| | |", "|---|---|"] + [f"| {key} | {value} |" for key, value in rows])
-
-
-def _saved_pooling(directory: str | os.PathLike) -> str:
-    """The `pooling` a saved reward model was trained with (`trl_custom_pooling` in its config.json)."""
-    path = os.path.join(directory, "config.json")
-    if not os.path.isfile(path):
-        return "model"
-    with open(path) as f:
-        return json.load(f).get(POOLING_CONFIG_ATTRIBUTE) or "model"
 
 
 def _reward_card(model_name: str, spec: ConditioningSpec, pooling: str = "model") -> tuple[str, ModelCardData]:
