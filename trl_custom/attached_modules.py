@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from .models import unwrap_peft
+
 
 def find_attached(model: nn.Module, attribute: str, module_class: type[nn.Module]) -> nn.Module | None:
     """The `module_class` instance attached as `attribute` anywhere in a (PEFT/DDP-wrapped) model, if any."""
@@ -28,7 +30,7 @@ def attach(model: nn.Module, attribute: str, module: nn.Module) -> nn.Module:
     Register `module` as `attribute` of the underlying `PreTrainedModel` (the PEFT base model when wrapped). Attach
     after PEFT wrapping: the module then stays trainable, and the optimizer and DDP/DeepSpeed wrappers see it.
     """
-    owner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    owner = unwrap_peft(model)
     setattr(owner, attribute, module)
     return module
 

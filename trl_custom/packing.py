@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from .models import unwrap_peft
+
 
 # transformers builds the packed mask from `position_ids` for these (masking_utils / modeling_flash_attention_utils)
 MASKED_PACKING_ATTENTION = ("sdpa", "eager", "flex_attention")
@@ -49,7 +51,7 @@ class PackedLayout:
 
 def attention_implementation(model: nn.Module) -> str:
     """The attention implementation of a (possibly PEFT-wrapped) model, e.g. `"sdpa"`."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = unwrap_peft(model)
     config = inner.config.get_text_config()
     return str(getattr(config, "_attn_implementation", None) or "eager")
 
@@ -60,7 +62,7 @@ def check_packable(model: nn.Module, decoder: bool = True) -> None:
     positions and a bidirectional mask that transformers does not split by `position_ids`) and attention
     implementations that do not build a packed mask.
     """
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = unwrap_peft(model)
     name = type(inner).__name__
     if not decoder:
         raise ValueError(

@@ -27,6 +27,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from ..attached_modules import attach, find_attached, input_embedding_stats
+from ..models import unwrap_peft
 from ..packing import VARLEN_PACKING_ATTENTION, attention_implementation, pack, plan_packing, unpack
 
 
@@ -195,7 +196,7 @@ def check_position_budget(config: Any, max_length: int | None, num_tokens: int) 
 
 def uses_last_token_pooling(model: nn.Module) -> bool:
     """True for decoder reward models (a `score` head read at the last token), False for CLS-pooled encoders."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = unwrap_peft(model)
     return hasattr(inner, "score")
 
 
@@ -329,7 +330,7 @@ def reward_forward(
 
 def reward_head(model: nn.Module) -> nn.Module:
     """The last-token reward head (`score`) of a (possibly PEFT-wrapped) decoder reward model."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = unwrap_peft(model)
     return inner.score
 
 

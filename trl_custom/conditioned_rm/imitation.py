@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
+from ..models import unwrap_peft
 from .conditioning import uses_last_token_pooling
 
 
@@ -20,7 +21,7 @@ def lm_head_weight(model: nn.Module) -> torch.Tensor:
     Raises a `ValueError` naming the backbone when there is none (encoders such as BERT/MiniLM, untied decoders whose
     `lm_head` was dropped when loading them as sequence classifiers).
     """
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = unwrap_peft(model)
     name = type(inner).__name__
     if not uses_last_token_pooling(inner):
         raise ValueError(

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch.nn as nn
 
+from ..models import unwrap_peft
 from .encoding import TRUNCATION_CONFIG_ATTRIBUTE
 from .reward_head import POOLING_CONFIG_ATTRIBUTE, apply_pooling
 
@@ -23,7 +24,7 @@ SETTINGS_ATTRIBUTES = (TRUNCATION_CONFIG_ATTRIBUTE, POOLING_CONFIG_ATTRIBUTE)
 
 
 def _config(model: nn.Module) -> Any:
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = unwrap_peft(model)
     return inner.config
 
 
@@ -57,7 +58,7 @@ def recorded_settings(model: nn.Module) -> dict[str, Any]:
 def save_adapter_settings(model: nn.Module, directory: str | os.PathLike) -> None:
     """Write the settings of a PEFT-wrapped model beside its adapter (a full model has them in its config.json)."""
     settings = recorded_settings(model)
-    if hasattr(model, "get_base_model") and settings:
+    if unwrap_peft(model) is not model and settings:  # a PEFT-wrapped model
         with open(os.path.join(directory, SETTINGS_FILE), "w", encoding="utf-8") as f:
             json.dump(settings, f, indent=2)
 

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
+from ..models import unwrap_peft
+
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ def reward_head_name(model: str | nn.Module, args: Any = None) -> str | None:
         )
         with torch.device("meta"):
             model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code)
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = unwrap_peft(model)
     return next((name for name in REWARD_HEAD_NAMES if isinstance(getattr(inner, name, None), nn.Module)), None)
 
 
@@ -116,7 +118,7 @@ def _mean_pooled_output(module: nn.Module, args: tuple, kwargs: dict, output: An
 
 def get_pooling(model: nn.Module) -> str:
     """The pooling a model was trained with (`"mean"` when its config records it, else `"model"`)."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = unwrap_peft(model)
     return getattr(inner.config, POOLING_CONFIG_ATTRIBUTE, None) or "model"
 
 
@@ -136,7 +138,7 @@ def apply_pooling(model: nn.Module, pooling: str) -> None:
         raise ValueError(f"pooling={pooling!r}: choose one of {POOLINGS}.")
     if pooling == "model":
         return
-    model = model.get_base_model() if hasattr(model, "get_base_model") else model  # under a PEFT wrapper
+    model = unwrap_peft(model)  # under a PEFT wrapper
     encoder = getattr(model, "base_model", None)
     if encoder is None or encoder is model or not isinstance(getattr(encoder, "pooler", None), nn.Module):
         raise ValueError(

@@ -156,9 +156,10 @@ class RewardScorer:
 
     def render_text(self, prompt: Any, response: Any, condition: Any = None) -> str:
         """The raw text of `(prompt, response, condition)` for a text pipeline, see [`render_reward_text`]."""
-        if get_pooling(self.model) != "model":
+        pooling = get_pooling(self.model)
+        if pooling != "model":
             raise ValueError(
-                f"This reward model pools with pooling={get_pooling(self.model)!r}, which a transformers text "
+                f"This reward model pools with pooling={pooling!r}, which a transformers text "
                 "pipeline does not do (it would read the [CLS] pooler): score it with RewardScorer.score or "
                 "ConditionedRewardFunction."
             )
