@@ -36,7 +36,7 @@ import torch
 
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer, fit_new_condition
 from trl_custom.data import DSP_DOMAINS, dsp_pairs, load_dsp_queries, split_dsp_queries
-from trl_custom.evaluation import evaluate_reward_model, new_figure, save_figure
+from trl_custom.evaluation import evaluate_pairs, evaluate_reward_model, new_figure, save_figure
 from trl_custom.models import resolve_model_path
 
 
@@ -138,13 +138,9 @@ def accuracies(scorer, queries, condition="auto"):
     return result["dsp"], cache
 
 
-def domain_accuracy(scorer, pairs, condition):
-    """Accuracy on `pairs` scored with `condition` (each distinct (prompt, response) scored once)."""
-    texts = sorted({(row["prompt"], row[side]) for row in pairs for side in ("chosen", "rejected")})
-    rewards = scorer.score([p for p, _ in texts], [r for _, r in texts], conditions=[condition] * len(texts))
-    score = dict(zip(texts, rewards, strict=True))
-    wins = [score[(row["prompt"], row["chosen"])] > score[(row["prompt"], row["rejected"])] for row in pairs]
-    return statistics.mean(float(win) for win in wins)
+def dev_accuracy(scorer, pairs, held):
+    """Accuracy on the held-out domain's dev pairs, each scored under its own domain (ties count as errors)."""
+    return evaluate_pairs(scorer, pairs, with_heatmap=False, progress=False)["pairs"][held]
 
 
 def capped_epochs(k, epochs, args):
@@ -183,11 +179,11 @@ def select_settings(models, pools, dev_queries, args):
         dev_pairs = dsp_pairs(dev_queries, domains=[held])
         for lr, epochs in grids["fit"]:
             fitted, _ = fit_row(emb_path, held, shots, lr, epochs, args)
-            dev["fit"][f"{lr:g}:{epochs}"][held] = domain_accuracy(fitted, dev_pairs, held)
+            dev["fit"][f"{lr:g}:{epochs}"][held] = dev_accuracy(fitted, dev_pairs, held)
         for lr, epochs in grids["finetune"]:
             out_dir = os.path.join(args.output_dir, held, "select-finetune")
             tuned = train(text_path, shots, out_dir, args, "text", epochs, lr)
-            dev["finetune"][f"{lr:g}:{epochs}"][held] = domain_accuracy(scorer_of(tuned, args), dev_pairs, held)
+            dev["finetune"][f"{lr:g}:{epochs}"][held] = dev_accuracy(scorer_of(tuned, args), dev_pairs, held)
             shutil.rmtree(out_dir)
         print(
             f"  dev accuracy of {held!r} at k={args.select_k}: "
