@@ -87,3 +87,25 @@ def test_truncation_of_a_lora_reward_model_is_restored_with_its_adapter(tmp_path
     scorer = RewardScorer.from_pretrained(str(tmp_path / "rm"), tokenizer=tokenizer, max_length=24)
     example, row = long_pairs()[0], trainer.train_dataset[0]
     assert scorer.encode(example["prompt"], example["chosen"], example["domain"]) == row["chosen_ids"]
+
+
+@pytest.mark.parametrize("mode", ["keep_start", "head_tail"])
+def test_pairs_left_identical_by_the_cut_are_named(tmp_path, caplog, mode):
+    """keep_start with a prompt longer than max_length cuts every response token: the warning names those rows."""
+    import logging
+
+    tokenizer = make_tokenizer("bert")
+    pairs = Dataset.from_list(
+        [{"prompt": " ".join(f"t{j}" for j in range(40)) + " ", "chosen": "a good answer", "rejected": "bad"}] * 3
+    )
+    args = cpu_config(CustomRewardConfig, tmp_path, max_steps=1, max_length=24, truncation_mode=mode)
+    with caplog.at_level(logging.WARNING, logger="trl_custom.conditioned_rm.preparation"):
+        CustomRewardTrainer(
+            make_reward_model("bert", tokenizer), args=args, train_dataset=pairs, processing_class=tokenizer
+        )
+    assert "Truncated 3 of 3 pairs of the train dataset" in caplog.text
+    if mode == "keep_start":
+        assert "3 of them are now the same sequence for chosen and rejected (rows [0, 1, 2])" in caplog.text
+        assert "Set max_prompt_length" in caplog.text
+    else:  # the end of each response is kept: the pairs still differ
+        assert "same sequence" not in caplog.text
