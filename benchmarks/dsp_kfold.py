@@ -114,6 +114,15 @@ VARIANTS = {
         },
         prompt_suffix=" [SEP] ",
     ),
+    "text-embedding-template-keep-start": Variant(
+        config={
+            "condition_mode": "embedding",
+            "condition_in_text": True,
+            "condition_learning_rate": 1e-2,
+            "condition_template": "[domain: {condition}] ",
+            "truncation_mode": "keep_start",
+        }
+    ),
     "text-warmup": Variant(config={"condition_mode": "text", "warmup_ratio": 0.1}),
     "text-2epochs": Variant(config={"condition_mode": "text", "num_train_epochs": 2}),
     "text-early-stop": Variant(
