@@ -106,6 +106,6 @@ def test_pairs_left_identical_by_the_cut_are_named(tmp_path, caplog, mode):
     assert "Truncated 3 of 3 pairs of the train dataset" in caplog.text
     if mode == "keep_start":
         assert "3 of them are now the same sequence for chosen and rejected (rows [0, 1, 2])" in caplog.text
-        assert "Set max_prompt_length" in caplog.text
+        assert "Set max_prompt_length" in caplog.text and "or use truncation_mode='head_tail'" in caplog.text
     else:  # the end of each response is kept: the pairs still differ
         assert "same sequence" not in caplog.text

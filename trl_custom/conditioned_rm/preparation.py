@@ -160,10 +160,11 @@ def enforce_max_length(
         cut = dataset.select(long_rows)
         tied = [i for i, c, r in zip(long_rows, cut["chosen_ids"], cut["rejected_ids"], strict=True) if c == r]
         if tied:
+            other_mode = " or use truncation_mode='head_tail' (keeps the end of the response)"
             message += (
                 f" {len(tied)} of them are now the same sequence for chosen and rejected (rows {tied[:10]}): the "
                 "cut left no response token, so they teach nothing (loss log 2). Set max_prompt_length (a budget for "
-                "the prompt), raise max_length, or use truncation_mode='head_tail' (keeps the end of the response)."
+                f"the prompt), raise max_length{other_mode if truncation_mode == 'keep_start' else ''}."
             )
     if PartialState().is_main_process:
         logger.warning(message)
