@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from toy import WORDS, make_causal_lm, make_reward_model, make_tokenizer
+from toy import WORDS, conditioned_pairs, cpu_config, make_causal_lm, make_reward_model, make_tokenizer
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,6 +238,52 @@ def test_qlora_recipes_train_on_cpu(assets, tmp_path, script, recipe):
     assert "adapter_model.safetensors" in saved
     assert ("condition_embeddings.safetensors" if script == "reward" else "user_model.safetensors") in saved
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"]
+
+
+@pytest.mark.skipif(bitsandbytes_cpu_reason() is not None, reason=str(bitsandbytes_cpu_reason()))
+def test_qlora_continues_a_customized_folder_quantized(assets, tmp_path):
+    """
+    Continuing a customized RM (a folder with conditioning.json, which our trainer loads, not TRL) with QLoRA: the base
+    is loaded in 4 bits, as TRL loads a plain path, with its saved condition table, and trains.
+    """
+    from peft import LoraConfig
+    from transformers import BitsAndBytesConfig
+
+    from trl_custom import CustomRewardConfig, CustomRewardTrainer
+    from trl_custom.models import unwrap_peft
+
+    first = CustomRewardTrainer(
+        assets["reward"],
+        args=cpu_config(CustomRewardConfig, tmp_path, condition_mode="embedding", max_length=64),
+        train_dataset=conditioned_pairs(8),
+        processing_class=make_tokenizer(),
+    )
+    first.save_model(str(tmp_path / "customized"))
+    trainer = CustomRewardTrainer(
+        str(tmp_path / "customized"),
+        args=cpu_config(
+            CustomRewardConfig,
+            tmp_path,
+            condition_mode="embedding",
+            max_steps=2,
+            max_length=64,
+            model_init_kwargs={"dtype": "bfloat16"},  # as the QLoRA recipes (TRL's get_quantization_config)
+        ),
+        train_dataset=conditioned_pairs(8),
+        processing_class=make_tokenizer(),
+        quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_quant_storage=torch.bfloat16,
+        ),
+        peft_config=LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["q_proj", "v_proj"]),
+    )
+    assert unwrap_peft(trainer.model).is_loaded_in_4bit
+    table = trainer.condition_table.weight.detach().clone()
+    assert torch.equal(table, first.condition_table.weight.detach().to(table.dtype))  # the saved table, in bf16
+    trainer.train()
+    assert not torch.equal(trainer.condition_table.weight.detach(), table)
 
 
 @pytest.fixture(scope="module")

@@ -309,6 +309,77 @@ def test_auto_mode_continues_a_saved_embedding_model_in_embedding_mode(tmp_path)
     assert torch.equal(second.condition_table.weight.detach(), first.condition_table.weight.detach())
 
 
+def test_a_saved_conditioned_folder_loads_with_trls_model_init_kwargs(tmp_path, caplog):
+    """A folder with a condition table is loaded by our trainer, with what TRL applies to a string model."""
+    tokenizer = make_tokenizer()
+    first = CustomRewardTrainer(
+        make_reward_model("qwen2", tokenizer),
+        args=cpu_config(CustomRewardConfig, tmp_path, condition_mode="embedding", max_steps=1, max_length=64),
+        train_dataset=conditioned_pairs(8),
+        processing_class=tokenizer,
+    )
+    first.train()
+    first.model.to(torch.bfloat16)
+    first.save_model(str(tmp_path / "stage"))
+    stock = RewardTrainer(
+        str(tmp_path / "stage"),
+        args=cpu_config(RewardConfig, tmp_path, max_length=64),
+        train_dataset=conditioned_pairs(8).remove_columns("domain"),
+        processing_class=make_tokenizer(),
+    )
+    assert stock.model.dtype == torch.float32  # TRL's default for a string model, whatever the saved dtype
+
+    def load(**config):
+        return CustomRewardTrainer(
+            str(tmp_path / "stage"),
+            args=cpu_config(CustomRewardConfig, tmp_path, max_length=64, **config),
+            train_dataset=conditioned_pairs(8),
+            processing_class=make_tokenizer(),
+        )
+
+    assert load().model.dtype == torch.float32
+    with caplog.at_level(logging.WARNING):
+        second = load(model_init_kwargs={"dtype": "bfloat16"})
+    assert second.model.dtype == torch.bfloat16
+    assert "will be ignored" not in caplog.text  # TRL's warning for an instantiated model: they were used
+    assert torch.equal(second.condition_table.weight.detach().float(), first.condition_table.weight.detach().float())
+    from transformers import BitsAndBytesConfig
+
+    with pytest.raises(ValueError, match="`quantization_config` both as a trainer argument and in `args.model_init"):
+        CustomRewardTrainer(
+            str(tmp_path / "stage"),
+            args=cpu_config(
+                CustomRewardConfig, tmp_path, max_length=64, model_init_kwargs={"quantization_config": {}}
+            ),
+            train_dataset=conditioned_pairs(8),
+            processing_class=make_tokenizer(),
+            quantization_config=BitsAndBytesConfig(load_in_4bit=True),
+        )
+
+
+def test_lora_on_a_saved_embedding_folder_trains_its_condition_table(tmp_path):
+    """The reloaded table is attached before PEFT wraps the model (which freezes the base): it must still train."""
+    tokenizer = make_tokenizer()
+    first = CustomRewardTrainer(
+        make_reward_model("qwen2", tokenizer),
+        args=cpu_config(CustomRewardConfig, tmp_path, condition_mode="embedding", max_length=64),
+        train_dataset=conditioned_pairs(8),
+        processing_class=tokenizer,
+    )
+    first.save_model(str(tmp_path / "stage"))
+    second = CustomRewardTrainer(
+        str(tmp_path / "stage"),
+        args=cpu_config(CustomRewardConfig, tmp_path, max_steps=2, max_length=64),
+        train_dataset=conditioned_pairs(8),
+        processing_class=make_tokenizer(),
+        peft_config=LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["q_proj", "v_proj"]),
+    )
+    saved = second.condition_table.weight.detach().clone()
+    assert torch.equal(saved, first.condition_table.weight.detach())
+    second.train()
+    assert not torch.equal(second.condition_table.weight.detach(), saved)
+
+
 @pytest.mark.parametrize("mode", ["text", "embedding"])
 def test_explicit_mode_without_the_column_is_refused(tmp_path, mode):
     tokenizer = make_tokenizer()

@@ -64,14 +64,22 @@ def resolve_model_path(name_or_path: str, cache_dir: str | None = None) -> str:
     return target
 
 
-def load_model_or_adapter(auto_class, path: str, **model_kwargs) -> nn.Module:
-    """`auto_class.from_pretrained(path)`, or its base model + the LoRA adapter when `path` holds a PEFT adapter."""
+def load_model_or_adapter(auto_class, path: str, create=None, **model_kwargs) -> nn.Module:
+    """
+    `auto_class.from_pretrained(path)`, or its base model + the LoRA adapter when `path` holds a PEFT adapter.
+    `create(path, auto_class, **model_kwargs)` (e.g. TRL's `create_model_from_path`) replaces `from_pretrained`.
+    """
+
+    def build(model_path):
+        if create is not None:
+            return create(model_path, auto_class, **model_kwargs)
+        return auto_class.from_pretrained(model_path, **model_kwargs)
+
     if not os.path.isfile(os.path.join(path, "adapter_config.json")):
-        return auto_class.from_pretrained(path, **model_kwargs)
+        return build(path)
     from peft import PeftConfig, PeftModel
 
-    base = auto_class.from_pretrained(PeftConfig.from_pretrained(path).base_model_name_or_path, **model_kwargs)
-    return PeftModel.from_pretrained(base, path)
+    return PeftModel.from_pretrained(build(PeftConfig.from_pretrained(path).base_model_name_or_path), path)
 
 
 def check_quantization(model_args) -> None:

@@ -98,9 +98,9 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
     Args:
         model, data_collator, train_dataset, eval_dataset, processing_class, compute_metrics, callbacks, optimizers,
         optimizer_cls_and_kwargs, preprocess_logits_for_metrics, quantization_config, peft_config:
-            As in [`~trl.RewardTrainer`]. A string `model` pointing to a directory saved by this trainer in embedding
-            mode is reloaded with its condition table. With PEFT, the condition table is trained and saved beside the
-            adapter.
+            As in [`~trl.RewardTrainer`]. A string `model` pointing to a directory saved by this trainer is reloaded
+            with its condition table, `args.model_init_kwargs` and `quantization_config` applied as TRL applies them
+            (dtype float32 unless given). With PEFT, the condition table is trained and saved beside the adapter.
         args ([`CustomRewardConfig`], *optional*):
             Configuration. A plain [`~trl.RewardConfig`] is accepted and means `condition_mode="none"`.
     """
@@ -116,10 +116,10 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
         elif not isinstance(args, CustomRewardConfig):
             values = {f.name: getattr(args, f.name) for f in fields(args) if f.init}
             args = CustomRewardConfig(**{**values, "condition_mode": "none"})
-        if isinstance(model, str) and os.path.isfile(os.path.join(model, "conditioning.json")):
-            from .scoring import load_reward_model
+        if isinstance(model, str) and os.path.isfile(os.path.join(model, CONDITIONING_FILE)):
+            from .scoring import load_reward_model_for_training
 
-            model, _, _ = load_reward_model(model)
+            model, args = load_reward_model_for_training(model, args, kwargs)
         if kwargs.get("peft_config") is not None:
             kwargs["peft_config"] = with_trained_reward_head(kwargs["peft_config"], model, args)
         self.conditioning = self._build_spec(args, model, train_dataset, eval_dataset)
@@ -150,6 +150,7 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
         self.condition_table = None
         if self.conditioning.mode == "embedding":
             self.condition_table = attach_condition_table(unwrapped, self.conditioning)
+            self.condition_table.requires_grad_(True)  # a reloaded table was attached before PEFT froze the base
             check_position_budget(unwrapped.config, args.max_length, self.conditioning.num_tokens)
             held = {id(p) for group in getattr(self.optimizer, "param_groups", []) for p in group["params"]}
             if self.optimizer is not None and id(self.condition_table.weight) not in held:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -52,9 +53,49 @@ def load_reward_model(
         `(model, tokenizer, spec)`.
     """
     path = str(path)
-    spec = ConditioningSpec.load(path)
     model_kwargs.setdefault("num_labels", 1)
     model = load_model_or_adapter(AutoModelForSequenceClassification, path, **model_kwargs)
+    return _restore_saved_settings(model, path, tokenizer)
+
+
+def load_reward_model_for_training(path: str, args: Any, trainer_kwargs: dict) -> tuple[PreTrainedModel, Any]:
+    """
+    The model of a folder saved by [`CustomRewardTrainer`], loaded as TRL's `RewardTrainer` loads a string `model`:
+    `args.model_init_kwargs` (dtype, float32 unless given; `device_map`; `trust_remote_code`) and the trainer's
+    `quantization_config` (popped from `trainer_kwargs`) go to TRL's `create_model_from_path`, then the condition
+    table and input settings are restored as [`load_reward_model`] does.
+
+    Returns `(model, args)`: `args` is a copy without `model_init_kwargs`, which are used here (TRL would warn that an
+    instantiated model ignores them).
+    """
+    from trl.trainer.utils import create_model_from_path
+
+    init_kwargs = dict(args.model_init_kwargs or {})
+    quantization_config = trainer_kwargs.pop("quantization_config", None)
+    if quantization_config is not None:
+        if "quantization_config" in init_kwargs:
+            raise ValueError(
+                "You set `quantization_config` both as a trainer argument and in `args.model_init_kwargs`. "
+                "Please set it in only one place, preferably as a trainer argument."
+            )
+        init_kwargs["quantization_config"] = quantization_config
+    if args.distributed_state.distributed_type in ["MULTI_GPU", "DEEPSPEED"]:
+        init_kwargs["device_map"] = None  # as TRL: distributed training requires device_map=None
+    init_kwargs["num_labels"] = 1
+    init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
+    model = load_model_or_adapter(
+        AutoModelForSequenceClassification, path, create=create_model_from_path, **init_kwargs
+    )
+    tokenizer = trainer_kwargs.get("processing_class")
+    model, _, _ = _restore_saved_settings(model, path, tokenizer if hasattr(tokenizer, "pad_token_id") else None)
+    args = copy.copy(args)
+    args.model_init_kwargs = None
+    return model, args
+
+
+def _restore_saved_settings(model, path: str, tokenizer):
+    """The conditioning spec, condition table and input settings saved in `path`, put back on `model`."""
+    spec = ConditioningSpec.load(path)
     tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(path)
     if model.config.get_text_config().pad_token_id is None:
         model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
