@@ -380,6 +380,30 @@ def test_lora_on_a_saved_embedding_folder_trains_its_condition_table(tmp_path):
     assert not torch.equal(second.condition_table.weight.detach(), saved)
 
 
+def test_a_saved_lora_customized_folder_keeps_training_its_adapter(tmp_path):
+    """Continuing from an adapter folder (conditioning.json beside it) trains the adapter, head and table."""
+    lora = LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["q_proj", "v_proj"])
+    first = CustomRewardTrainer(
+        save_reward_model(tmp_path),
+        args=cpu_config(CustomRewardConfig, tmp_path, condition_mode="embedding", max_steps=1, max_length=64),
+        train_dataset=conditioned_pairs(8),
+        processing_class=make_tokenizer(),
+        peft_config=lora,
+    )
+    first.save_model(str(tmp_path / "adapter"))
+    second = CustomRewardTrainer(
+        str(tmp_path / "adapter"),
+        args=cpu_config(CustomRewardConfig, tmp_path, max_steps=2, max_length=64),
+        train_dataset=conditioned_pairs(8),
+        processing_class=make_tokenizer(),
+    )
+    before = {n: p.detach().clone() for n, p in second.model.named_parameters()}
+    second.train()
+    changed = {n for n, p in second.model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert any("lora_B" in n for n in changed) and any("score" in n for n in changed), sorted(changed)
+    assert any("condition_embeddings" in n for n in changed)
+
+
 @pytest.mark.parametrize("mode", ["text", "embedding"])
 def test_explicit_mode_without_the_column_is_refused(tmp_path, mode):
     tokenizer = make_tokenizer()

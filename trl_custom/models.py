@@ -64,10 +64,11 @@ def resolve_model_path(name_or_path: str, cache_dir: str | None = None) -> str:
     return target
 
 
-def load_model_or_adapter(auto_class, path: str, create=None, **model_kwargs) -> nn.Module:
+def load_model_or_adapter(auto_class, path: str, create=None, trainable: bool = False, **model_kwargs) -> nn.Module:
     """
-    `auto_class.from_pretrained(path)`, or its base model + the LoRA adapter when `path` holds a PEFT adapter.
-    `create(path, auto_class, **model_kwargs)` (e.g. TRL's `create_model_from_path`) replaces `from_pretrained`.
+    `auto_class.from_pretrained(path)`, or its base model + the LoRA adapter when `path` holds a PEFT adapter (frozen
+    unless `trainable`). `create(path, auto_class, **model_kwargs)` (e.g. TRL's `create_model_from_path`) replaces
+    `from_pretrained`.
     """
 
     def build(model_path):
@@ -79,7 +80,8 @@ def load_model_or_adapter(auto_class, path: str, create=None, **model_kwargs) ->
         return build(path)
     from peft import PeftConfig, PeftModel
 
-    return PeftModel.from_pretrained(build(PeftConfig.from_pretrained(path).base_model_name_or_path), path)
+    base = build(PeftConfig.from_pretrained(path).base_model_name_or_path)
+    return PeftModel.from_pretrained(base, path, is_trainable=trainable)
 
 
 def check_quantization(model_args) -> None:

@@ -63,7 +63,8 @@ def load_reward_model_for_training(path: str, args: Any, trainer_kwargs: dict) -
     The model of a folder saved by [`CustomRewardTrainer`], loaded as TRL's `RewardTrainer` loads a string `model`:
     `args.model_init_kwargs` (dtype, float32 unless given; `device_map`; `trust_remote_code`) and the trainer's
     `quantization_config` (popped from `trainer_kwargs`) go to TRL's `create_model_from_path`, then the condition
-    table and input settings are restored as [`load_reward_model`] does.
+    table and input settings are restored as [`load_reward_model`] does. A LoRA adapter folder's adapter (and the
+    reward head it saves) keeps training.
 
     Returns `(model, args)`: `args` is a copy without `model_init_kwargs`, which are used here (TRL would warn that an
     instantiated model ignores them).
@@ -84,7 +85,7 @@ def load_reward_model_for_training(path: str, args: Any, trainer_kwargs: dict) -
     init_kwargs["num_labels"] = 1
     init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
     model = load_model_or_adapter(
-        AutoModelForSequenceClassification, path, create=create_model_from_path, **init_kwargs
+        AutoModelForSequenceClassification, path, create=create_model_from_path, trainable=True, **init_kwargs
     )
     tokenizer = trainer_kwargs.get("processing_class")
     model, _, _ = _restore_saved_settings(model, path, tokenizer if hasattr(tokenizer, "pad_token_id") else None)
