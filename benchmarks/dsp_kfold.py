@@ -21,12 +21,14 @@ gets the same budget (`--epochs 1 --batch_size 16 --learning_rate 5e-5 --max_len
 - `text-mean-pool` (`pooling="mean"`), `text-mean-pool-sep-template-keep-start` (with the three above);
 - `text-keep-start`, `text-prompt-budget`, `text-warmup`, `text-2epochs`: text mode with one
   trainer option each; `text-listwise`: one row per (query, domain) with the 4 other responses as a list of
-  rejected ones; `text-early-stop`: up to 3 epochs on 90% of the fold's training queries, evaluated 4 times per epoch
-  on the other 10% (by query), stopped after 2 evaluations without a better dev loss, the best checkpoint kept
-  (transformers' `EarlyStoppingCallback`, `load_best_model_at_end`); `text-from-general`: text mode from the stage-2
-  general RM instead of the pretrained model (trained once per `--output_dir` on `--general_pairs` pairs of
-  `--general_files`, e.g. DSP's helpful/harmless/webgpt sets, with the common budget). A variant whose option
-  `CustomRewardConfig` does not have (yet) fails alone, with its reason.
+  rejected ones; `text-embedding-template-keep-start`: text + embedding with `by-hand`'s template and `keep_start`
+  (the MiniLM DSP recipes' setting), `...-listwise`: the same, listwise; `text-early-stop`: up to 3 epochs on 90%
+  of the fold's training queries, evaluated 4 times per epoch on the other 10% (by query), stopped after 2
+  evaluations without a better dev loss, the best checkpoint kept (transformers' `EarlyStoppingCallback`,
+  `load_best_model_at_end`); `text-from-general`: text mode from the stage-2 general RM instead of the pretrained
+  model (trained once per `--output_dir` on `--general_pairs` pairs of `--general_files`, e.g. DSP's
+  helpful/harmless/webgpt sets, with the common budget). A variant whose option `CustomRewardConfig` does not have
+  (yet) fails alone, with its reason.
 
 Results go to `<output_dir>/results.json` after every (variant, fold) cell; a rerun resumes it (cells already done
 are skipped; the setup must match), so `--run_folds` / `--variants` can split a long run across sessions. Per
@@ -122,6 +124,16 @@ VARIANTS = {
             "condition_template": "[domain: {condition}] ",
             "truncation_mode": "keep_start",
         }
+    ),
+    "text-embedding-template-keep-start-listwise": Variant(
+        config={
+            "condition_mode": "embedding",
+            "condition_in_text": True,
+            "condition_learning_rate": 1e-2,
+            "condition_template": "[domain: {condition}] ",
+            "truncation_mode": "keep_start",
+        },
+        listwise=True,
     ),
     "text-warmup": Variant(config={"condition_mode": "text", "warmup_ratio": 0.1}),
     "text-2epochs": Variant(config={"condition_mode": "text", "num_train_epochs": 2}),
