@@ -83,6 +83,14 @@ class Variant:
     early_stopping_patience: int | None = None  # evaluations without a better dev loss before training stops
 
 
+# The MiniLM DSP stage-3 recipes' setting (text + embedding, the by-hand template, keep_start), listwise or not.
+RECIPE_ROW = {
+    "condition_mode": "embedding",
+    "condition_in_text": True,
+    "condition_learning_rate": 1e-2,
+    "condition_template": "[domain: {condition}] ",
+    "truncation_mode": "keep_start",
+}
 VARIANTS = {
     "by-hand": Variant(trainer="stock", wordcut=True),
     "text": Variant(config={"condition_mode": "text"}),
@@ -116,25 +124,8 @@ VARIANTS = {
         },
         prompt_suffix=" [SEP] ",
     ),
-    "text-embedding-template-keep-start": Variant(
-        config={
-            "condition_mode": "embedding",
-            "condition_in_text": True,
-            "condition_learning_rate": 1e-2,
-            "condition_template": "[domain: {condition}] ",
-            "truncation_mode": "keep_start",
-        }
-    ),
-    "text-embedding-template-keep-start-listwise": Variant(
-        config={
-            "condition_mode": "embedding",
-            "condition_in_text": True,
-            "condition_learning_rate": 1e-2,
-            "condition_template": "[domain: {condition}] ",
-            "truncation_mode": "keep_start",
-        },
-        listwise=True,
-    ),
+    "text-embedding-template-keep-start": Variant(config=RECIPE_ROW),
+    "text-embedding-template-keep-start-listwise": Variant(config=RECIPE_ROW, listwise=True),
     "text-warmup": Variant(config={"condition_mode": "text", "warmup_ratio": 0.1}),
     "text-2epochs": Variant(config={"condition_mode": "text", "num_train_epochs": 2}),
     "text-early-stop": Variant(

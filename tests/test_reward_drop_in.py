@@ -289,15 +289,21 @@ def test_auto_mode_with_the_column_conditions_as_text(tmp_path, caplog):
     assert {"eval_accuracy/formal", "eval_accuracy/casual"} <= set(metrics)
 
 
-def test_auto_mode_continues_a_saved_embedding_model_in_embedding_mode(tmp_path):
+def trained_embedding_model(tmp_path):
+    """A tiny reward model trained one step in embedding mode (its trainer), to be saved and continued."""
     tokenizer = make_tokenizer()
-    first = CustomRewardTrainer(
+    trainer = CustomRewardTrainer(
         make_reward_model("qwen2", tokenizer),
         args=cpu_config(CustomRewardConfig, tmp_path, condition_mode="embedding", max_steps=1, max_length=64),
         train_dataset=conditioned_pairs(8),
         processing_class=tokenizer,
     )
-    first.train()
+    trainer.train()
+    return trainer
+
+
+def test_auto_mode_continues_a_saved_embedding_model_in_embedding_mode(tmp_path):
+    first = trained_embedding_model(tmp_path)
     first.save_model(str(tmp_path / "stage"))
     second = CustomRewardTrainer(
         str(tmp_path / "stage"),
@@ -311,14 +317,7 @@ def test_auto_mode_continues_a_saved_embedding_model_in_embedding_mode(tmp_path)
 
 def test_a_saved_conditioned_folder_loads_with_trls_model_init_kwargs(tmp_path, caplog):
     """A folder with a condition table is loaded by our trainer, with what TRL applies to a string model."""
-    tokenizer = make_tokenizer()
-    first = CustomRewardTrainer(
-        make_reward_model("qwen2", tokenizer),
-        args=cpu_config(CustomRewardConfig, tmp_path, condition_mode="embedding", max_steps=1, max_length=64),
-        train_dataset=conditioned_pairs(8),
-        processing_class=tokenizer,
-    )
-    first.train()
+    first = trained_embedding_model(tmp_path)
     first.model.to(torch.bfloat16)
     first.save_model(str(tmp_path / "stage"))
     stock = RewardTrainer(
@@ -359,13 +358,7 @@ def test_a_saved_conditioned_folder_loads_with_trls_model_init_kwargs(tmp_path, 
 
 def test_lora_on_a_saved_embedding_folder_trains_its_condition_table(tmp_path):
     """The reloaded table is attached before PEFT wraps the model (which freezes the base): it must still train."""
-    tokenizer = make_tokenizer()
-    first = CustomRewardTrainer(
-        make_reward_model("qwen2", tokenizer),
-        args=cpu_config(CustomRewardConfig, tmp_path, condition_mode="embedding", max_length=64),
-        train_dataset=conditioned_pairs(8),
-        processing_class=tokenizer,
-    )
+    first = trained_embedding_model(tmp_path)
     first.save_model(str(tmp_path / "stage"))
     second = CustomRewardTrainer(
         str(tmp_path / "stage"),
