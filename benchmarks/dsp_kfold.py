@@ -385,7 +385,7 @@ class ByHandScorer:
         self.model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1).eval()
         if ON_GPU:
             self.model.to("cuda")
-        self.spec = SimpleNamespace(mode="text", conditions=list(DSP_DOMAINS))
+        self.conditioning = SimpleNamespace(mode="text", conditions=list(DSP_DOMAINS))
         self.max_length, self.batch_size = max_length, batch_size
 
     @torch.no_grad()

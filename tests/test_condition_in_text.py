@@ -35,7 +35,7 @@ def test_condition_in_text_renders_the_name_and_trains_the_table(tmp_path):
     with open(f"{path}/conditioning.json") as f:
         assert json.load(f)["in_text"] is True
     scorer = RewardScorer.from_pretrained(path, tokenizer=tokenizer, max_length=64)
-    assert scorer.spec.renders_text and scorer.spec.mode == "embedding"
+    assert scorer.conditioning.renders_text and scorer.conditioning.mode == "embedding"
     example = dataset[0]
     assert scorer.encode(example["prompt"], example["chosen"], example["domain"]) == row["chosen_ids"]
     in_memory = RewardScorer(trainer.model.eval(), tokenizer, trainer.conditioning, max_length=64)

@@ -354,7 +354,7 @@ def test_cli_on_a_preference_dataset_with_a_condition_column(embedding_model, tm
         wins = [c > r for c, r, d in zip(chosen, rejected, pairs["domain"]) if d == domain]
         assert results["pairs"][domain] == pytest.approx(sum(wins) / len(wins))
         assert results["counts"]["pairs"][domain] == 6
-    assert results["heatmap"]["rows"] == [*scorer.spec.conditions, "generic"]
+    assert results["heatmap"]["rows"] == [*scorer.conditioning.conditions, "generic"]
     assert results["heatmap"]["columns"] == ["academy", "business"]
     assert json.loads(out.read_text())["meta"]["condition_column"] == "domain"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

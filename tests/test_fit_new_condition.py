@@ -71,7 +71,7 @@ def test_fits_only_its_row_and_learns_the_new_condition(tmp_path):
 
     index = fit_new_condition(scorer, "chatty", casual_like(16, seed=1), num_epochs=15, learning_rate=5e-2)
 
-    assert index == 3 and scorer.spec.conditions == ["casual", "formal", "chatty"]
+    assert index == 3 and scorer.conditioning.conditions == ["casual", "formal", "chatty"]
     assert table.weight.shape[0] == 4 and torch.equal(table.weight[:3], old_table)  # other rows bit-identical
     for name, p in scorer.model.named_parameters():
         if "condition_embeddings" not in name:
@@ -90,7 +90,7 @@ def test_deterministic_round_trip_and_reward_function(tmp_path):
 
     export_reward_model(scorer.model, scorer.tokenizer, tmp_path / "adapted")
     reloaded = RewardScorer.from_pretrained(tmp_path / "adapted", tokenizer=make_tokenizer(), batch_size=32)
-    assert reloaded.spec.conditions == ["casual", "formal", "chatty"]
+    assert reloaded.conditioning.conditions == ["casual", "formal", "chatty"]
     for condition, scores in all_scores(scorer, ["chatty", "formal"]).items():
         assert all_scores(reloaded, [condition])[condition] == pytest.approx(scores, abs=1e-6)
     reward = ConditionedRewardFunction.from_pretrained(tmp_path / "adapted", tokenizer=make_tokenizer())
@@ -102,7 +102,9 @@ def test_deterministic_round_trip_and_reward_function(tmp_path):
     again = trained(tmp_path / "again", steps=20)  # same seed, same data: the same fit
     fit_new_condition(again, "chatty", pairs, num_epochs=2)
     assert torch.equal(get_condition_table(again.model).weight[-1], fitted)
-    assert fit_new_condition(again, "quiet", []) == 0 and "quiet" not in again.spec.conditions  # k = 0: generic
+    assert (
+        fit_new_condition(again, "quiet", []) == 0 and "quiet" not in again.conditioning.conditions
+    )  # k = 0: generic
 
 
 def test_clear_errors(tmp_path):
@@ -117,7 +119,7 @@ def test_clear_errors(tmp_path):
         fit_new_condition(scorer, "chatty", [casual_like(1, seed=1)[0], {"chosen": "a", "rejected": "  "}])
     with pytest.raises(ValueError, match="init_from='nope' is not a known condition"):
         fit_new_condition(scorer, "chatty", casual_like(2, seed=1), init_from="nope")
-    assert scorer.spec.conditions == ["casual", "formal"]  # nothing added by a refused call
+    assert scorer.conditioning.conditions == ["casual", "formal"]  # nothing added by a refused call
 
 
 def test_cli_fits_and_saves(tmp_path):
@@ -131,7 +133,7 @@ def test_cli_fits_and_saves(tmp_path):
     argv += ["--output_dir", str(tmp_path / "out"), "--max_pairs", "4", "--num_epochs", "1"]
     assert main(argv) == 3
     reloaded = RewardScorer.from_pretrained(tmp_path / "out", tokenizer=make_tokenizer())
-    assert reloaded.spec.conditions == ["casual", "formal", "chatty"]
+    assert reloaded.conditioning.conditions == ["casual", "formal", "chatty"]
     assert json.loads((tmp_path / "out" / "fit_condition.json").read_text())["fit_pairs"] == 4
     assert "chatty" in (tmp_path / "out" / "README.md").read_text()
     with pytest.raises(FileNotFoundError, match="--pairs_file: file not found"):

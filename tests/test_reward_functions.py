@@ -141,7 +141,7 @@ def test_from_pretrained_loads_the_saved_spec(tmp_path):
     model, tokenizer = conditioned_rm("embedding")
     save_reward_model(model, tokenizer, tmp_path / "rm")
     reward = ConditionedRewardFunction.from_pretrained(tmp_path / "rm", tokenizer=make_tokenizer(), batch_size=2)
-    assert reward.spec.conditions == CONDITIONS and reward.condition_column == "domain"
+    assert reward.conditioning.conditions == CONDITIONS and reward.condition_column == "domain"
     assert reward.scorer.batch_size == 2
 
 

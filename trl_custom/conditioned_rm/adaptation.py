@@ -80,7 +80,7 @@ def fit_new_condition(
     ```
     """
     scorer = getattr(scorer, "scorer", scorer)  # a ConditionedRewardFunction holds its RewardScorer
-    spec, table = scorer.spec, scorer.table
+    spec, table = scorer.conditioning, scorer.table
     if spec.mode != "embedding" or table is None:
         hint = (
             "a text-mode model reads the condition as text: score the new name directly (zero-shot), or train on it"

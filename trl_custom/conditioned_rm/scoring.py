@@ -148,8 +148,8 @@ class RewardScorer:
     ):
         self.model = model
         self.tokenizer = tokenizer
-        self.spec = spec or getattr(model, "trl_custom_conditioning", None) or ConditioningSpec(mode="none")
-        self.table = get_condition_table(model) if self.spec.mode == "embedding" else None
+        self.conditioning = spec or getattr(model, "trl_custom_conditioning", None) or ConditioningSpec(mode="none")
+        self.table = get_condition_table(model) if self.conditioning.mode == "embedding" else None
         self.max_length = max_length
         self.batch_size = batch_size
 
@@ -170,7 +170,7 @@ class RewardScorer:
     def encode(self, prompt: Any, response: Any, condition: Any = None) -> list[int]:
         """Token ids of one input, condition rendered and truncated as in training (the model's saved
         `truncation_mode` / `max_prompt_length`)."""
-        prompt, (response,) = apply_text_condition(self.spec, condition, prompt, [response])
+        prompt, (response,) = apply_text_condition(self.conditioning, condition, prompt, [response])
         ids = encode_sequence(self.tokenizer, prompt, response)
         truncation = getattr(self.model.config, TRUNCATION_CONFIG_ATTRIBUTE, None) or {}
         prompt_length = None
@@ -205,7 +205,7 @@ class RewardScorer:
                 "pipeline does not do (it would read the [CLS] pooler): score it with RewardScorer.score or "
                 "ConditionedRewardFunction."
             )
-        return render_reward_text(self.tokenizer, self.spec, prompt, response, condition)
+        return render_reward_text(self.tokenizer, self.conditioning, prompt, response, condition)
 
     @torch.no_grad()
     def score(
@@ -225,7 +225,9 @@ class RewardScorer:
         if not len(prompts) == len(conditions) == n:
             raise ValueError(f"Got {len(prompts)} prompts, {n} responses and {len(conditions)} conditions.")
         encoded = [self.encode(p, r, c) for p, r, c in zip(prompts, responses, conditions, strict=True)]
-        condition_ids = [self.spec.condition_id(c) if self.spec.mode != "none" else 0 for c in conditions]
+        condition_ids = [
+            self.conditioning.condition_id(c) if self.conditioning.mode != "none" else 0 for c in conditions
+        ]
         order = sorted(range(n), key=lambda i: len(encoded[i]))  # similar lengths per batch: less padding
         rewards = [0.0] * n
         batches = range(0, n, self.batch_size)

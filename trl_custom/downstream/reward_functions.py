@@ -100,7 +100,7 @@ class ConditionedRewardFunction:
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize={normalize!r}: choose one of {NORMALIZATIONS}.")
         self.scorer = RewardScorer(model, tokenizer, spec, max_length=max_length, batch_size=batch_size)
-        self.condition_column = condition_column or self.scorer.spec.column
+        self.condition_column = condition_column or self.scorer.conditioning.column
         self.normalize = normalize
         self.eps = eps
         self.__name__ = name
@@ -119,8 +119,8 @@ class ConditionedRewardFunction:
         return cls(model, tokenizer, spec, **kwargs)
 
     @property
-    def spec(self) -> ConditioningSpec:
-        return self.scorer.spec
+    def conditioning(self) -> ConditioningSpec:
+        return self.scorer.conditioning
 
     @property
     def model(self) -> PreTrainedModel:
@@ -162,13 +162,14 @@ class ConditionedRewardFunction:
         return self._normalized(rewards)
 
     def _conditions(self, columns: dict[str, Any], num_completions: int) -> list[Any] | None:
-        if self.spec.mode == "none":
+        if self.conditioning.mode == "none":
             return None
         if self.condition_column not in columns:
             available = sorted(k for k in columns if k not in ("trainer_state", "log_extra", "log_metric"))
             raise ValueError(
                 f"The reward function {self.__name__!r} needs the '{self.condition_column}' column, but the trainer "
-                f"passed only the columns {available}. Its reward model is conditioned ({self.spec.mode} mode) on "
+                f"passed only the columns {available}. Its reward model is conditioned "
+                f"({self.conditioning.mode} mode) on "
                 f"'{self.condition_column}': add that column to the training dataset (GRPOTrainer, RLOOTrainer and "
                 "OnlineDPOTrainer pass every dataset column to reward functions; keep `remove_unused_columns=False`), "
                 "or pass `condition_column=` naming the column that holds the domain/user."
@@ -182,12 +183,16 @@ class ConditionedRewardFunction:
         return values
 
     def _log_per_condition(self, log_metric, rewards: list[float], conditions: list[Any]) -> None:
-        if len(self.spec.conditions) > MAX_CONDITIONS_WITH_METRICS:
+        if len(self.conditioning.conditions) > MAX_CONDITIONS_WITH_METRICS:
             return
-        names = self.spec.names
+        names = self.conditioning.names
         groups: dict[str, list[float]] = {}
         for reward, condition in zip(rewards, conditions, strict=True):
-            name = GENERIC_CONDITION if is_missing_condition(condition) else names[self.spec.condition_id(condition)]
+            name = (
+                GENERIC_CONDITION
+                if is_missing_condition(condition)
+                else names[self.conditioning.condition_id(condition)]
+            )
             groups.setdefault(name, []).append(reward)
         for name, values in groups.items():
             log_metric(f"{self.__name__}/{name}", sum(values) / len(values))

@@ -76,7 +76,7 @@ def resolve_condition(scorer, condition: str | None) -> str | None:
     if is_missing_condition(condition) or str(condition).lower() in NO_CONDITION_NAMES:
         return None
     condition = str(condition)
-    spec = scorer.spec
+    spec = scorer.conditioning
     if spec.mode == "embedding" and condition not in spec.conditions:
         raise ValueError(
             f"condition={condition!r} is not known to this embedding-mode model; it knows: "
@@ -97,7 +97,7 @@ def default_heatmap_rows(scorer, condition: str | None = None) -> list[str]:
     Heatmap rows of a model: the DSP domains it was conditioned on plus `"generic"`, or, for an unconditioned model,
     the single row `condition` (the domain it was trained for, when given) or `"general"`.
     """
-    spec = scorer.spec
+    spec = scorer.conditioning
     if spec.mode == "none":
         if condition is None or str(condition).lower() in NO_CONDITION_NAMES + (AUTO_CONDITION,):
             return [GENERAL_ROW]
@@ -108,7 +108,7 @@ def default_heatmap_rows(scorer, condition: str | None = None) -> list[str]:
 # ---------------------------------------------------------------------------------------------------- scoring
 def _cache_key(scorer, prompt: Any, response: Any, condition: Any) -> tuple:
     """Key of a scored sequence; inputs that are identical (unconditioned model, unknown -> generic) share it."""
-    spec = scorer.spec
+    spec = scorer.conditioning
     if spec.mode == "none" or is_missing_condition(condition):
         condition = None
     elif spec.mode == "embedding" and str(condition) not in spec.conditions:
@@ -246,16 +246,17 @@ def evaluate_reward_model(
         forced = None if auto else resolve_condition(scorer, condition)
         rows = _dsp_rows(queries, max_queries)
         domains = rows["domain"]
-        if auto and scorer.spec.mode != "none":
+        if auto and scorer.conditioning.mode != "none":
             conditions = domains
-            unknown = sorted(set(domains) - set(scorer.spec.conditions))
+            unknown = sorted(set(domains) - set(scorer.conditioning.conditions))
             if unknown:
                 logger.warning(
-                    f"The model was not conditioned on DSP domain(s) {unknown} (it knows {scorer.spec.conditions}): "
+                    f"The model was not conditioned on DSP domain(s) {unknown} (it knows "
+                    f"{scorer.conditioning.conditions}): "
                     "their pairs are scored with "
                     + (
                         "the generic entry."
-                        if scorer.spec.mode == "embedding"
+                        if scorer.conditioning.mode == "embedding"
                         else "their name rendered into the template."
                     )
                 )

@@ -70,12 +70,13 @@ def evaluate_pairs(
             f"The evaluation dataset has no {missing} column(s) (columns: {columns}): it needs preference pairs in "
             "TRL's format (`prompt`, `chosen`, `rejected`)."
         )
-    conditioned = scorer.spec.mode != "none"
+    conditioned = scorer.conditioning.mode != "none"
     has_column = condition_column is not None and condition_column in columns
     if conditioned and not has_column:
         raise ValueError(
             f"The evaluation dataset has no {condition_column!r} column (columns: {columns}), but the model is "
-            f"conditioned ({scorer.spec.mode} mode). Set the condition column to the one with each pair's condition."
+            f"conditioned ({scorer.conditioning.mode} mode). Set the condition column to the one with each pair's "
+            "condition."
         )
     if max_pairs is not None:
         dataset = dataset.select(range(min(max_pairs, len(dataset))))
@@ -97,7 +98,7 @@ def evaluate_pairs(
     results["pairs"][ALL_PAIRS] = win_rate(wins)
     results["counts"]["pairs"][ALL_PAIRS] = n
     if with_heatmap and has_column and (conditioned or heatmap_rows):
-        rows = heatmap_rows or [*scorer.spec.conditions, GENERIC_CONDITION]
+        rows = heatmap_rows or [*scorer.conditioning.conditions, GENERIC_CONDITION]
         results["heatmap"] = _heatmap(scorer, prompts, chosen, rejected, values, rows, cache, progress)
     return results
 

@@ -232,7 +232,7 @@ class RewardModelJudge(PairJudge):
         self.temperature = temperature
 
     def _fingerprint_parts(self) -> list[Any]:
-        spec = self.scorer.spec
+        spec = self.scorer.conditioning
         return [
             model_fingerprint(self.scorer.model),
             spec.mode,
@@ -268,7 +268,11 @@ def reward_model_judges(
         **kwargs: Passed to [`RewardModelJudge`] (`temperature`, `batch_size`).
     """
     if conditions is None:
-        conditions = list(scorer.spec.conditions) if scorer.spec.mode != "none" and scorer.spec.conditions else [None]
+        conditions = (
+            list(scorer.conditioning.conditions)
+            if scorer.conditioning.mode != "none" and scorer.conditioning.conditions
+            else [None]
+        )
     judges = []
     for condition in conditions:
         judge_name = None if name is None else name + (f"@{condition}" if condition is not None else "")

@@ -109,10 +109,10 @@ def build_judges(script_args: AugmentScriptArguments, config: AugmentConfig) -> 
             max_length=script_args.max_length,
             batch_size=2 * config.batch_size,
         )
-        if conditions is not None and scorer.spec.mode == "embedding":
-            unknown = [c for c in conditions if c is not None and c not in scorer.spec.conditions]
+        if conditions is not None and scorer.conditioning.mode == "embedding":
+            unknown = [c for c in conditions if c is not None and c not in scorer.conditioning.conditions]
             if unknown:
-                known = scorer.spec.conditions
+                known = scorer.conditioning.conditions
                 raise ValueError(f"--rm_judges {spec!r}: unknown conditions {unknown}; known: {known}.")
         judges += reward_model_judges(
             scorer,

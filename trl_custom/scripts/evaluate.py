@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
         progress=progress,
         cache=cache,
     )
-    condition_column = args.condition_column or scorer.spec.column
+    condition_column = args.condition_column or scorer.conditioning.column
     if args.dataset_name:
         dataset = load_dataset_name(args.dataset_name, args.dataset_config)
         if args.dataset_split not in dataset:
@@ -203,8 +203,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
         )
     results["meta"] = {
         "model_name_or_path": args.model_name_or_path,
-        "condition_mode": scorer.spec.mode,
-        "conditions": scorer.spec.conditions,
+        "condition_mode": scorer.conditioning.mode,
+        "conditions": scorer.conditioning.conditions,
         "dsp_file": args.dsp_file,
         "dsp_split": args.dsp_split,
         "test_size": args.test_size,
@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
     if args.plot:
         if "heatmap" not in results:
             parser.error("--plot: no heatmap (an unconditioned model, or no DSP/dataset pairs); drop --plot.")
-        title = f"{os.path.basename(os.path.normpath(args.model_name_or_path))} ({scorer.spec.mode})"
+        title = f"{os.path.basename(os.path.normpath(args.model_name_or_path))} ({scorer.conditioning.mode})"
         xlabel = f"evaluated {condition_column}" if args.dataset_name else "evaluated domain"
         plot_heatmap(results["heatmap"], args.plot, title=title, xlabel=xlabel)
         print(f"Heatmap written to {args.plot}")

@@ -297,10 +297,15 @@ def evaluate_scorer(scorer, data: RewardData, with_heatmap: bool, progress: bool
     )
     if data.eval_dataset is not None:
         pairs = evaluate_pairs(
-            scorer, data.eval_dataset, scorer.spec.column, with_heatmap=with_heatmap, progress=progress, cache=cache
+            scorer,
+            data.eval_dataset,
+            scorer.conditioning.column,
+            with_heatmap=with_heatmap,
+            progress=progress,
+            cache=cache,
         )
         results.update(pairs, counts={**results["counts"], **pairs["counts"]})
-    elif with_heatmap and data.eval_queries and scorer.spec.mode != "none":
+    elif with_heatmap and data.eval_queries and scorer.conditioning.mode != "none":
         results["heatmap"] = heatmap(
             scorer, data.eval_queries, default_heatmap_rows(scorer), progress=progress, cache=cache
         )
