@@ -14,7 +14,7 @@ gets the same budget (`--epochs 1 --batch_size 16 --learning_rate 5e-5 --max_len
   [SEP] <response, first 60 words>"`, tokenized (`[CLS] ... [SEP]`) and truncated to `--max_length`, fed as
   `chosen_ids`/`rejected_ids` (stock TRL cannot add the EOS MiniLM lacks to raw text); scored the same way;
 - `text`, `embedding` (table lr 1e-2): `CustomRewardTrainer`, scored with `RewardScorer`; `text-embedding`: both
-  together (embedding mode with `condition_in_text`);
+  together (`condition_mode="text+embedding"`);
 - `text-wordcut`: text mode on the same word-cut queries and responses as `by-hand` (trained and evaluated on them);
 - `text-sep`: text mode with `" [SEP] "` between query and response (as `by-hand` has); `text-template`: text mode with
   `by-hand`'s condition template `"[domain: <d>] "`; `text-sep-template-keep-start`: both, and `keep_start`;
@@ -85,8 +85,7 @@ class Variant:
 
 # The MiniLM DSP stage-3 recipes' setting (text + embedding, the by-hand template, keep_start), listwise or not.
 RECIPE_ROW = {
-    "condition_mode": "embedding",
-    "condition_in_text": True,
+    "condition_mode": "text+embedding",
     "condition_learning_rate": 1e-2,
     "condition_template": "[domain: {condition}] ",
     "truncation_mode": "keep_start",
@@ -97,7 +96,7 @@ VARIANTS = {
     "text-wordcut": Variant(config={"condition_mode": "text"}, wordcut=True),
     "embedding": Variant(config={"condition_mode": "embedding", "condition_learning_rate": 1e-2}),
     "text-embedding": Variant(
-        config={"condition_mode": "embedding", "condition_in_text": True, "condition_learning_rate": 1e-2}
+        config={"condition_mode": "text+embedding", "condition_learning_rate": 1e-2}
     ),
     "text-keep-start": Variant(config={"condition_mode": "text", "truncation_mode": "keep_start"}),
     "text-prompt-budget": Variant(

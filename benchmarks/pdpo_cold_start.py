@@ -110,10 +110,10 @@ def main():
     print(f"P-DPO on {len(train)} pairs of {sorted(set(train['user_id']))}; newcomers {held_out_users}", flush=True)
     pdpo_args = argparse.Namespace(**{**vars(args), "precompute_ref_log_probs": True})
     config = PersonalizedDPOConfig(
-        **pdpo_synthetic.common_args(pdpo_args, os.path.join(args.output_dir, "policy"), personalized=True),
+        **pdpo_synthetic.common_args(pdpo_args, os.path.join(args.output_dir, "policy")),
         alpha=args.alpha,
-        user_group_column="group",
-        user_learning_rate=args.user_learning_rate,
+        group_column="group",
+        condition_learning_rate=args.user_learning_rate,
     )
     trainer = PersonalizedDPOTrainer(
         AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32),

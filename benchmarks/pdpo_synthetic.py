@@ -85,10 +85,8 @@ def lora():
     )
 
 
-def common_args(args, out, personalized=False):
-    if personalized:
-        loss = dict(sft_coef=args.sft_coef)
-    elif args.sft_coef > 0:  # the same NLL term for the baselines, through TRL's own loss
+def common_args(args, out):
+    if args.sft_coef > 0:  # the chosen-response NLL, through TRL's own loss (under the user tokens for P-DPO)
         loss = dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, args.sft_coef])
     else:
         loss = {}
@@ -227,11 +225,11 @@ def main():
         "P-DPO": lambda: PersonalizedDPOTrainer(
             load(),
             args=PersonalizedDPOConfig(
-                **common_args(args, "/tmp/b-pdpo", personalized=True),
+                **common_args(args, "/tmp/b-pdpo"),
                 alpha=args.alpha,
-                user_group_column="group",
-                user_learning_rate=args.user_learning_rate,
-                num_user_tokens=args.num_user_tokens,
+                group_column="group",
+                condition_learning_rate=args.user_learning_rate,
+                num_condition_tokens=args.num_user_tokens,
             ),
             train_dataset=train,
             processing_class=copy.deepcopy(tokenizer),
@@ -284,10 +282,10 @@ def main():
 
     def timing_pdpo(name, users, num_user_tokens):
         config = PersonalizedDPOConfig(
-            **common_args(args, f"/tmp/t-{name}", personalized=True),
+            **common_args(args, f"/tmp/t-{name}"),
             alpha=args.alpha,
-            users=users,
-            num_user_tokens=num_user_tokens,
+            conditions=users,
+            num_condition_tokens=num_user_tokens,
         )
         return PersonalizedDPOTrainer(
             load(),

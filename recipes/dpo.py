@@ -4,7 +4,7 @@
     accelerate launch --config_file accelerate_configs/single_cpu.yaml recipes/dpo.py \
         --config recipes/pdpo_lora_smollm2.yaml [--any_yaml_key value ...]
 
-TRL's data arguments work as in `trl dpo` (`--dataset_name my/dataset --user_column user_id`, or a `datasets:`
+TRL's data arguments work as in `trl dpo` (`--dataset_name my/dataset --condition_column user_id`, or a `datasets:`
 mixture); the code is `trl_custom.scripts.dpo` (data, training, evaluation, figures, model card), which
 `trl-custom dpo` runs.
 """

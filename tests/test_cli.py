@@ -37,7 +37,7 @@ def test_help_lists_every_subcommand():
     "name, flags",
     [
         ("reward", ["--dataset_name", "--condition_column", "--datasets", "--dsp_file", "--learning_rate"]),
-        ("dpo", ["--dataset_name", "--user_column", "--datasets", "--synthetic_dsp_file", "--beta"]),
+        ("dpo", ["--dataset_name", "--condition_column", "--datasets", "--synthetic_dsp_file", "--beta"]),
         ("augment", ["--input_file", "--rm_judges", "--lm_judges"]),
         ("evaluate", ["--dataset_name", "--condition_column", "--dsp_file", "--config"]),
         ("synthetic-users", ["--dsp_file", "--users_per_group", "--config"]),

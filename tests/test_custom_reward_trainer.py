@@ -11,9 +11,9 @@ from toy import conditioned_pairs, cpu_config, make_reward_model, make_tokenizer
 from trl import RewardConfig, RewardTrainer
 
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
-from trl_custom.conditioned_rm.conditioning import get_condition_table
 from trl_custom.conditioned_rm.custom_reward_trainer import DataCollatorForConditionedPreference
 from trl_custom.conditioned_rm.imitation import chunked_lm_loss
+from trl_custom.soft_tokens import get_soft_tokens
 
 
 def config(tmp_path, **kwargs):
@@ -108,7 +108,7 @@ def test_conditioned_rm_learns_opposite_preferences(tmp_path, mode, arch):
     assert metrics["eval_accuracy/casual"] >= 0.9
     assert "score.weight" in changed(before, trainer.model)
     if mode == "embedding":
-        assert any("condition_embeddings" in name for name in changed(before, trainer.model))
+        assert any("soft_tokens" in name for name in changed(before, trainer.model))
 
 
 def test_unconditioned_rm_cannot_fit_opposite_preferences(tmp_path):
@@ -203,7 +203,7 @@ def test_save_load_gives_identical_rewards(tmp_path, mode, lora):
     assert reloaded.score(prompts, responses, conditions) == pytest.approx(expected, abs=1e-5)
     assert len(set(round(r, 6) for r in expected)) > 1
     if mode == "embedding":  # the trained table is what came back, not a fresh one
-        assert torch.equal(get_condition_table(reloaded.model).weight, get_condition_table(trainer.model).weight)
+        assert torch.equal(get_soft_tokens(reloaded.model).table, get_soft_tokens(trainer.model).table)
 
 
 def test_continue_training_from_saved_embedding_checkpoint(tmp_path):
@@ -218,7 +218,7 @@ def test_continue_training_from_saved_embedding_checkpoint(tmp_path):
         args=config(tmp_path, condition_mode="embedding", max_steps=1),
         train_dataset=conditioned_pairs(16),
     )
-    assert torch.equal(second.condition_table.weight.detach(), first.condition_table.weight.detach())
+    assert torch.equal(second.soft_tokens.table.detach(), first.soft_tokens.table.detach())
 
 
 # ---------------------------------------------------------------------------------------------------- imitation
@@ -292,14 +292,16 @@ def test_imitation_needs_a_causal_lm_head(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- margin
-def test_margin_scaled_by_margin_coef(tmp_path):
+def test_margin_enters_the_loss_as_in_trl(tmp_path):
     data = conditioned_pairs(8).add_column("margin", [0.5, 1.0, 0.0, 2.0, 0.5, 1.0, 0.0, 2.0])
-    trainer = make_trainer(save_reward_model(tmp_path), args=config(tmp_path, margin_coef=3.0), train_dataset=data)
+    trainer = make_trainer(save_reward_model(tmp_path), args=config(tmp_path), train_dataset=data)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
     rewards = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1)
     chosen, rejected = rewards.chunk(2)
-    expected = -nn.functional.logsigmoid(chosen - rejected - 3.0 * batch["margin"]).mean()
+    expected = -nn.functional.logsigmoid(chosen - rejected - batch["margin"]).mean()
     assert trainer.compute_loss(trainer.model, dict(batch)).item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(TypeError, match="`margin_coef` was removed: the `margin` column enters the loss as in TRL"):
+        config(tmp_path, margin_coef=3.0)
 
 
 # ---------------------------------------------------------------------------------------------------- data handling
@@ -332,7 +334,7 @@ def test_long_pairs_truncated_dropped_or_refused_and_counted(tmp_path, caplog):
     data = data.map(lambda row, i: {"chosen": long_answer} if i in (2, 5) else {}, with_indices=True)
     path = save_reward_model(tmp_path)
     with caplog.at_level(logging.WARNING, logger="trl_custom.conditioned_rm.custom_reward_trainer"):
-        dropped = make_trainer(path, args=config(tmp_path, max_length=32, long_pair_policy="drop"), train_dataset=data)
+        dropped = make_trainer(path, args=config(tmp_path, max_length=32, truncation_mode="drop"), train_dataset=data)
     assert len(dropped.train_dataset) == 8
     assert "Dropped 2 of 10 pairs of the train dataset" in caplog.text
     assert "rows [2, 5]" in caplog.text
@@ -347,7 +349,7 @@ def test_long_pairs_truncated_dropped_or_refused_and_counted(tmp_path, caplog):
     assert row["chosen_ids"][-1] == truncated.processing_class.eos_token_id
     assert "Truncated 2 of 10 pairs" in caplog.text
     with pytest.raises(ValueError, match="2 of 10 pairs of the train dataset are longer than max_length=32"):
-        make_trainer(path, args=config(tmp_path, max_length=32, long_pair_policy="error"), train_dataset=data)
+        make_trainer(path, args=config(tmp_path, max_length=32, truncation_mode="error"), train_dataset=data)
 
 
 def test_clear_errors_for_bad_input(tmp_path):
@@ -404,8 +406,8 @@ def test_condition_learning_rate_gets_its_own_optimizer_group(tmp_path):
         args=config(tmp_path, condition_mode="embedding", condition_learning_rate=0.05, max_steps=1),
     )
     trainer.train()
-    table = {id(trainer.condition_table.weight)}
+    table = {id(trainer.soft_tokens.table)}
     (group,) = [g for g in trainer.optimizer.param_groups if {id(p) for p in g["params"]} == table]
     assert group["initial_lr"] == 0.05 and group["weight_decay"] == 0.0
-    with pytest.raises(ValueError, match="condition_learning_rate only applies"):
+    with pytest.raises(ValueError, match="condition_learning_rate=0.05: soft-token options, read only with"):
         config(tmp_path, condition_mode="text", condition_learning_rate=0.05)

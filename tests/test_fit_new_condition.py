@@ -1,4 +1,4 @@
-"""`fit_new_condition`: one new row of an embedding-mode reward model's condition table, fitted from k pairs."""
+"""`fit_new_condition`: one new row of a reward model's soft tokens, fitted from k pairs."""
 
 import json
 
@@ -16,7 +16,7 @@ from trl_custom import (
 from trl_custom import (
     save_reward_model as export_reward_model,
 )
-from trl_custom.conditioned_rm.conditioning import get_condition_table
+from trl_custom.soft_tokens import get_soft_tokens
 
 
 def trained(tmp_path, mode="embedding", steps=60):
@@ -64,17 +64,17 @@ def test_fits_only_its_row_and_learns_the_new_condition(tmp_path):
     scorer = trained(tmp_path)
     held_out = casual_like(40, seed=3)
     before_acc = accuracy(scorer, held_out, "chatty")  # unknown: the generic entry
-    table = get_condition_table(scorer.model)
-    old_table = table.weight.detach().clone()
-    backbone = {n: p.detach().clone() for n, p in scorer.model.named_parameters() if "condition_embeddings" not in n}
+    table = get_soft_tokens(scorer.model)
+    old_table = table.table.detach().clone()
+    backbone = {n: p.detach().clone() for n, p in scorer.model.named_parameters() if "soft_tokens" not in n}
     old_scores = all_scores(scorer, [None, "formal", "casual"])
 
     index = fit_new_condition(scorer, "chatty", casual_like(16, seed=1), num_epochs=15, learning_rate=5e-2)
 
     assert index == 3 and scorer.conditioning.conditions == ["casual", "formal", "chatty"]
-    assert table.weight.shape[0] == 4 and torch.equal(table.weight[:3], old_table)  # other rows bit-identical
+    assert table.table.shape[0] == 4 and torch.equal(table.table[:3], old_table)  # other rows bit-identical
     for name, p in scorer.model.named_parameters():
-        if "condition_embeddings" not in name:
+        if "soft_tokens" not in name:
             assert torch.equal(p, backbone[name]), name  # backbone and head bit-identical
             assert p.requires_grad  # unfrozen again
     assert all_scores(scorer, [None, "formal", "casual"]) == old_scores  # other conditions score exactly as before
@@ -86,7 +86,7 @@ def test_deterministic_round_trip_and_reward_function(tmp_path):
     scorer = trained(tmp_path, steps=20)
     pairs = casual_like(8, seed=1)
     fit_new_condition(scorer, "chatty", pairs, num_epochs=2)
-    fitted = get_condition_table(scorer.model).weight[-1].detach().clone()
+    fitted = get_soft_tokens(scorer.model).table[-1].detach().clone()
 
     export_reward_model(scorer.model, scorer.tokenizer, tmp_path / "adapted")
     reloaded = RewardScorer.from_pretrained(tmp_path / "adapted", tokenizer=make_tokenizer(), batch_size=32)
@@ -101,7 +101,7 @@ def test_deterministic_round_trip_and_reward_function(tmp_path):
 
     again = trained(tmp_path / "again", steps=20)  # same seed, same data: the same fit
     fit_new_condition(again, "chatty", pairs, num_epochs=2)
-    assert torch.equal(get_condition_table(again.model).weight[-1], fitted)
+    assert torch.equal(get_soft_tokens(again.model).table[-1], fitted)
     assert (
         fit_new_condition(again, "quiet", []) == 0 and "quiet" not in again.conditioning.conditions
     )  # k = 0: generic

@@ -53,15 +53,17 @@ def test_pdpo_refuses_empty_responses(tmp_path, column):
 
 def test_pdpo_refuses_bad_user_features(tmp_path):
     data = user_pairs(8).add_column("age", [float(i) for i in range(8)])
-    pdpo_trainer(tmp_path, data, user_feature_columns=["age"])  # good features pass
+    pdpo_trainer(tmp_path, data, condition_feature_columns=["age"])  # good features pass
     for bad in (math.nan, math.inf):
         with pytest.raises(ValueError, match=f"Row 2 of the train dataset has age={bad!r}.*cast the column to float"):
-            pdpo_trainer(tmp_path, with_row(data, 2, age=bad), user_feature_columns=["age"])
+            pdpo_trainer(tmp_path, with_row(data, 2, age=bad), condition_feature_columns=["age"])
     text = data.remove_columns("age").add_column("age", [str(i) for i in range(7)] + ["old"])
     with pytest.raises(ValueError, match="Row 0 of the train dataset has age='0', but user features"):
-        pdpo_trainer(tmp_path, text, user_feature_columns=["age"])
-    with pytest.raises(ValueError, match="no user-feature column 'height'.*remove it from `user_feature_columns`"):
-        pdpo_trainer(tmp_path, data, user_feature_columns=["height"])
+        pdpo_trainer(tmp_path, text, condition_feature_columns=["age"])
+    with pytest.raises(
+        ValueError, match="no user-feature column 'height'.*remove it from `condition_feature_columns`"
+    ):
+        pdpo_trainer(tmp_path, data, condition_feature_columns=["height"])
 
 
 def test_pdpo_refuses_bad_rows_of_a_streaming_dataset_when_read(tmp_path):

@@ -177,7 +177,7 @@ def test_dpo_recipe_deepspeed_zero3_matches_plain(assets, tmp_path):
     reference = logged_losses(plain)
     assert len(reference) == 3 and reference[0] != reference[-1]
     assert logged_losses(out) == pytest.approx(reference, rel=LOSS_TOLERANCE)
-    assert (out / "user_model.safetensors").exists() and (out / "adapter_model.safetensors").exists()
+    assert (out / "soft_tokens.safetensors").exists() and (out / "adapter_model.safetensors").exists()
 
 
 @deepspeed_installed
@@ -236,7 +236,7 @@ def test_qlora_recipes_train_on_cpu(assets, tmp_path, script, recipe):
     assert len(losses) == 2 and all(loss == loss for loss in losses)  # finite, not NaN
     saved = {p.name for p in out.iterdir()}
     assert "adapter_model.safetensors" in saved
-    assert ("condition_embeddings.safetensors" if script == "reward" else "user_model.safetensors") in saved
+    assert ("soft_tokens.safetensors" if script == "reward" else "soft_tokens.safetensors") in saved
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"]
 
 
@@ -280,10 +280,10 @@ def test_qlora_continues_a_customized_folder_quantized(assets, tmp_path):
         peft_config=LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["q_proj", "v_proj"]),
     )
     assert unwrap_peft(trainer.model).is_loaded_in_4bit
-    table = trainer.condition_table.weight.detach().clone()
-    assert torch.equal(table, first.condition_table.weight.detach().to(table.dtype))  # the saved table, in bf16
+    table = trainer.soft_tokens.table.detach().clone()
+    assert torch.equal(table, first.soft_tokens.table.detach().to(table.dtype))  # the saved table, in bf16
     trainer.train()
-    assert not torch.equal(trainer.condition_table.weight.detach(), table)
+    assert not torch.equal(trainer.soft_tokens.table.detach(), table)
 
 
 @pytest.fixture(scope="module")
@@ -348,7 +348,7 @@ def test_dpo_recipe_two_processes_resume_equals_uninterrupted(assets, tmp_path):
         lambda out, *extra: dpo_args(assets, out, 2, *extra),
         tmp_path,
         2,
-        "user_model.safetensors",
+        "soft_tokens.safetensors",
     )
 
 
@@ -362,5 +362,5 @@ def test_reward_recipe_zero3_resume_equals_uninterrupted(assets, tmp_path):
         lambda out, *extra: reward_args(assets, out, 4, *extra),
         tmp_path,
         1,
-        "condition_embeddings.safetensors",
+        "soft_tokens.safetensors",
     )

@@ -86,10 +86,10 @@ def reward_step(tmp_path, padding_free, mode, arch="qwen2", lora=False, imitatio
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    if trainer.condition_table is not None:
+    if trainer.soft_tokens is not None:
         torch.manual_seed(1)
         with torch.no_grad():
-            trainer.condition_table.weight.normal_()
+            trainer.soft_tokens.table.normal_()
     batch = trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in range(8)]))
     trainer.model.train()
     loss, outputs = trainer.compute_loss(trainer.model, dict(batch), return_outputs=True)
@@ -111,7 +111,7 @@ def test_packed_reward_equals_padded(tmp_path, mode, arch, imitation_coef):
     assert torch.allclose(loss, padded_loss, atol=1e-5)
     assert_same_gradients(padded_grads, grads)
     if mode == "embedding":
-        assert any("condition_embeddings" in name for name in grads)
+        assert any("soft_tokens" in name for name in grads)
     if imitation_coef:
         assert trainer._metrics["train"]["imitation_loss"][-1] > 0
 
@@ -162,7 +162,7 @@ def dpo_step(tmp_path, padding_free, peft=False):
     )
     torch.manual_seed(3)
     with torch.no_grad():
-        trainer.user_model.proj.weight.normal_()  # users differ from the generic user
+        trainer.soft_tokens.basis.weight.normal_()  # users differ from the generic user
     batch = trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in range(8)]))
     trainer.model.train()
     loss = trainer.compute_loss(trainer.model, dict(batch))
@@ -184,7 +184,7 @@ def test_packed_pdpo_equals_padded(tmp_path, peft, caplog):
     for key in ("logps/chosen", "logps/rejected", "rewards/margins"):
         assert metrics[key] == pytest.approx(padded_metrics[key], abs=1e-4)
     assert_same_gradients(padded_grads, grads)
-    assert any("user_model" in name for name in grads)
+    assert any("soft_tokens" in name for name in grads)
 
 
 def test_packed_pdpo_trains_with_precomputed_reference(tmp_path):

@@ -1,6 +1,7 @@
 """PersonalizedDPOTrainer as a drop-in for TRL's DPOTrainer, and P-DPO on TRL's own loss (every loss type)."""
 
 import copy
+import json
 import logging
 import os
 
@@ -85,7 +86,7 @@ def test_no_user_column_equals_dpo_trainer_step_by_step(tmp_path, case):
     options = LOSS_CASES[case]
     theirs = run(DPOTrainer, DPOConfig, tmp_path, "stock", plain_pairs(), **options)
     ours = run(PersonalizedDPOTrainer, PersonalizedDPOConfig, tmp_path, "ours", plain_pairs(), **options)
-    assert ours[0].user_model is None and not ours[0].personalized
+    assert ours[0].soft_tokens is None and not ours[0].personalized
     assert_same_run(ours, theirs)
 
 
@@ -151,7 +152,10 @@ def test_drop_in_logs_once_saves_the_same_files_and_evaluates_eval_dicts(tmp_pat
             sorted(f for f in os.listdir(tmp_path / name / "saved") if f != "README.md"),
         )
     (ours, our_files), (stock, stock_files) = results["ours"], results["stock"]
-    assert our_files == stock_files and "user_model.json" not in our_files
+    assert our_files == sorted(stock_files + ["trl_custom.json"])  # + the record: a policy, not personalized
+    with open(tmp_path / "ours" / "saved" / "trl_custom.json") as f:
+        record = json.load(f)
+    assert record["kind"] == "policy" and record["conditioning"]["mode"] == "none"
     assert set(ours) == set(stock) and "eval_a_loss" in ours and "eval_b_loss" in ours
     for key in ("eval_a_loss", "eval_b_loss"):
         assert ours[key] == pytest.approx(stock[key], rel=1e-6, abs=1e-6)
@@ -162,8 +166,8 @@ def test_drop_in_logs_once_saves_the_same_files_and_evaluates_eval_dicts(tmp_pat
 def test_plain_dpo_config_means_no_personalization(tmp_path):
     """A DPOConfig (not ours) is accepted; even with a user column it is TRL's DPO."""
     trainer = run(PersonalizedDPOTrainer, DPOConfig, tmp_path, "plain", user_pairs(12))[0]
-    assert not trainer.personalized and trainer.user_model is None
-    assert trainer.args.personalize is False
+    assert not trainer.personalized and trainer.soft_tokens is None
+    assert trainer.args.condition_mode == "none"
 
 
 def test_moe_aux_loss_reaches_the_personalized_policy(tmp_path):
@@ -219,7 +223,7 @@ def test_every_loss_type_personalizes_conflicting_users(tmp_path, options):
     """u1 prefers short answers and u2 long ones on the same prompts: only the user tokens can tell them apart."""
     tokenizer = make_tokenizer()
     model = make_causal_lm("qwen2", tokenizer)
-    settings = dict(max_steps=40, logging_steps=10, beta=0.5, seed=0, alpha=1.0, user_learning_rate=5e-2)
+    settings = dict(max_steps=40, logging_steps=10, beta=0.5, seed=0, alpha=1.0, condition_learning_rate=5e-2)
     args = cpu_config(PersonalizedDPOConfig, tmp_path, **{**settings, **options})
     trainer = PersonalizedDPOTrainer(
         model, ref_model=copy.deepcopy(model), args=args, train_dataset=user_pairs(64), processing_class=tokenizer
@@ -248,9 +252,9 @@ def test_personalized_loss_is_trl_loss_of_the_soft_token_policy(tmp_path):
     batch = trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in range(8)]))
     trainer.model.train()
     with torch.no_grad():
-        trainer.user_model.proj.weight.normal_()
+        trainer.soft_tokens.basis.weight.normal_()
         loss = trainer.compute_loss(trainer.model, dict(batch)).item()
-        soft = trainer.user_model(batch["user_ids"])
+        soft = trainer.soft_tokens(batch["user_ids"])
         (c, r) = sequence_log_probs(trainer.model, batch, torch.cat([soft, soft])).chunk(2)
         (rc, rr) = sequence_log_probs(trainer.ref_model, batch, None).chunk(2)
         delta = 0.5 * ((c - rc) - (r - rr))
@@ -313,11 +317,17 @@ def test_options_that_cannot_personalize_are_refused(tmp_path):
 
 def test_personalization_off_refuses_user_options(tmp_path):
     data = Dataset.from_list([{"prompt": "question ", "chosen": "answer short", "rejected": "answer long w1"}] * 4)
-    with pytest.raises(ValueError, match=r"so user_learning_rate=0\.1 would be ignored"):
-        run(PersonalizedDPOTrainer, PersonalizedDPOConfig, tmp_path, "x", data, user_learning_rate=0.1)
-    with pytest.raises(ValueError, match=r"Personalization is off \(personalize=False\), so users=\['a'\]"):
+    with pytest.raises(ValueError, match=r"so condition_learning_rate=0\.1 would be ignored"):
+        run(PersonalizedDPOTrainer, PersonalizedDPOConfig, tmp_path, "x", data, condition_learning_rate=0.1)
+    with pytest.raises(ValueError, match=r"Personalization is off \(condition_mode='none'\), so conditions=\['a'\]"):
         run(
-            PersonalizedDPOTrainer, PersonalizedDPOConfig, tmp_path, "y", user_pairs(4), personalize=False, users=["a"]
+            PersonalizedDPOTrainer,
+            PersonalizedDPOConfig,
+            tmp_path,
+            "y",
+            user_pairs(4),
+            condition_mode="none",
+            conditions=["a"],
         )
 
 
@@ -346,7 +356,9 @@ def test_compute_metrics_and_conversational_iterable_data_with_users(tmp_path):
     ]
     tokenizer = make_tokenizer()
     model = make_causal_lm("qwen2", tokenizer)
-    args = cpu_config(PersonalizedDPOConfig, tmp_path, **TRAINING, users=["u1", "u2"], per_device_eval_batch_size=4)
+    args = cpu_config(
+        PersonalizedDPOConfig, tmp_path, **TRAINING, conditions=["u1", "u2"], per_device_eval_batch_size=4
+    )
     trainer = PersonalizedDPOTrainer(
         model,
         ref_model=copy.deepcopy(model),

@@ -10,15 +10,16 @@ from toy import cpu_config, make_causal_lm, make_tokenizer, user_pairs
 from trl_custom import (
     PersonalizedDPOConfig,
     PersonalizedDPOTrainer,
-    UserModel,
-    UserModelConfig,
+    SoftTokenConfig,
+    SoftTokens,
     fit_new_user,
     generate_for_user,
     load_personalized_model,
 )
 from trl_custom.personalized_dpo.inference import sequence_log_probs
 from trl_custom.personalized_dpo.synthetic_users import build_length_preference_dataset, length_pairs
-from trl_custom.personalized_dpo.user_model import attach_user_model
+from trl_custom.record import ModelRecord
+from trl_custom.soft_tokens import attach_soft_tokens
 
 
 def config(tmp_path, **kwargs):
@@ -67,7 +68,7 @@ def test_policy_and_user_model_learn_conflicting_users(tmp_path, arch, peft):
     trainer.train()
     after = dict(trainer.model.named_parameters())
     changed = {n for n, v in before.items() if not torch.equal(v, after[n].detach())}
-    assert any("user_model.proj" in n for n in changed) and any("user_model.individual" in n for n in changed)
+    assert any("soft_tokens.basis" in n for n in changed) and any("soft_tokens.vectors" in n for n in changed)
     assert any(("lora_" in n) if peft else ("layers.0" in n) for n in changed)
     metrics = trainer.evaluate(user_pairs(16, seed=1))
     assert metrics["eval_rewards/accuracies/u1"] >= 0.9 and metrics["eval_rewards/accuracies/u2"] >= 0.9
@@ -77,10 +78,10 @@ def test_reference_is_the_non_personalized_base(tmp_path):
     trainer = make_trainer(tmp_path)
     batch = batch_of(trainer)
     with torch.no_grad():
-        trainer.user_model.proj.weight.normal_()  # make users differ
+        trainer.soft_tokens.basis.weight.normal_()  # make users differ
         ref_chosen, ref_rejected = trainer.compute_ref_log_probs(trainer.model, batch)
         plain = sequence_log_probs(trainer.ref_model, batch, None)
-        personal = sequence_log_probs(trainer.model, batch, torch.cat([trainer.user_model(batch["user_ids"])] * 2))
+        personal = sequence_log_probs(trainer.model, batch, torch.cat([trainer.soft_tokens(batch["user_ids"])] * 2))
     assert torch.allclose(torch.cat([ref_chosen, ref_rejected]), plain, atol=1e-4)
     assert not torch.allclose(personal, plain, atol=1e-3)
 
@@ -93,7 +94,7 @@ def test_reference_stays_frozen_while_the_policy_trains(tmp_path):
     trainer.model.eval()
     with torch.no_grad():
         loss = trainer.compute_loss(trainer.model, dict(batch)).item()
-        soft = trainer.user_model(batch["user_ids"])
+        soft = trainer.soft_tokens(batch["user_ids"])
         frozen = manual_dpo(trainer.model, trainer.ref_model, batch, soft, 0.5).item()
         moving = manual_dpo(trainer.model, trainer.model, batch, soft, 0.5).item()
     assert frozen != pytest.approx(moving, abs=1e-3)  # the policy has moved away from the reference
@@ -106,42 +107,40 @@ def test_alpha_mixes_personalized_and_generic_dpo(tmp_path, alpha):
     trainer.model.train()
     batch = batch_of(trainer)
     with torch.no_grad():
-        trainer.user_model.proj.weight.normal_()
+        trainer.soft_tokens.basis.weight.normal_()
         loss = trainer.compute_loss(trainer.model, dict(batch)).item()
         personal = manual_dpo(
-            trainer.model, trainer.ref_model, batch, trainer.user_model(batch["user_ids"]), 0.5
+            trainer.model, trainer.ref_model, batch, trainer.soft_tokens(batch["user_ids"]), 0.5
         ).item()
-        generic_tokens = trainer.user_model.generic.unsqueeze(0).expand(8, -1, -1)
+        generic_tokens = trainer.soft_tokens.generic.unsqueeze(0).expand(8, -1, -1)
         generic = manual_dpo(trainer.model, trainer.ref_model, batch, generic_tokens, 0.5).item()
     assert personal != pytest.approx(generic, abs=1e-4)
     assert loss == pytest.approx(alpha * personal + (1 - alpha) * generic, rel=1e-4, abs=1e-5)
 
 
 @pytest.mark.parametrize("alpha", [1.0, 0.3])
-def test_sft_coef_adds_the_chosen_nll_under_the_same_user_tokens(tmp_path, alpha):
-    trainer = make_trainer(tmp_path, alpha=alpha, generic_loss_mode="exact", sft_coef=0.7)
+def test_trls_sft_loss_adds_the_chosen_nll_under_the_same_user_tokens(tmp_path, alpha):
+    trainer = make_trainer(
+        tmp_path, alpha=alpha, generic_loss_mode="exact", loss_type=["sigmoid", "sft"], loss_weights=[1.0, 0.7]
+    )
     trainer.model.train()
     batch = batch_of(trainer)
     with torch.no_grad():
-        trainer.user_model.proj.weight.normal_()
+        trainer.soft_tokens.basis.weight.normal_()
         loss = trainer.compute_loss(trainer.model, dict(batch)).item()
         chosen_tokens = batch["completion_mask"][:8].sum()
-        generic_tokens = trainer.user_model.generic.unsqueeze(0).expand(8, -1, -1)
+        generic_tokens = trainer.soft_tokens.generic.unsqueeze(0).expand(8, -1, -1)
         expected = 0.0
-        for weight, soft in ((alpha, trainer.user_model(batch["user_ids"])), (1 - alpha, generic_tokens)):
+        for weight, soft in ((alpha, trainer.soft_tokens(batch["user_ids"])), (1 - alpha, generic_tokens)):
             chosen_logps = sequence_log_probs(trainer.model, batch, torch.cat([soft, soft])).chunk(2)[0]
             nll = (-chosen_logps.sum() / chosen_tokens).item()
             assert nll > 0.1  # a real term, not a no-op
             dpo = manual_dpo(trainer.model, trainer.ref_model, batch, soft, 0.5).item()
             expected += weight * (dpo + 0.7 * nll)
     assert loss == pytest.approx(expected, rel=1e-4, abs=1e-5)
-    # sft_coef is TRL's own "sft" loss type in a list (the saved config holds the list)
-    assert trainer.args.loss_type == ["sigmoid", "sft"] and trainer.args.loss_weights == [1.0, 0.7]
-    assert trainer.args.sft_coef == 0.0
-    with pytest.raises(ValueError, match="sft_coef must be >= 0, got -1.0"):
-        config(tmp_path, sft_coef=-1.0)
-    with pytest.raises(ValueError, match="already has it"):
-        config(tmp_path, sft_coef=0.5, loss_type=["sigmoid", "sft"])
+    # the former alias is refused, naming TRL's own options
+    with pytest.raises(TypeError, match=r"`sft_coef` was removed .* set loss_type=\['sigmoid', 'sft'\]"):
+        config(tmp_path, sft_coef=0.5)
 
 
 def test_sampled_generic_loss_is_one_pass_and_trains(tmp_path):
@@ -167,33 +166,33 @@ def test_save_load_identical_log_probs_per_user(tmp_path, peft):
     trainer = make_trainer(tmp_path, peft=peft, max_steps=5)
     trainer.train()
     trainer.save_model(str(tmp_path / "saved"))
-    model, _, user_model = load_personalized_model(str(tmp_path / "saved"), tokenizer=make_tokenizer())
+    model, _, soft_tokens = load_personalized_model(str(tmp_path / "saved"), tokenizer=make_tokenizer())
     batch = {k: v for k, v in batch_of(trainer).items()}
     trainer.model.eval()
     for user in ["u1", "u2", "never-seen"]:
-        ids = torch.full((8,), trainer.user_model.user_index(user))
+        ids = torch.full((8,), trainer.conditioning.condition_id(user))
         with torch.no_grad():
-            expected = sequence_log_probs(trainer.model, batch, torch.cat([trainer.user_model(ids)] * 2))
-            got = sequence_log_probs(model, batch, torch.cat([user_model(ids)] * 2))
+            expected = sequence_log_probs(trainer.model, batch, torch.cat([trainer.soft_tokens(ids)] * 2))
+            got = sequence_log_probs(model, batch, torch.cat([soft_tokens(ids)] * 2))
         assert torch.allclose(got, expected, atol=1e-5), user
-    assert user_model.config.users == ["u1", "u2"]
+    assert ModelRecord.of(model).conditioning.conditions == ["u1", "u2"]
 
 
 def test_unseen_user_gets_the_generic_tokens(tmp_path):
     trainer = make_trainer(tmp_path, max_steps=3)
     trainer.train()
-    um = trainer.user_model
-    assert um.user_index("never-seen") == 0
+    um, spec = trainer.soft_tokens, trainer.conditioning
+    assert spec.condition_id("never-seen") == 0
     generic = um(torch.tensor([0]))
-    assert torch.equal(um(torch.tensor([um.user_index("never-seen")])), generic)
+    assert torch.equal(um(torch.tensor([spec.condition_id("never-seen")])), generic)
     assert torch.equal(generic[0], um.generic)
-    assert not torch.equal(um(torch.tensor([um.user_index("u1")])), generic)
+    assert not torch.equal(um(torch.tensor([spec.condition_id("u1")])), generic)
 
 
 # ---------------------------------------------------------------------------------------------------- inference
-@pytest.mark.parametrize("user_model_type", ["individual", "cluster"])
-def test_generate_for_user_and_cold_start(tmp_path, user_model_type):
-    trainer = make_trainer(tmp_path, peft=True, alpha=1.0, max_steps=40, user_model_type=user_model_type)
+@pytest.mark.parametrize("condition_model", ["lowrank", "prototype"])
+def test_generate_for_user_and_cold_start(tmp_path, condition_model):
+    trainer = make_trainer(tmp_path, peft=True, alpha=1.0, max_steps=40, condition_model=condition_model)
     trainer.train()
     model, tokenizer = trainer.model.eval(), trainer.processing_class
     texts = generate_for_user(
@@ -203,7 +202,7 @@ def test_generate_for_user_and_cold_start(tmp_path, user_model_type):
     pairs = list(user_pairs(8, seed=5, users=("u1", "u2")).filter(lambda r: r["user_id"] == "u2"))  # likes long
     assert fit_new_user(model, tokenizer, "newcomer", [], beta=0.5) == 0  # zero pairs: generic
     index = fit_new_user(model, tokenizer, "newcomer", pairs, beta=0.5, steps=30)
-    assert trainer.user_model.config.users[-1] == "newcomer" and index == 3
+    assert trainer.conditioning.conditions[-1] == "newcomer" and index == 3
     batch = trainer.data_collator(
         [
             trainer.train_dataset[i]
@@ -214,15 +213,15 @@ def test_generate_for_user_and_cold_start(tmp_path, user_model_type):
     with torch.no_grad(), model.disable_adapter():
         ref = sequence_log_probs(model, batch, None)
     with torch.no_grad():
-        new = sequence_log_probs(model, batch, torch.cat([trainer.user_model(torch.full((8,), index))] * 2))
+        new = sequence_log_probs(model, batch, torch.cat([trainer.soft_tokens(torch.full((8,), index))] * 2))
     (c, r), (rc, rr) = new.chunk(2), ref.chunk(2)
     assert ((c - rc) > (r - rr)).float().mean() >= 0.9  # the newcomer now prefers long answers, like u2
     # mini-batches of 2 pairs: deterministic, and fits the same user
     rows = [fit_new_user(model, tokenizer, f"mini-{i}", pairs, beta=0.5, steps=30, batch_size=2) for i in range(2)]
-    table = trainer.user_model.user_table.weight
+    table = trainer.soft_tokens.rows
     assert torch.equal(table[rows[0]], table[rows[1]]) and not torch.equal(table[rows[0]], table[index])
     with torch.no_grad():
-        mini = sequence_log_probs(model, batch, torch.cat([trainer.user_model(torch.full((8,), rows[0]))] * 2))
+        mini = sequence_log_probs(model, batch, torch.cat([trainer.soft_tokens(torch.full((8,), rows[0]))] * 2))
     (c, r) = mini.chunk(2)
     assert ((c - rc) > (r - rr)).float().mean() >= 0.9
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
@@ -232,7 +231,7 @@ def test_generate_for_user_and_cold_start(tmp_path, user_model_type):
 # ---------------------------------------------------------------------------------------------------- errors
 def test_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="The train dataset has no 'user_id' column"):
-        make_trainer(tmp_path, data=user_pairs(8).remove_columns("user_id"), personalize=True)
+        make_trainer(tmp_path, data=user_pairs(8).remove_columns("user_id"), condition_mode="embedding")
     with pytest.raises(ValueError, match=r"Personalization is off \(the training dataset .* so alpha=1\.0"):
         make_trainer(tmp_path, data=user_pairs(8).remove_columns("user_id"), alpha=1.0)
     with pytest.raises(ValueError, match="The eval dataset has no 'user_id' column"):
@@ -245,43 +244,33 @@ def test_clear_errors(tmp_path):
         )
     bad = user_pairs(8).map(lambda r, i: {"user_id": "stranger"} if i == 5 else {}, with_indices=True)
     with pytest.raises(ValueError, match="Unknown user_id='stranger' in row 5 of the train dataset"):
-        make_trainer(tmp_path, data=bad, users=["u1", "u2"], strict_users=True)
-    with pytest.raises(ValueError, match="user table has hidden size 8 but the policy's embeddings have 16"):
-        attach_user_model(make_causal_lm("qwen2", make_tokenizer()), UserModel(UserModelConfig(["a"], hidden_size=8)))
+        make_trainer(tmp_path, data=bad, conditions=["u1", "u2"], strict_conditions=True)
+    with pytest.raises(ValueError, match="soft tokens have hidden size 8 but the model's embeddings have 16"):
+        attach_soft_tokens(make_causal_lm("qwen2", make_tokenizer()), SoftTokens(SoftTokenConfig(hidden_size=8), 1))
     with pytest.raises(ValueError, match="alpha must be in"):
         config(tmp_path, alpha=1.5)
 
 
 # ---------------------------------------------------------------------------------------------------- user model
-def test_cluster_user_model_and_features():
-    um = UserModel(
-        UserModelConfig(
-            ["a", "b"],
-            hidden_size=6,
-            num_tokens=2,
-            user_dim=3,
-            user_model_type="cluster",
-            num_clusters=4,
-            num_features=2,
-        )
+def test_prototype_user_model_and_features():
+    um = SoftTokens(
+        SoftTokenConfig(kind="prototype", hidden_size=6, num_tokens=2, dim=3, num_prototypes=4, num_features=2), 2
     )
-    torch.nn.init.normal_(um.proj.weight)
+    torch.nn.init.normal_(um.basis.weight)
     out = um(torch.tensor([0, 1, 2]), torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
     assert out.shape == (3, 2, 6)
     assert torch.equal(out[0], um.generic)  # id 0 ignores features: generic user
     assert not torch.allclose(out[1], out[2])
 
 
-@pytest.mark.parametrize("user_model_type", ["individual", "cluster"])
-def test_soft_tokens_of_a_table_row_equal_the_forward(user_model_type):
-    """The map `fit_new_user` optimises a new user's row through is the forward pass of a known user."""
-    um = UserModel(
-        UserModelConfig(["a", "b"], hidden_size=6, num_tokens=2, user_dim=3, user_model_type=user_model_type)
-    )
-    torch.nn.init.normal_(um.proj.weight)
-    rows = um.user_table.weight[1:3]
-    assert torch.allclose(um.soft_tokens(um.row_vectors(rows)), um(torch.tensor([1, 2])))
-    assert (um.prototypes is None) == (user_model_type == "individual")
+@pytest.mark.parametrize("kind", ["table", "lowrank", "prototype"])
+def test_soft_tokens_of_a_row_equal_the_forward(kind):
+    """The map the cold-start fitter optimises a new row through is the forward pass of a known condition."""
+    um = SoftTokens(SoftTokenConfig(kind=kind, hidden_size=6, num_tokens=2, dim=3), 2)
+    if kind != "table":
+        torch.nn.init.normal_(um.basis.weight)
+    assert torch.allclose(um.tokens_of_rows(um.rows[1:3]), um(torch.tensor([1, 2])))
+    assert hasattr(um, "prototypes") == (kind == "prototype")
 
 
 def test_synthetic_length_users_are_deterministic_and_conflicting():
@@ -333,10 +322,10 @@ def test_synthetic_users_cli(tmp_path, capsys):
 
 
 def test_user_learning_rate_gets_its_own_optimizer_group(tmp_path):
-    trainer = make_trainer(tmp_path, user_learning_rate=0.1, max_steps=2)
+    trainer = make_trainer(tmp_path, condition_learning_rate=0.1, max_steps=2)
     trainer.train()
     groups = trainer.optimizer.param_groups
-    user_ids = {id(p) for p in trainer.user_model.parameters()}
+    user_ids = {id(p) for p in trainer.soft_tokens.parameters()}
     (user_group,) = [g for g in groups if {id(p) for p in g["params"]} == user_ids]
     assert user_group["weight_decay"] == 0.0 and user_group["initial_lr"] == 0.1
     assert all(not ({id(p) for p in g["params"]} & user_ids) for g in groups if g is not user_group)

@@ -10,7 +10,7 @@ from toy import save_reward_model as save_toy_model
 from transformers import AutoModelForSequenceClassification
 
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer, fit_new_condition, save_reward_model
-from trl_custom.conditioned_rm.reward_head import POOLING_CONFIG_ATTRIBUTE, apply_pooling
+from trl_custom.conditioned_rm.reward_head import apply_pooling, get_pooling
 from trl_custom.downstream.export import write_model_card
 
 
@@ -48,7 +48,7 @@ def test_mean_pooling_is_the_masked_mean_read_by_the_head():
     torch.testing.assert_close(alone, rewards[:1], rtol=0, atol=1e-5)  # padding is not averaged in
     assert not torch.allclose(rewards, cls_rewards)  # not the [CLS] pooler any more
     assert len(model.bert._forward_hooks) == 1
-    assert getattr(model.config, POOLING_CONFIG_ATTRIBUTE) == "mean"
+    assert get_pooling(model) == "mean"
     assert not any(p.requires_grad for p in model.bert.pooler.parameters())
 
 
@@ -79,8 +79,8 @@ def test_mean_pooling_trains_saves_and_reloads(tmp_path, mode):
 
     path = str(tmp_path / "rm")
     trainer.save_model(path)
-    with open(f"{path}/config.json") as f:
-        assert json.load(f)[POOLING_CONFIG_ATTRIBUTE] == "mean"
+    with open(f"{path}/trl_custom.json") as f:
+        assert json.load(f)["pooling"] == "mean"
     prompts = ["question about t3 "] * 4
     responses = ["answer alpha w1", "answer beta w1 w2 w3", "answer alpha", "answer beta"]
     conditions = ["formal", "formal", "casual", "casual"]
@@ -118,7 +118,7 @@ def test_pooling_options_are_checked(tmp_path):
 
 
 def test_mean_pooling_with_a_lora_adapter_is_saved_beside_it(tmp_path):
-    """An adapter folder has no config.json of its own: the pooling goes to trl_custom_settings.json."""
+    """An adapter folder has no config.json of its own: the pooling is in the record beside it."""
     tokenizer = make_tokenizer("bert")
     args = cpu_config(CustomRewardConfig, tmp_path, pooling="mean", max_steps=2, max_length=64, learning_rate=1e-2)
     trainer = CustomRewardTrainer(
@@ -131,8 +131,8 @@ def test_mean_pooling_with_a_lora_adapter_is_saved_beside_it(tmp_path):
     trainer.train()
     path = str(tmp_path / "rm")
     trainer.save_model(path)
-    with open(f"{path}/trl_custom_settings.json") as f:
-        assert json.load(f) == {POOLING_CONFIG_ATTRIBUTE: "mean"}
+    with open(f"{path}/trl_custom.json") as f:
+        assert json.load(f)["pooling"] == "mean"
     prompts, responses = ["question about t3 "] * 2, ["answer alpha w1", "answer beta w1 w2 w3"]
     trained = RewardScorer(trainer.model.eval(), tokenizer, max_length=64).score(prompts, responses)
     reloaded = RewardScorer.from_pretrained(path, tokenizer=tokenizer, max_length=64)

@@ -45,9 +45,7 @@ def test_readme_python_api_and_downstream_examples_run(tmp_path, monkeypatch):
         prompts=["Tell me about bees."] * 2, completions=["Bees pollinate crops."] * 2, domain=["academy", "business"]
     )
     assert academy != pytest.approx(business, abs=1e-6)
-    assert {"README.md", "conditioning.json", "condition_embeddings.safetensors"} <= set(
-        os.listdir("outputs/api-demo-export")
-    )
+    assert {"README.md", "trl_custom.json", "soft_tokens.safetensors"} <= set(os.listdir("outputs/api-demo-export"))
     from trl_custom import ConditionedRewardFunction
 
     reloaded = ConditionedRewardFunction.from_pretrained("outputs/api-demo-export")

@@ -167,7 +167,7 @@ def test_quickstart_recipe_runs_on_minilm(tmp_path):
     assert "held-out accuracy" in result.stdout and "DSP mean" in result.stdout
     results = json.loads((out / "eval_results.json").read_text())
     assert set(results["before"]["dsp"]) == {"academy", "business", "entertainment", "literature", "mean"}
-    assert (out / "conditioning.json").exists() and (out / "model.safetensors").exists()
+    assert (out / "trl_custom.json").exists() and (out / "model.safetensors").exists()
 
 
 def test_build_reward_data_mixes_and_holds_out(tmp_path):
@@ -389,7 +389,7 @@ def test_dpo_recipe_on_a_datasets_mixture_with_user_id(tiny_run_assets):
                     {"path": "json", "data_files": str(root / "users" / "part-b.jsonl"), "split": "train"},
                 ],
                 "test_split_size": 0.25,
-                "user_column": "user_id",
+                "condition_column": "user_id",
                 "output_dir": str(out),
                 "use_cpu": True,
                 "bf16": False,

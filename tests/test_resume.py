@@ -32,12 +32,12 @@ from trl_custom import (
     PersonalizedDPOTrainer,
     RewardScorer,
 )
-from trl_custom.conditioned_rm.conditioning import CONDITION_EMBEDDINGS_FILE
 from trl_custom.conditioned_rm.scoring import load_reward_model
 from trl_custom.downstream.reward_functions import ConditionedRewardFunction
 from trl_custom.personalized_dpo.inference import load_personalized_model, sequence_log_probs
-from trl_custom.personalized_dpo.user_model import USER_MODEL_WEIGHTS_FILE
 from trl_custom.scripts.evaluate import main as evaluation_cli
+from trl_custom.soft_tokens import get_soft_tokens
+from trl_custom.soft_tokens.module import SOFT_TOKENS_FILE
 
 
 TOLERANCE = 1e-6
@@ -161,7 +161,7 @@ RM_CASES = {
     "embedding-qlora": dict(
         lora=True, qlora=True, condition_learning_rate=5e-2, model_init_kwargs={"dtype": "bfloat16"}
     ),
-    "margin": dict(margin_coef=1.0),
+    "margin": dict(),
     "imitation": dict(imitation_coef=0.5),
 }
 
@@ -178,11 +178,9 @@ def test_reward_model_resume_equals_uninterrupted(tmp_path, case):
         rm_factory(tmp_path, **kwargs), tmp_path, resume_from="path" if case == "text" else True
     )
     assert_same_run(resumed, uninterrupted)
-    if resumed.condition_table is not None:
-        torch.testing.assert_close(
-            resumed.condition_table.weight, uninterrupted.condition_table.weight, atol=1e-6, rtol=0
-        )
-        assert not torch.allclose(resumed.condition_table.weight, stopped.condition_table.weight)
+    if resumed.soft_tokens is not None:
+        torch.testing.assert_close(resumed.soft_tokens.table, uninterrupted.soft_tokens.table, atol=1e-6, rtol=0)
+        assert not torch.allclose(resumed.soft_tokens.table, stopped.soft_tokens.table)
 
 
 def rm_scores(scorer):
@@ -246,10 +244,10 @@ def test_save_model_after_resume_and_best_model_at_end(tmp_path):
     assert best is not None and best.endswith(f"checkpoint-{STOP}")
     best_model, _, _ = load_reward_model(best, tokenizer=make_tokenizer())
     torch.testing.assert_close(
-        resumed.condition_table.weight, best_model.condition_embeddings.weight.to(resumed.condition_table.weight)
+        resumed.soft_tokens.table, get_soft_tokens(best_model).table.to(resumed.soft_tokens.table)
     )
     last_model, _, _ = load_reward_model(str(tmp_path / "run" / f"checkpoint-{STEPS}"), tokenizer=make_tokenizer())
-    assert not torch.allclose(last_model.condition_embeddings.weight, best_model.condition_embeddings.weight)
+    assert not torch.allclose(get_soft_tokens(last_model).table, get_soft_tokens(best_model).table)
 
     resumed.save_model(str(tmp_path / "final"))
     expected = rm_scores(RewardScorer(resumed.model.eval(), resumed.processing_class, resumed.conditioning))
@@ -262,22 +260,20 @@ def test_checkpoints_that_do_not_fit_are_refused(tmp_path):
     make(tmp_path / "run", callbacks=[StopAt(STOP)]).train()
     checkpoint = tmp_path / "run" / f"checkpoint-{STOP}"
 
-    with pytest.raises(
-        ValueError, match=r"conditioning.json does not match.*conditions: saved \['casual', 'formal'\]"
-    ):
+    with pytest.raises(ValueError, match=r"trl_custom.json does not match.*conditions: saved \['casual', 'formal'\]"):
         make(tmp_path / "run", conditions=["casual", "formal", "legal"]).train(resume_from_checkpoint=True)
-    with pytest.raises(ValueError, match="num_tokens: saved 4, this run 2"):
+    with pytest.raises(ValueError, match="soft tokens' num_tokens: saved 4, this run 2"):
         make(tmp_path / "run", num_condition_tokens=2).train(resume_from_checkpoint=str(checkpoint))
     with pytest.raises(ValueError, match="mode: saved 'embedding', this run 'text'"):
         rm_factory(tmp_path, mode="text")(tmp_path / "run").train(resume_from_checkpoint=str(checkpoint))
 
-    table = checkpoint / CONDITION_EMBEDDINGS_FILE
+    table = checkpoint / SOFT_TOKENS_FILE
     original = table.read_bytes()
-    save_file({"weight": torch.zeros(3, 4, 8)}, str(table))
-    with pytest.raises(ValueError, match=f"{CONDITION_EMBEDDINGS_FILE} holds .*differently configured run"):
+    save_file({"table": torch.zeros(3, 4, 8)}, str(table))
+    with pytest.raises(ValueError, match=f"{SOFT_TOKENS_FILE} holds .*differently configured run"):
         make(tmp_path / "run").train(resume_from_checkpoint=True)
     table.unlink()
-    with pytest.raises(FileNotFoundError, match=f"{CONDITION_EMBEDDINGS_FILE} is missing.*Resume with"):
+    with pytest.raises(FileNotFoundError, match=f"{SOFT_TOKENS_FILE} is missing.*Resume with"):
         make(tmp_path / "run").train(resume_from_checkpoint=True)
     table.write_bytes(original)
     with pytest.raises(ValueError, match="holds no checkpoint-N folder"):
@@ -323,25 +319,26 @@ def pdpo_factory(tmp_path, peft=False, **kwargs):
 @pytest.mark.parametrize("peft", [False, True])
 def test_pdpo_resume_equals_uninterrupted(tmp_path, peft):
     # sampled generic loss: a coin per pair, so the RNG must be restored; the user model in its own LR group
-    make = pdpo_factory(tmp_path, peft=peft, alpha=0.5, generic_loss_mode="sampled", user_learning_rate=5e-2)
+    make = pdpo_factory(tmp_path, peft=peft, alpha=0.5, generic_loss_mode="sampled", condition_learning_rate=5e-2)
     uninterrupted, stopped, resumed = stop_and_resume(make, tmp_path)
     assert_same_run(resumed, uninterrupted)
-    for name, value in uninterrupted.user_model.state_dict().items():
-        torch.testing.assert_close(resumed.user_model.state_dict()[name], value, atol=1e-6, rtol=0)
-    assert not torch.allclose(resumed.user_model.proj.weight, stopped.user_model.proj.weight)
+    for name, value in uninterrupted.soft_tokens.state_dict().items():
+        torch.testing.assert_close(resumed.soft_tokens.state_dict()[name], value, atol=1e-6, rtol=0)
+    assert not torch.allclose(resumed.soft_tokens.basis.weight, stopped.soft_tokens.basis.weight)
 
 
-def user_log_probs(model, user_model, tokenizer):
-    from trl.trainer.dpo_trainer import DataCollatorForPreference
-
-    from trl_custom.personalized_dpo.inference import tokenize_pairs
+def user_log_probs(model, soft_tokens, tokenizer):
+    from trl_custom.personalized_dpo.inference import preference_batches
+    from trl_custom.record import ModelRecord
 
     pairs = [{k: row[k] for k in ("prompt", "chosen", "rejected")} for row in user_pairs(4, seed=9)]
-    batch = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)(tokenize_pairs(tokenizer, pairs))
+    examples, collator = preference_batches(model, tokenizer, pairs)
+    batch = collator(examples)
     rows = batch["input_ids"].shape[0]
+    spec = ModelRecord.of(model).conditioning
     out = []
     for user in ("u1", "u2", None):
-        soft = user_model(torch.tensor([user_model.user_index(user)] * rows))
+        soft = soft_tokens(torch.tensor([spec.condition_id(user)] * rows))
         out.append(sequence_log_probs(model, batch, soft))
     return torch.stack(out)
 
@@ -354,11 +351,11 @@ def test_pdpo_checkpoint_loads_as_the_policy_at_that_step(tmp_path, peft):
     tokenizer = make_tokenizer()
     with torch.no_grad():
         policy = stopped.accelerator.unwrap_model(stopped.model).eval()
-        expected = user_log_probs(policy, stopped.user_model, tokenizer)
-        model, _, user_model = load_personalized_model(
+        expected = user_log_probs(policy, stopped.soft_tokens, tokenizer)
+        model, _, soft_tokens = load_personalized_model(
             str(tmp_path / "run" / f"checkpoint-{STOP}"), tokenizer=tokenizer
         )
-        torch.testing.assert_close(user_log_probs(model, user_model, tokenizer), expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(user_log_probs(model, soft_tokens, tokenizer), expected, atol=1e-5, rtol=0)
     assert not torch.allclose(expected[0], expected[1])  # the users differ: the user model was restored
 
 
@@ -366,10 +363,12 @@ def test_pdpo_checkpoints_that_do_not_fit_are_refused(tmp_path):
     make = pdpo_factory(tmp_path)
     make(tmp_path / "run", callbacks=[StopAt(STOP)]).train()
     checkpoint = tmp_path / "run" / f"checkpoint-{STOP}"
-    with pytest.raises(ValueError, match=r"user_model.json does not match.*users: saved \['u1', 'u2'\], this run"):
-        make(tmp_path / "run", users=["u1", "u2", "u3"]).train(resume_from_checkpoint=True)
-    with pytest.raises(ValueError, match="num_tokens: saved 4, this run 2"):
-        make(tmp_path / "run", num_user_tokens=2).train(resume_from_checkpoint=True)
-    (checkpoint / USER_MODEL_WEIGHTS_FILE).unlink()
-    with pytest.raises(FileNotFoundError, match=f"{USER_MODEL_WEIGHTS_FILE} is missing"):
+    with pytest.raises(
+        ValueError, match=r"trl_custom.json does not match.*conditions: saved \['u1', 'u2'\], this run"
+    ):
+        make(tmp_path / "run", conditions=["u1", "u2", "u3"]).train(resume_from_checkpoint=True)
+    with pytest.raises(ValueError, match="soft tokens' num_tokens: saved 4, this run 2"):
+        make(tmp_path / "run", num_condition_tokens=2).train(resume_from_checkpoint=True)
+    (checkpoint / SOFT_TOKENS_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match=f"{SOFT_TOKENS_FILE} is missing"):
         make(tmp_path / "run").train(resume_from_checkpoint=str(checkpoint))

@@ -161,7 +161,7 @@ def test_long_pairs_dropped_as_trl_with_drop_policy_and_counted(tmp_path, caplog
     long = lambda row, i: {"chosen": row["chosen"] + " w1" * 30} if i < 3 else {}  # noqa: E731
     data = pairs("standard").map(long, with_indices=True)
     with caplog.at_level(logging.WARNING):
-        stock, ours = train_both(tmp_path, data, ours_kwargs={"long_pair_policy": "drop"}, args={"max_length": 24})
+        stock, ours = train_both(tmp_path, data, ours_kwargs={"truncation_mode": "drop"}, args={"max_length": 24})
     assert len(stock.train_dataset) == len(ours.train_dataset) == 13
     assert "Dropped 3 of 16 pairs of the train dataset" in caplog.text  # TRL drops them silently
     assert_same_run(stock, ours)
@@ -250,7 +250,7 @@ def test_what_embedding_mode_needs_from_a_callers_collator_and_optimizer(tmp_pat
     args = cpu_config(CustomRewardConfig, tmp_path, condition_mode="embedding", max_steps=1, max_length=64)
     model = make_reward_model("qwen2", tokenizer)
     optimizers = (torch.optim.SGD(model.parameters(), lr=0.1), None)
-    with pytest.raises(ValueError, match="optimizer given in `optimizers` does not hold the condition table"):
+    with pytest.raises(ValueError, match="optimizer given in `optimizers` does not hold the soft tokens"):
         CustomRewardTrainer(
             model, args=args, train_dataset=conditioned_pairs(8), processing_class=tokenizer, optimizers=optimizers
         )
@@ -312,7 +312,7 @@ def test_auto_mode_continues_a_saved_embedding_model_in_embedding_mode(tmp_path)
         processing_class=make_tokenizer(),
     )
     assert second.conditioning.mode == "embedding"
-    assert torch.equal(second.condition_table.weight.detach(), first.condition_table.weight.detach())
+    assert torch.equal(second.soft_tokens.table.detach(), first.soft_tokens.table.detach())
 
 
 def test_a_saved_conditioned_folder_loads_with_trls_model_init_kwargs(tmp_path, caplog):
@@ -341,7 +341,7 @@ def test_a_saved_conditioned_folder_loads_with_trls_model_init_kwargs(tmp_path, 
         second = load(model_init_kwargs={"dtype": "bfloat16"})
     assert second.model.dtype == torch.bfloat16
     assert "will be ignored" not in caplog.text  # TRL's warning for an instantiated model: they were used
-    assert torch.equal(second.condition_table.weight.detach().float(), first.condition_table.weight.detach().float())
+    assert torch.equal(second.soft_tokens.table.detach().float(), first.soft_tokens.table.detach().float())
     from transformers import BitsAndBytesConfig
 
     with pytest.raises(ValueError, match="`quantization_config` both as a trainer argument and in `args.model_init"):
@@ -367,10 +367,10 @@ def test_lora_on_a_saved_embedding_folder_trains_its_condition_table(tmp_path):
         processing_class=make_tokenizer(),
         peft_config=LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["q_proj", "v_proj"]),
     )
-    saved = second.condition_table.weight.detach().clone()
-    assert torch.equal(saved, first.condition_table.weight.detach())
+    saved = second.soft_tokens.table.detach().clone()
+    assert torch.equal(saved, first.soft_tokens.table.detach())
     second.train()
-    assert not torch.equal(second.condition_table.weight.detach(), saved)
+    assert not torch.equal(second.soft_tokens.table.detach(), saved)
 
 
 def test_a_saved_lora_customized_folder_keeps_training_its_adapter(tmp_path):
@@ -394,7 +394,7 @@ def test_a_saved_lora_customized_folder_keeps_training_its_adapter(tmp_path):
     second.train()
     changed = {n for n, p in second.model.named_parameters() if not torch.equal(p.detach(), before[n])}
     assert any("lora_B" in n for n in changed) and any("score" in n for n in changed), sorted(changed)
-    assert any("condition_embeddings" in n for n in changed)
+    assert any("soft_tokens" in n for n in changed)
 
 
 @pytest.mark.parametrize("mode", ["text", "embedding"])

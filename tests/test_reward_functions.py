@@ -12,7 +12,8 @@ from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer
 from trl.trainer.utils import get_callable_name
 
 from trl_custom import ConditionedRewardFunction, ConditioningSpec, RewardScorer
-from trl_custom.conditioned_rm.conditioning import attach_condition_table
+from trl_custom.record import ModelRecord
+from trl_custom.soft_tokens import attach_soft_tokens, new_soft_tokens
 
 
 CONDITIONS = ["casual", "formal"]
@@ -24,10 +25,10 @@ def conditioned_rm(mode: str, seed: int = 1, column: str = "domain"):
     tokenizer = make_tokenizer()
     model = make_reward_model("qwen2", tokenizer, seed=seed).eval()
     spec = ConditioningSpec(mode=mode, column=column, conditions=CONDITIONS, template="domain is {condition} ")
-    if mode == "embedding":
+    if spec.uses_soft_tokens:
         torch.manual_seed(seed)
-        attach_condition_table(model, spec)
-    model.trl_custom_conditioning = spec
+        attach_soft_tokens(model, new_soft_tokens(model, spec.tokens, len(CONDITIONS)))
+    ModelRecord(kind="reward_model", conditioning=spec, max_length=64).attach(model)
     return model, tokenizer
 
 
@@ -86,7 +87,7 @@ def test_unknown_condition_raises_for_strict_models_and_is_generic_otherwise():
     reward = ConditionedRewardFunction(model, tokenizer)
     unknown, generic = reward(prompts=[PROMPT] * 2, completions=[COMPLETION] * 2, domain=["legal", None])
     assert unknown == pytest.approx(generic, abs=1e-6)
-    model.trl_custom_conditioning.strict = True
+    ModelRecord.of(model).conditioning.strict = True
     with pytest.raises(ValueError, match="Unknown domain='legal'"):
         ConditionedRewardFunction(model, tokenizer)(prompts=[PROMPT], completions=[COMPLETION], domain=["legal"])
 

@@ -64,11 +64,11 @@ def test_smollm2_embedding_imitation_lora_save_load(tmp_path):
     )
     peft_config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="SEQ_CLS")
     trainer = CustomRewardTrainer(path, args=args, train_dataset=data, peft_config=peft_config)
-    table_before = trainer.condition_table.weight.detach().clone()
+    table_before = trainer.soft_tokens.table.detach().clone()
     trainer.train()
     logs = [h for h in trainer.state.log_history if "imitation_loss" in h]
     assert logs and all(torch.isfinite(torch.tensor(h["imitation_loss"])) for h in logs)
-    assert not torch.equal(table_before, trainer.condition_table.weight.detach())
+    assert not torch.equal(table_before, trainer.soft_tokens.table.detach())
     trainer.save_model(str(tmp_path / "rm"))
     prompts, responses = list(data["prompt"][:4]), list(data["chosen"][:4])
     conditions = list(data["domain"][:4])

@@ -68,7 +68,7 @@ def test_truncation_options_are_checked(tmp_path):
 
 
 def test_truncation_of_a_lora_reward_model_is_restored_with_its_adapter(tmp_path):
-    """A LoRA folder has no config.json of its own: the truncation goes to trl_custom_settings.json."""
+    """A LoRA folder has no config.json of its own: the truncation is in the record beside it."""
     from peft import LoraConfig
 
     tokenizer = make_tokenizer("causal")

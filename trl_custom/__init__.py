@@ -2,8 +2,6 @@
 """trl-custom: customized (domain/user-conditioned) and personalized reward models and policies on top of TRL."""
 
 from .conditioned_rm import (
-    ConditionEmbedding,
-    ConditioningSpec,
     CustomRewardConfig,
     CustomRewardTrainer,
     DataCollatorForConditionedPreference,
@@ -34,20 +32,24 @@ from .personalized_dpo import (
     DataCollatorForPersonalizedPreference,
     PersonalizedDPOConfig,
     PersonalizedDPOTrainer,
-    UserModel,
-    UserModelConfig,
     fit_new_user,
     generate_for_user,
     load_personalized_model,
 )
+from .record import ModelRecord
+from .soft_tokens import ConditioningArguments, ConditioningSpec, SoftTokenConfig, SoftTokens
 
 
 __version__ = "0.1.0"
 
 __all__ = [
-    # customized (conditioned) reward models
-    "ConditionEmbedding",
+    # conditioning by soft tokens, shared by reward models and policies; the record of how a model reads inputs
+    "ConditioningArguments",
     "ConditioningSpec",
+    "ModelRecord",
+    "SoftTokenConfig",
+    "SoftTokens",
+    # customized (conditioned) reward models
     "CustomRewardConfig",
     "CustomRewardTrainer",
     "DataCollatorForConditionedPreference",
@@ -69,8 +71,6 @@ __all__ = [
     "DataCollatorForPersonalizedPreference",
     "PersonalizedDPOConfig",
     "PersonalizedDPOTrainer",
-    "UserModel",
-    "UserModelConfig",
     "fit_new_user",
     "generate_for_user",
     "load_personalized_model",

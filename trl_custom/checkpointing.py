@@ -1,14 +1,15 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
-"""Resuming trainers whose model carries an attached module (condition table, user model) saved in its own files.
+"""Saving and resuming trl-custom's trainers: the model's record (`trl_custom.json`) and soft tokens beside it.
 
-transformers' `Trainer` restores `model.safetensors` or the adapter of a `checkpoint-N/` folder, the optimizer, the
-scheduler, the RNG states and the data position. The attached module is a submodule of the model, but
-[`~trl_custom.CustomRewardTrainer`] and [`~trl_custom.PersonalizedDPOTrainer`] save it beside the model (so that the
-folder stays a plain Hugging Face model), so `Trainer` alone would leave it at its fresh initialisation.
-[`AttachedModuleCheckpointing`] restores it, and refuses checkpoints that do not fit the trainer.
+transformers' `Trainer` saves and restores `model.safetensors` or the adapter of a `checkpoint-N/` folder, the
+optimizer, the scheduler, the RNG states and the data position. The soft tokens are a submodule of the model, but
+[`~trl_custom.CustomRewardTrainer`] and [`~trl_custom.PersonalizedDPOTrainer`] save them beside the model
+(`soft_tokens.safetensors`, so that the folder stays a plain Hugging Face model) with the record of how the model reads
+its inputs, so `Trainer` alone would leave them at their fresh initialisation. [`SoftTokenCheckpointing`] writes
+both, restores the soft tokens, and refuses checkpoints that do not fit the trainer.
 
 Under DeepSpeed, `Trainer` resumes from DeepSpeed's own checkpoint (`global_stepN/`), which holds every trainable
-parameter of the engine's module, the attached module included; under FSDP from the FSDP model file, which holds it
+parameter of the engine's module, the soft tokens included; under FSDP from the FSDP model file, which holds them
 too. There the files beside the model are only checked, not loaded.
 """
 
@@ -22,8 +23,17 @@ import torch
 import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import load_file
-from torch.nn.modules.module import _IncompatibleKeys
 from transformers.trainer_utils import get_last_checkpoint
+
+from .record import RECORD_FILE, ModelRecord, has_record
+from .soft_tokens.module import (
+    SOFT_TOKENS_ATTRIBUTE,
+    SOFT_TOKENS_FILE,
+    SoftTokens,
+    split_soft_token_state,
+    weights_file,
+)
+from .trl_seams import IncompatibleKeys
 
 
 TRAINER_STATE_FILE = "trainer_state.json"
@@ -43,11 +53,13 @@ def saved_shapes(path: str) -> dict[str, tuple[int, ...]]:
 def check_saved_state(module: nn.Module, path: str, fix: str) -> None:
     """
     Raise, naming `path` and `fix`, unless the safetensors file `path` holds exactly `module`'s parameters with their
-    shapes.
+    shapes (trl-custom 0.1.0's key names read as today's).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} is missing, so the checkpoint cannot be resumed. {fix}")
-    saved = saved_shapes(path)
+    from .soft_tokens.module import LEGACY_KEYS
+
+    saved = {LEGACY_KEYS.get(key, key): shape for key, shape in saved_shapes(path).items()}
     expected = {name: full_shape(p) for name, p in module.state_dict(keep_vars=True).items()}
     if saved != expected:
         raise ValueError(
@@ -59,7 +71,9 @@ def check_saved_state(module: nn.Module, path: str, fix: str) -> None:
 def load_saved_state(module: nn.Module, path: str, fix: str) -> None:
     """Copy the tensors of `path` into `module`'s parameters in place (the optimizer keeps the same tensors)."""
     check_saved_state(module, path, fix)
-    state = load_file(path)
+    from .soft_tokens.module import LEGACY_KEYS
+
+    state = {LEGACY_KEYS.get(key, key): value for key, value in load_file(path).items()}
     with torch.no_grad():
         for name, tensor in module.state_dict(keep_vars=True).items():
             tensor.copy_(state[name].to(device=tensor.device, dtype=tensor.dtype))
@@ -110,25 +124,71 @@ def kept_dtypes(model: nn.Module):
             param.data = param.data.to(dtypes[name])
 
 
-class AttachedModuleCheckpointing:
+class SoftTokenCheckpointing:
     """
-    Mixin for a `Trainer` subclass whose model carries an attached module, listed first among its bases. It extends
-    `train`, `_load_from_checkpoint`, `_load_best_model` and `_issue_warnings_after_load` so that
-    `train(resume_from_checkpoint=...)` (a path or `True`) and `load_best_model_at_end=True` restore that module too.
+    Mixin for trl-custom's trainers (listed first among their bases): `_save` writes the model's record and soft
+    tokens beside it; `train(resume_from_checkpoint=...)` (a path or `True`) and `load_best_model_at_end=True` check
+    that the checkpoint fits the trainer and restore the soft tokens.
 
-    The trainer implements:
-    - `_attached_attribute` (`str`): the attribute the module is registered under (`"condition_embeddings"`);
-    - `_check_resumable(checkpoint)`: raise, with the file and the fix, if `checkpoint` does not fit this trainer;
-    - `_restore_attached(checkpoint)`: load the module's weights from `checkpoint`'s files.
+    The trainer sets `self.record` ([`~trl_custom.record.ModelRecord`]) and `self.soft_tokens` (or `None`).
     """
 
-    _attached_attribute: str | None = None
+    record: ModelRecord
+    soft_tokens: SoftTokens | None = None
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        soft_state = None
+        if self.soft_tokens is not None:
+            if state_dict is None:
+                state_dict = self.accelerator.unwrap_model(self.model).state_dict()
+            state_dict, soft_state = split_soft_token_state(state_dict)
+        super()._save(output_dir, state_dict=state_dict)
+        if self.args.should_save:
+            self.record.save(output_dir)
+            if self.soft_tokens is not None:
+                self.soft_tokens.save(output_dir, state_dict=soft_state or None)
 
     def _check_resumable(self, checkpoint: str) -> None:
-        raise NotImplementedError
+        """Refuse, naming the file and the fix, a checkpoint whose conditioning does not match this trainer's."""
+        spec = self.record.conditioning
+        fix = (
+            "Resume with the conditioning options (condition_mode, conditions, num_condition_tokens, condition_model, "
+            "condition_dim, num_prototypes, feature columns) the checkpoint was trained with, or start a new run: a "
+            "new output_dir, without resume_from_checkpoint."
+        )
+        path = os.path.join(checkpoint, RECORD_FILE)
+        if not has_record(checkpoint):
+            if spec.mode != "none":
+                raise FileNotFoundError(
+                    f"{path} is missing: {checkpoint} was not written by a {type(self).__name__} conditioned "
+                    f"({spec.mode} mode), so it cannot be resumed here. {fix}"
+                )
+            return
+        saved = ModelRecord.load(checkpoint, kind=self.record.kind).conditioning
+        pairs = [("mode", saved.mode, spec.mode)]
+        if spec.uses_soft_tokens:
+            pairs.append(("conditions", saved.conditions, spec.conditions))
+            for name in ("kind", "num_tokens", "hidden_size", "dim", "num_prototypes", "num_features"):
+                pairs.append((f"soft tokens' {name}", getattr(saved.tokens, name, None), getattr(spec.tokens, name)))
+        if spec.renders_text:
+            pairs.append(("template", saved.template, spec.template))
+        differ = [(name, old, new) for name, old, new in pairs if old != new]
+        if differ:
+            details = "; ".join(
+                f"{name}: saved {_summary(old)}, this run {_summary(new)}" for name, old, new in differ
+            )
+            raise ValueError(f"{path} does not match this trainer's conditioning ({details}). {fix}")
+        if self.soft_tokens is not None:
+            check_saved_state(
+                self.soft_tokens, weights_file(checkpoint) or os.path.join(checkpoint, SOFT_TOKENS_FILE), fix
+            )
 
     def _restore_attached(self, checkpoint: str) -> None:
-        raise NotImplementedError
+        if self.soft_tokens is not None:
+            fix = "Resume from a checkpoint-N folder written by this trainer (it saves the soft tokens in each)."
+            path = weights_file(checkpoint) or os.path.join(checkpoint, SOFT_TOKENS_FILE)
+            load_saved_state(self.soft_tokens, path, fix)
 
     def _restores_attached_from_files(self) -> bool:
         """Whether `Trainer` loads the model from `model.safetensors`/the adapter (not DeepSpeed's or FSDP's files)."""
@@ -172,7 +232,14 @@ class AttachedModuleCheckpointing:
         `Trainer`'s warnings, without the attached module's keys (restored from their own files) and without tied
         weights (an LM head tied to the input embeddings is not saved, and is loaded with them).
         """
-        prefix = f"{self._attached_attribute}."
+        prefix = f"{SOFT_TOKENS_ATTRIBUTE}."
         tied = getattr(self.accelerator.unwrap_model(self.model), "all_tied_weights_keys", None) or {}
         missing = [key for key in load_result.missing_keys if prefix not in key and key not in tied]
-        super()._issue_warnings_after_load(_IncompatibleKeys(missing, list(load_result.unexpected_keys)))
+        super()._issue_warnings_after_load(IncompatibleKeys(missing, list(load_result.unexpected_keys)))
+
+
+def _summary(value) -> str:
+    """A value for an error message: long lists (vocabularies) by their length and first entries."""
+    if isinstance(value, list) and len(value) > 6:
+        return f"{len(value)} entries starting {value[:5]!r}"
+    return repr(value)

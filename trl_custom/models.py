@@ -101,3 +101,9 @@ def check_quantization(model_args) -> None:
             'load_in_4bit/load_in_8bit (QLoRA) needs bitsandbytes: pip install -e ".[quantization]" (or pip install '
             "bitsandbytes), or drop load_in_4bit from the recipe."
         )
+
+
+def uses_zero3(args) -> bool:
+    """Whether the training arguments run DeepSpeed ZeRO stage 3 (from an accelerate config or `--deepspeed`)."""
+    plugin = getattr(args, "deepspeed_plugin", None)
+    return plugin is not None and plugin.zero_stage == 3

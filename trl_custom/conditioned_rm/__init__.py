@@ -2,22 +2,20 @@
 """
 Customized reward models (DSP, "Everyone Deserves A Reward"): one reward model conditioned on a domain or user.
 
-`CustomRewardConfig`/`CustomRewardTrainer` (TRL's reward trainer plus conditioning, imitation, margins), the
-conditioning spec, soft-token table and forward pass shared by training and scoring, the tokenization, and
-`RewardScorer` to score with a trained model.
+`CustomRewardConfig`/`CustomRewardTrainer` (TRL's reward trainer plus conditioning, imitation, truncation, pooling),
+the forward pass and tokenization shared by training and scoring, `RewardScorer` to score with a trained model, and
+`fit_new_condition` for a condition never seen in training.
 """
 
 from .adaptation import fit_new_condition
-from .conditioning import ConditionEmbedding, ConditioningSpec
+from .collator import DataCollatorForConditionedPreference
 from .custom_reward_config import CustomRewardConfig
-from .custom_reward_trainer import CustomRewardTrainer, DataCollatorForConditionedPreference
+from .custom_reward_trainer import CustomRewardTrainer
 from .encoding import render_reward_text
 from .scoring import RewardScorer, load_reward_model
 
 
 __all__ = [
-    "ConditionEmbedding",
-    "ConditioningSpec",
     "CustomRewardConfig",
     "CustomRewardTrainer",
     "DataCollatorForConditionedPreference",

@@ -1,7 +1,8 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
 """
-Few-shot adaptation of a trained embedding-mode reward model to a condition (domain or user) it has never seen: one
-new row of the condition table, fitted from `k` preference pairs with everything else frozen.
+Few-shot adaptation of a trained reward model with soft tokens to a condition (domain or user) it has never seen: one
+new row of its soft tokens, fitted from `k` preference pairs with everything else frozen (the shared fitter,
+[`~trl_custom.soft_tokens.fit_new_row`]).
 
 A text-mode model needs no fitting: its condition is text, so a new name is rendered into the template as any other
 (zero-shot). An unconditioned model has nothing to adapt.
@@ -9,18 +10,15 @@ A text-mode model needs no fitting: its condition is text, so a new name is rend
 
 from __future__ import annotations
 
-import math
-import random
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..data.preferences import is_empty_response
-from .conditioning import GENERIC_CONDITION, is_missing_condition, reward_forward
+from ..soft_tokens import GENERIC, fit_new_row, is_missing
+from ..soft_tokens.fitting import epochs_to_steps
+from .conditioning import reward_forward
 from .scoring import RewardScorer
 
 
@@ -37,7 +35,7 @@ def fit_new_condition(
     progress: bool = False,
 ) -> int:
     """
-    Add `condition` to an embedding-mode reward model and fit its row of the condition table from `pairs`.
+    Add `condition` to a reward model with soft tokens and fit its row from `pairs`.
 
     Only the new row is trained, with the Bradley-Terry loss of training (`-logsigmoid(r_chosen - r_rejected)`), by
     Adam at `learning_rate`, for `num_epochs` passes over the pairs in a fixed order drawn from `seed`, with dropout
@@ -47,8 +45,8 @@ def fit_new_condition(
 
     Afterwards the model scores `condition` at once (through `scorer`, the [`ConditionedRewardFunction`] built on
     it, or anything sharing its model and [`ConditioningSpec`]), and [`save_reward_model`] saves the extended
-    vocabulary (`conditioning.json`) and table. With no pairs nothing is added: the condition keeps the generic
-    entry (an unknown value, refused by a `strict` model).
+    vocabulary (in the model's record, `trl_custom.json`) and soft tokens. With no pairs nothing is added: the
+    condition keeps the generic entry (an unknown value, refused by a `strict` model).
 
     Args:
         scorer ([`RewardScorer`] or [`ConditionedRewardFunction`]):
@@ -68,7 +66,7 @@ def fit_new_condition(
         progress (`bool`, *optional*, defaults to `False`): Show a progress bar.
 
     Returns:
-        `int`: The new condition's id (its table row), or `0` (the generic entry) when `pairs` is empty.
+        `int`: The new condition's id (its soft-token row), or `0` (the generic entry) when `pairs` is empty.
 
     Example:
 
@@ -80,14 +78,16 @@ def fit_new_condition(
     ```
     """
     scorer = getattr(scorer, "scorer", scorer)  # a ConditionedRewardFunction holds its RewardScorer
-    spec, table = scorer.conditioning, scorer.table
-    if spec.mode != "embedding" or table is None:
+    spec, soft_tokens = scorer.conditioning, scorer.soft_tokens
+    if not spec.uses_soft_tokens or soft_tokens is None:
         hint = (
             "a text-mode model reads the condition as text: score the new name directly (zero-shot), or train on it"
             if spec.mode == "text"
-            else "the model is not conditioned (condition_mode='none'): there is no condition table to extend"
+            else "the model is not conditioned (condition_mode='none'): there are no soft tokens to extend"
         )
-        raise ValueError(f"fit_new_condition needs an embedding-mode reward model with a condition table; {hint}.")
+        raise ValueError(
+            f"fit_new_condition needs a reward model with soft tokens (condition_mode='embedding'); {hint}."
+        )
     condition = _check_new_condition(spec, condition)
     if init_from is not None and init_from not in spec.conditions:
         raise ValueError(f"init_from={init_from!r} is not a known condition; known: {spec.conditions}.")
@@ -95,56 +95,42 @@ def fit_new_condition(
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}.")
     pairs = list(pairs)
-    encoded = [_encode_pair(scorer, pair, index) for index, pair in enumerate(pairs)]
+    # the new condition's name is rendered as training rendered it (text+embedding mode)
+    encoded = [_encode_pair(scorer, pair, index, condition) for index, pair in enumerate(pairs)]
     if not encoded:
         return 0
 
-    start_row = spec.conditions.index(init_from) + 1 if init_from is not None else 0
-    new_row = _Row(table.weight[start_row])
-    model = scorer.model
-    frozen = [p for p in model.parameters() if p.requires_grad]
-    was_training = model.training
-    for p in frozen:
-        p.requires_grad_(False)
-    model.eval()
-    optimizer = torch.optim.Adam(new_row.parameters(), lr=learning_rate)
-    order_rng = random.Random(seed)
-    steps = num_epochs * math.ceil(len(encoded) / batch_size)
-    try:
-        with tqdm(total=steps, desc=f"Fitting {condition!r}", disable=not progress) as bar:
-            for _ in range(num_epochs):
-                order = list(range(len(encoded)))
-                order_rng.shuffle(order)
-                for start in range(0, len(order), batch_size):
-                    batch = [encoded[i] for i in order[start : start + batch_size]]
-                    input_ids, attention_mask = scorer.collate([c for c, _ in batch] + [r for _, r in batch])
-                    rewards = reward_forward(model, input_ids, attention_mask, table=new_row)["rewards"].float()
-                    chosen, rejected = rewards.chunk(2)
-                    loss = -F.logsigmoid(chosen - rejected).mean()
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss.item():.4f}")
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
-        model.train(was_training)
+    def loss(indices, tokens):
+        batch = [encoded[i] for i in indices]
+        input_ids, attention_mask = scorer.collate([c for c, _ in batch] + [r for _, r in batch])
+        soft = tokens.expand(input_ids.shape[0], -1, -1)
+        rewards = reward_forward(scorer.model, input_ids, attention_mask, soft_tokens=soft)["rewards"].float()
+        chosen, rejected = rewards.chunk(2)
+        return -F.logsigmoid(chosen - rejected).mean()
 
-    with torch.no_grad():
-        grown = torch.cat([table.weight.detach(), new_row.weight.detach().to(table.weight.dtype)])
-    table.weight = nn.Parameter(grown, requires_grad=table.weight.requires_grad)
+    new_id = fit_new_row(
+        scorer.model,
+        soft_tokens,
+        loss,
+        len(encoded),
+        steps=epochs_to_steps(num_epochs, len(encoded), batch_size),
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        init_row=spec.conditions.index(init_from) + 1 if init_from is not None else 0,
+        seed=seed,
+        progress=progress,
+        desc=f"Fitting {condition!r}",
+    )
     spec.conditions.append(condition)
-    model.trl_custom_conditioning = spec
-    return len(spec.conditions)
+    return new_id
 
 
 def _check_new_condition(spec, condition: Any) -> str:
-    if is_missing_condition(condition) or not str(condition).strip():
+    if is_missing(condition) or not str(condition).strip():
         raise ValueError(f"condition={condition!r}: give the new condition a non-empty name.")
     condition = str(condition)
-    if condition == GENERIC_CONDITION:
-        raise ValueError(f"{GENERIC_CONDITION!r} is the name of the generic entry (row 0); choose another name.")
+    if condition == GENERIC:
+        raise ValueError(f"{GENERIC!r} is the name of the generic entry (row 0); choose another name.")
     if condition in spec.conditions:
         raise ValueError(
             f"The model already knows condition {condition!r} (row {spec.conditions.index(condition) + 1}); "
@@ -153,23 +139,13 @@ def _check_new_condition(spec, condition: Any) -> str:
     return condition
 
 
-def _encode_pair(scorer: RewardScorer, pair: dict[str, Any], index: int) -> tuple[list[int], list[int]]:
+def _encode_pair(
+    scorer: RewardScorer, pair: dict[str, Any], index: int, condition: str
+) -> tuple[list[int], list[int]]:
     for column in ("chosen", "rejected"):
         if is_empty_response(pair.get(column)):
             raise ValueError(
                 f"Pair {index} has an empty '{column}': every pair needs a non-empty chosen and rejected response."
             )
     prompt = pair.get("prompt")
-    return scorer.encode(prompt, pair["chosen"]), scorer.encode(prompt, pair["rejected"])
-
-
-class _Row(nn.Module):
-    """The row being fitted, as a condition table of its own that gives every sequence this one row (fp32)."""
-
-    def __init__(self, start: torch.Tensor):
-        super().__init__()
-        self.weight = nn.Parameter(start.detach().clone().float().unsqueeze(0))
-        self.num_tokens = start.shape[0]
-
-    def forward(self, condition_ids: torch.LongTensor) -> torch.Tensor:
-        return self.weight.expand(condition_ids.shape[0], -1, -1)
+    return scorer.encode(prompt, pair["chosen"], condition), scorer.encode(prompt, pair["rejected"], condition)

@@ -14,9 +14,10 @@ import json
 from typing import Any
 
 from transformers import PreTrainedTokenizerBase
-from trl.data_utils import _tokenize, common_prefix_length
+from trl.data_utils import common_prefix_length
 
-from .conditioning import ConditioningSpec, is_missing_condition
+from ..soft_tokens.spec import ConditioningSpec, is_missing
+from ..trl_seams import tokenize as _tokenize
 
 
 Messages = list[dict[str, Any]]
@@ -38,7 +39,7 @@ def apply_text_condition(
     Render `condition` into the input (text mode): prefix of the prompt (standard format) or system message
     (conversational format); with an implicit prompt, into each response. Absent conditions render nothing.
     """
-    if not spec.renders_text or is_missing_condition(condition):
+    if not spec.renders_text or is_missing(condition):
         return prompt, responses
     prefix = spec.render(condition)
 
@@ -80,7 +81,7 @@ def render_reward_text(
     For standard text the pipeline's tokenization is the trainer's; for conversations it is the same unless the
     tokenizer adds special tokens (e.g. a BOS) on top of the chat template.
     """
-    if spec.mode == "embedding":
+    if spec.uses_soft_tokens:
         raise ValueError(
             "An embedding-mode reward model reads its condition from soft tokens, not from the text: score it with "
             "RewardScorer or ConditionedRewardFunction instead of a text pipeline."
@@ -113,8 +114,8 @@ def truncate_ids(ids: list[int], max_length: int) -> list[int]:
     return ids[:head] + ids[len(ids) - (max_length - head) :]
 
 
-TRUNCATION_MODES = ("head_tail", "keep_start")
-TRUNCATION_CONFIG_ATTRIBUTE = "trl_custom_truncation"  # on the model's config: scorers truncate as training did
+# What happens to a pair longer than `max_length` (`CustomRewardConfig.truncation_mode`): the first two cut it.
+TRUNCATION_MODES = ("head_tail", "keep_start", "drop", "error")
 
 
 def truncate_sequence(

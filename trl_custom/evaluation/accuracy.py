@@ -42,7 +42,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from ..conditioned_rm.conditioning import GENERIC_CONDITION, is_missing_condition
 from ..data.preferences import (
     DSP_DOMAINS,
     DSP_RESPONSE_KEYS,
@@ -50,6 +49,8 @@ from ..data.preferences import (
     load_dsp_queries,
     load_general_pairs,
 )
+from ..soft_tokens.spec import GENERIC as GENERIC_CONDITION
+from ..soft_tokens.spec import is_missing as is_missing_condition
 
 
 logger = logging.getLogger(__name__)

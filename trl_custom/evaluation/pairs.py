@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from ..conditioned_rm.conditioning import GENERIC_CONDITION, is_missing_condition
+from ..soft_tokens.spec import GENERIC as GENERIC_CONDITION
+from ..soft_tokens.spec import is_missing as is_missing_condition
 from .accuracy import ScoreCache, mean_of_known, pair_wins, resolve_condition, win_rate
 
 

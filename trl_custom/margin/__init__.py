@@ -1,7 +1,8 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
 """
 Margin-regularized reward models ("Beyond the Binary"): synthetic judges estimate how much annotators would disagree
-on a pair, and the disagreement becomes the pair's `margin` (trained with `CustomRewardTrainer`'s `margin_coef`).
+on a pair, and the disagreement becomes the pair's `margin` (the `margin` column of TRL's and `CustomRewardTrainer`'s
+loss; `margin_scale` scales it).
 """
 
 from .agreement import augment_pairs, load_pairs_file, write_pairs_file

@@ -18,8 +18,8 @@ class AugmentConfig:
     - `margin` = `margin_scale * clip(log(a / (1 - a)), -margin_clip, margin_clip)` with the smoothed agreement
       `a = (N * agreement + smoothing) / (N + 2 * smoothing)`: `0` when the judges split evenly, positive when they
       side with `chosen`, negative when they side with `rejected` (or `0` with `negative_margins=False`). The reward
-      loss is then `-logsigmoid(r_chosen - r_rejected - margin_coef * margin)`: confidently agreed pairs must be
-      separated by more, contested pairs by less;
+      loss is then `-logsigmoid(r_chosen - r_rejected - margin)` (TRL's `margin` column): confidently agreed pairs
+      must be separated by more, contested pairs by less;
     - `plurality` = `|agreement - 0.5| <= plurality_band` (the judges split: the prompt admits several good answers);
     - `indistinguishable` = cosine similarity of the two responses' mean-pooled embeddings `>= similarity_threshold`
       (near-paraphrases); the similarity is kept in the `similarity` column.

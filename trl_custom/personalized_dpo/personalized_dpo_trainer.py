@@ -1,12 +1,8 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
 import contextlib
-import json
 import logging
-import math
-import numbers
 import os
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import fields
 
 import torch
 from accelerate import PartialState
@@ -16,88 +12,72 @@ from trl.data_utils import get_dataset_column_names
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import global_then_local_main_first
 
-from ..attached_modules import input_embedding_stats, split_attached_state, uses_zero3, with_own_learning_rate
-from ..checkpointing import AttachedModuleCheckpointing, check_saved_state, load_saved_state
-from ..data.preferences import is_empty_response
+from .. import trl_seams
+from ..checkpointing import SoftTokenCheckpointing
+from ..models import uses_zero3
 from ..packing import VARLEN_PACKING_ATTENTION, attention_implementation, check_packable
-from .personalized_dpo_config import USER_OPTIONS, PersonalizedDPOConfig
-from .policy_forward import policy_forward
-from .user_model import (
-    GENERIC_USER,
-    USER_MODEL_ATTRIBUTE,
-    USER_MODEL_CONFIG_FILE,
-    USER_MODEL_WEIGHTS_FILE,
-    UserModel,
-    UserModelConfig,
-    attach_user_model,
-    lookup_user,
+from ..record import ModelRecord, has_record
+from ..soft_tokens import (
+    ConditioningSpec,
+    SoftTokens,
+    attach_soft_tokens,
+    get_soft_tokens,
+    is_missing,
+    new_soft_tokens,
+    soft_token_forward,
 )
+from ..soft_tokens.module import with_own_learning_rate
+from .collator import MAX_USERS_WITH_METRICS, USER_KEYS, DataCollatorForPersonalizedPreference, check_value, group_of
+from .personalized_dpo_config import PERSONALIZATION_OPTIONS, PersonalizedDPOConfig
 
 
 logger = logging.getLogger(__name__)
-USER_KEYS = ("user_ids", "user_features", "user_groups")
-MAX_USERS_WITH_METRICS = 20
 
 
-@dataclass
-class DataCollatorForPersonalizedPreference(DataCollatorForPreference):
-    """
-    TRL's DPO [`~trl.trainer.dpo_trainer.DataCollatorForPreference`] plus the user of each pair: `"user_ids"`
-    (`(batch,)` indices into the user table, 0 = generic), and `"user_features"` / `"user_groups"` when present.
-    """
-
-    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        output = super().torch_call(examples)
-        for key in USER_KEYS:
-            if key in examples[0]:
-                dtype = torch.float if key == "user_features" else torch.long
-                output[key] = torch.tensor([example[key] for example in examples], dtype=dtype)
-        return output
-
-
-class PersonalizedDPOTrainer(AttachedModuleCheckpointing, DPOTrainer):
+class PersonalizedDPOTrainer(SoftTokenCheckpointing, DPOTrainer):
     """
     Personalized DPO (P-DPO, from "Personalized Language Modeling from Personalized Human Feedback", Li, Lipton,
     Leqi) as a subclass of TRL's [`~trl.DPOTrainer`].
 
-    A drop-in for `DPOTrainer`: a dataset without the user column (`user_column`, default `"user_id"`) trains
-    exactly as `DPOTrainer` does (same losses, metrics and saved files; one log line says so). With the column, a
-    [`UserModel`] maps each pair's user (and optional user features) to soft-token embeddings (a shared generic part +
-    an individual part) that are prepended to the policy's input, and the loss is
+    A drop-in for `DPOTrainer`: a dataset without the user column (`condition_column`, default `"user_id"`) trains
+    exactly as `DPOTrainer` does (same losses, metrics and saved files, plus the model's record `trl_custom.json`; one
+    log line says so). With the column, a user model ([`~trl_custom.soft_tokens.SoftTokens`], `condition_model`)
+    maps each pair's user (and optional user features) to soft tokens (a shared generic part + an individual part)
+    that are prepended to the policy's input, and the loss is
 
         alpha * L(personalized policy) + (1 - alpha) * L(policy with the generic user's tokens)
 
     where `L` is TRL's own DPO loss, run unchanged (`DPOTrainer._compute_loss`): every `loss_type` and list of them
     with `loss_weights`, f-divergences, `label_smoothing`, `ld_alpha`, `use_weighting` and the MoE auxiliary loss
     personalize. The user tokens enter through forward hooks on the policy (see
-    [`~trl_custom.personalized_dpo.policy_forward`]); the reference model is the non-personalized base (no soft
+    [`~trl_custom.soft_tokens.soft_token_forward`]); the reference model is the non-personalized base (no soft
     tokens): its log-probs come from TRL's `compute_ref_log_probs`, once per batch, and reach TRL's loss as
-    precomputed reference log-probs. Unknown users get the generic tokens (or an error with `strict_users=True`).
+    precomputed reference log-probs. Unknown users get the generic tokens (or an error with `strict_conditions=True`).
 
     Works with any `AutoModelForCausalLM` that accepts `inputs_embeds`, full fine-tuning (with `ref_model`, or
     reloaded from the model's path as in TRL), LoRA/QLoRA (the user model is trained and saved next to the adapter),
     gradient checkpointing, `precompute_ref_log_probs` and padding-free batches (`padding_free=True`, which TRL 1.16's
     `DPOTrainer` turns off: here the policy and reference passes are packed). Metrics: TRL's, plus
-    `rewards/accuracies/<group>` per user group and, with `generic_loss_mode="exact"`, the generic-user pass's under
-    `generic/...`.
+    `rewards/accuracies/<group>` per user group (users outside the table: `unseen`) and, with
+    `generic_loss_mode="exact"`, the generic-user pass's under `generic/...`.
 
-    Every `checkpoint-N/` folder holds the policy (or adapter), `user_model.safetensors` + `user_model.json`, the
-    optimizer, scheduler, RNG and trainer state: `trainer.train(resume_from_checkpoint=...)` (a path or `True`)
-    restores the user model with the rest, and refuses a checkpoint written for other users.
+    Every `checkpoint-N/` folder holds the policy (or adapter), `soft_tokens.safetensors` + the record, the optimizer,
+    scheduler, RNG and trainer state: `trainer.train(resume_from_checkpoint=...)` (a path or `True`) restores the user
+    model with the rest, and refuses a checkpoint written for other users.
 
     Args:
         model, ref_model, data_collator, train_dataset, eval_dataset, processing_class, compute_metrics, callbacks,
         optimizers, quantization_config, peft_config:
-            As in [`~trl.DPOTrainer`].
+            As in [`~trl.DPOTrainer`]. A model loaded with [`load_personalized_model`] (or a folder saved by this
+            trainer) continues with its user model; users of the training set it does not know are added to it.
         args ([`PersonalizedDPOConfig`], *optional*): Configuration. A plain [`~trl.DPOConfig`] is accepted and means
-            `personalize=False`.
-        user_model ([`UserModel`], *optional*): A trained user model to continue from (e.g. from
-            [`load_personalized_model`]); by default a new one is built from the training set's users.
+            `condition_mode="none"`.
+        soft_tokens ([`~trl_custom.soft_tokens.SoftTokens`], *optional*): A trained user model to continue from;
+            by default the model's own, or a new one built from the training set's users.
     """
 
     _tag_names = ["trl", "dpo", "trl-custom", "p-dpo"]
     _name = "Personalized DPO"
-    _attached_attribute = USER_MODEL_ATTRIBUTE
 
     def __init__(
         self,
@@ -108,20 +88,28 @@ class PersonalizedDPOTrainer(AttachedModuleCheckpointing, DPOTrainer):
         train_dataset=None,
         eval_dataset=None,
         processing_class=None,
-        user_model: UserModel | None = None,
+        soft_tokens: SoftTokens | None = None,
         **kwargs,
     ):
+        if "user_model" in kwargs:
+            raise TypeError("PersonalizedDPOTrainer: `user_model` was renamed `soft_tokens` (the same module).")
         if args is None:
-            name = model if isinstance(model, str) else model.config._name_or_path
+            name = model if isinstance(model, str) else trl_seams.name_or_path(model)
             args = PersonalizedDPOConfig(f"{os.path.basename(str(name).rstrip('/'))}-PersonalizedDPO")
         elif not isinstance(args, PersonalizedDPOConfig):
             if not isinstance(args, DPOConfig):
                 raise TypeError(f"`args` must be a PersonalizedDPOConfig or DPOConfig, got {type(args).__name__}.")
             values = {f.name: getattr(args, f.name) for f in fields(args) if f.init}
-            args = PersonalizedDPOConfig(**{**values, "personalize": False})
-        if user_model is None and isinstance(model, str) and os.path.isfile(os.path.join(model, "user_model.json")):
-            user_model = UserModel.from_pretrained(model)
-        self.personalized = self._resolve_personalize(args, train_dataset, eval_dataset, user_model)
+            args = PersonalizedDPOConfig(**{**values, "condition_mode": "none"})
+        saved = None
+        if isinstance(model, str) and has_record(model):
+            saved = ModelRecord.load(model, kind="policy").conditioning
+            if soft_tokens is None and saved.uses_soft_tokens:
+                soft_tokens = SoftTokens.load(model, saved.tokens)
+        elif not isinstance(model, str):
+            saved = ModelRecord.of(model, kind="policy").conditioning
+            soft_tokens = soft_tokens if soft_tokens is not None else get_soft_tokens(model)
+        self.personalized = self._resolve_personalize(args, train_dataset, eval_dataset, soft_tokens)
         if self.personalized and args.generic_loss_mode == "exact" and 0.0 < args.alpha < 1.0 and uses_zero3(args):
             raise ValueError(
                 "generic_loss_mode='exact' runs the policy twice per batch (the users' tokens, then the generic "
@@ -135,13 +123,9 @@ class PersonalizedDPOTrainer(AttachedModuleCheckpointing, DPOTrainer):
                 "copies the policy's parameters into the reference one by one, and the personalized policy also "
                 "carries the user model. Set sync_ref_model=False, or train without the user column (plain DPO)."
             )
-        self.user_model = None
-        self._users: list[str] = []
+        self.conditioning = ConditioningSpec(mode="none", column=args.condition_column)
         if self.personalized:
-            users = user_model.config.users if user_model is not None else self._distinct_users(args, train_dataset)
-            self._users = list(users)
-            self._user_index = {user: i + 1 for i, user in enumerate(self._users)}
-        self._strict_users = args.strict_users
+            self.conditioning = self._build_spec(args, saved, soft_tokens, train_dataset)
         self._group_names: list[str] = []
         with _padding_free_hidden_from_trl(args):
             super().__init__(
@@ -155,78 +139,72 @@ class PersonalizedDPOTrainer(AttachedModuleCheckpointing, DPOTrainer):
                 **kwargs,
             )
         policy = self.accelerator.unwrap_model(self.model)
+        self.record = ModelRecord(
+            kind="policy",
+            conditioning=self.conditioning,
+            max_length=args.max_length,
+            truncation_mode=args.truncation_mode,
+            trainer=type(self).__name__,
+            base_model=model if isinstance(model, str) else trl_seams.name_or_path(policy),
+        ).attach(policy)
         self.padding_free = args.padding_free
         if self.padding_free:
             check_packable(policy)
             if self.ref_model is not None:
                 check_packable(self.accelerator.unwrap_model(self.ref_model))
+        self.soft_tokens = None
         if not self.personalized:
             return
-        if self._is_vision_dataset:
+        if trl_seams.is_vision_dataset(self):
             raise ValueError(
                 "PersonalizedDPOTrainer personalizes text-only policies; this dataset has images. Train it without "
-                f"the '{args.user_column}' column (personalize=False), or use a text-only dataset."
+                f"the '{args.condition_column}' column (condition_mode='none'), or use a text-only dataset."
             )
         if data_collator is None and type(self.data_collator) is DataCollatorForPreference:
             collator = self.data_collator  # TRL's, built from the tokenizer and config: the same, plus the users
             self.data_collator = DataCollatorForPersonalizedPreference(
                 **{f.name: getattr(collator, f.name) for f in fields(collator) if f.init}
             )
-        if user_model is None:
-            embeddings = input_embedding_stats(policy, with_std=True)
-            user_model = UserModel(
-                UserModelConfig(
-                    users=self._users,
-                    hidden_size=embeddings.hidden_size,
-                    num_tokens=args.num_user_tokens,
-                    user_dim=args.user_dim,
-                    user_model_type=args.user_model_type,
-                    num_clusters=args.num_clusters,
-                    num_features=len(args.user_feature_columns or []),
-                    strict=args.strict_users,
-                ),
-                init_std=embeddings.std,
-            )
-        self.user_model = attach_user_model(policy, user_model)
+        if soft_tokens is None:
+            soft_tokens = new_soft_tokens(policy, self.conditioning.tokens, len(self.conditioning.conditions))
+        else:
+            self.conditioning.tokens = soft_tokens.config
+            soft_tokens.extend_to(len(self.conditioning.conditions))  # users new to the model: generic at first
+        self.soft_tokens = attach_soft_tokens(policy, soft_tokens)  # after PEFT wrapping: trained, in the optimizer
 
     # ------------------------------------------------------------------ users and data
     @staticmethod
-    def _resolve_personalize(args, train_dataset, eval_dataset, user_model) -> bool:
-        """Whether to personalize: `args.personalize`, or (`None`) whether the training set has the user column."""
+    def _resolve_personalize(args, train_dataset, eval_dataset, soft_tokens) -> bool:
+        """Whether to personalize: `condition_mode`, or (`"auto"`) whether the training set has the user column."""
         datasets = [("train", train_dataset)]
         if eval_dataset is not None:
             datasets += list(eval_dataset.items()) if isinstance(eval_dataset, dict) else [("eval", eval_dataset)]
-        has_column = train_dataset is not None and args.user_column in get_dataset_column_names(train_dataset)
-        personalize = args.personalize
+        has_column = train_dataset is not None and args.condition_column in get_dataset_column_names(train_dataset)
+        personalize = {"auto": None, "none": False, "embedding": True}[args.condition_mode]
         if personalize is None:
-            personalize = has_column or user_model is not None
+            personalize = has_column
             if not personalize and PartialState().is_main_process:
                 logger.warning(
-                    f"Personalization is off: the training dataset has no '{args.user_column}' column "
-                    f"(`user_column`), so PersonalizedDPOTrainer trains exactly as TRL's DPOTrainer. Add the column "
-                    "(or set `user_column`) to personalize."
+                    f"Personalization is off: the training dataset has no '{args.condition_column}' column "
+                    f"(`condition_column`), so PersonalizedDPOTrainer trains exactly as TRL's DPOTrainer. Add the "
+                    "column (or set `condition_column`) to personalize."
                 )
         if not personalize:
-            if user_model is not None:
-                raise ValueError(
-                    "A user model was given but personalize=False: drop `user_model`, or set personalize=True (or "
-                    "None) and give the datasets a user column."
-                )
             changed = [
                 name
-                for name in USER_OPTIONS
+                for name in PERSONALIZATION_OPTIONS
                 if getattr(args, name) != PersonalizedDPOConfig.__dataclass_fields__[name].default
             ]
             if changed:
                 reason = (
-                    "personalize=False"
-                    if args.personalize is False
-                    else f"the training dataset has no '{args.user_column}' column"
+                    "condition_mode='none'"
+                    if args.condition_mode == "none"
+                    else f"the training dataset has no '{args.condition_column}' column"
                 )
                 raise ValueError(
                     f"Personalization is off ({reason}), so {', '.join(f'{n}={getattr(args, n)!r}' for n in changed)} "
-                    "would be ignored. Add the user column to the dataset (or set `user_column`), or remove these "
-                    "options."
+                    "would be ignored. Add the user column to the dataset (or set `condition_column`), or remove "
+                    "these options."
                 )
             return False
         for name, dataset in datasets:
@@ -234,67 +212,100 @@ class PersonalizedDPOTrainer(AttachedModuleCheckpointing, DPOTrainer):
         return True
 
     @staticmethod
+    def _build_spec(args, saved, soft_tokens, train_dataset) -> ConditioningSpec:
+        """The users: `conditions`, or the user model's (plus the training set's users it does not know), or the
+        training set's."""
+        num_features = len(args.condition_feature_columns or [])
+        spec = args.conditioning_spec("embedding", [], placement="prepend", num_features=num_features)
+        if soft_tokens is not None:
+            known = list(saved.conditions) if saved is not None and saved.uses_soft_tokens else []
+            if args.conditions is not None and list(args.conditions)[: len(known)] != known:
+                raise ValueError(
+                    f"The user model was trained for users {known[:10]}{'...' if len(known) > 10 else ''}; "
+                    "`conditions` must start with them (new users may follow). Leave `conditions` unset to continue."
+                )
+            if soft_tokens.num_rows != len(known) + 1:
+                raise ValueError(
+                    f"The given soft tokens have {soft_tokens.num_rows} rows but the model's record names "
+                    f"{len(known)} users (+ the generic user): pass the soft tokens saved with the model."
+                )
+            new = (
+                args.conditions
+                if args.conditions is not None
+                else PersonalizedDPOTrainer._distinct_users(args, train_dataset)
+            )
+            spec.conditions = known + [u for u in map(str, new) if u not in known]
+            spec.tokens = soft_tokens.config
+        else:
+            spec.conditions = PersonalizedDPOTrainer._distinct_users(args, train_dataset)
+        return spec
+
+    @staticmethod
     def _check_user_column(args, dataset, name):
         if dataset is None:
             return
         columns = get_dataset_column_names(dataset)
-        if args.user_column not in columns:
+        if args.condition_column not in columns:
             raise ValueError(
-                f"The {name} dataset has no '{args.user_column}' column (columns: {columns}). P-DPO needs the user of "
-                "each pair: add the column, or set `user_column` to the column holding the user id."
+                f"The {name} dataset has no '{args.condition_column}' column (columns: {columns}). P-DPO needs the "
+                "user of each pair: add the column, or set `condition_column` to the column holding the user id."
             )
-        for column in args.user_feature_columns or []:
+        for column in args.condition_feature_columns or []:
             if column not in columns:
                 raise ValueError(
                     f"The {name} dataset has no user-feature column '{column}' (columns: {columns}). Add the column, "
-                    "or remove it from `user_feature_columns`."
+                    "or remove it from `condition_feature_columns`."
                 )
 
     @staticmethod
     def _distinct_users(args, dataset) -> list[str]:
-        if args.users is not None:
-            return [str(u) for u in args.users]
+        if args.conditions is not None:
+            return [str(u) for u in args.conditions]
         if isinstance(dataset, IterableDataset):
-            raise ValueError("An IterableDataset cannot be scanned for its users: pass `users=[...]` in the config.")
-        users = {str(u) for u in dataset[args.user_column] if u is not None and str(u) != ""}
-        users.discard(GENERIC_USER)
+            raise ValueError(
+                "An IterableDataset cannot be scanned for its users: pass `conditions=[...]` in the config."
+            )
+        users = {str(u) for u in dataset[args.condition_column] if not is_missing(u)}
         return sorted(users, key=lambda u: (len(u), u))  # numeric ids in numeric order
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         columns = get_dataset_column_names(dataset)
         checked = [c for c in ("chosen", "rejected") if c in columns]
         if self.personalized:
-            checked += list(args.user_feature_columns or [])
+            checked += list(args.condition_feature_columns or [])
         if isinstance(dataset, Dataset):  # every row now, before training
             for column in checked:
                 for index, value in enumerate(dataset[column]):
-                    _check_value(column, value, index, dataset_name, args)
+                    check_value(column, value, index, dataset_name, args)
         elif checked:  # streaming: each row as it is read
 
             def check_row(example, index):
                 for column in checked:
-                    _check_value(column, example[column], index, dataset_name, args)
+                    check_value(column, example[column], index, dataset_name, args)
                 return example
 
             dataset = dataset.map(check_row, with_indices=True)
         dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         if not self.personalized:
             return dataset
-        if args.user_column not in get_dataset_column_names(dataset):  # e.g. a dataset given to evaluate()
+        if args.condition_column not in get_dataset_column_names(dataset):  # e.g. a dataset given to evaluate()
             self._check_user_column(args, dataset, dataset_name)
-        groups = args.user_group_column
-        if groups is None and len(self._users) <= MAX_USERS_WITH_METRICS:
-            groups = args.user_column
-        if groups is not None and not self._group_names and isinstance(dataset, Dataset):
-            self._group_names = sorted({str(g) for g in dataset[groups]})
+        spec, group_column, features = self.conditioning, args.group_column, args.condition_feature_columns
+        by_user = group_column is None and len(spec.conditions) <= MAX_USERS_WITH_METRICS
+        if isinstance(dataset, Dataset) and (group_column or by_user):  # group names, seen and unseen, up front
+            values = dataset[group_column or spec.column]
+            names = {group_of(v, spec, group_column) for v in values}
+            self._group_names += sorted(n for n in names if n not in self._group_names)
+        group_names = list(self._group_names) if (group_column or by_user) else []
 
         def add_user(example, index):
             where = f" in row {index} of the {dataset_name} dataset"
-            output = {"user_ids": lookup_user(self._user_index, example[args.user_column], self._strict_users, where)}
-            if args.user_feature_columns:
-                output["user_features"] = [float(example[c]) for c in args.user_feature_columns]
-            if groups is not None and str(example[groups]) in self._group_names:
-                output["user_groups"] = self._group_names.index(str(example[groups]))
+            output = {"user_ids": spec.condition_id(example[spec.column], where)}
+            if features:
+                output["user_features"] = [float(example[c]) for c in features]
+            value = example[group_column or spec.column]
+            group = group_of(value, spec, group_column) if group_names else None
+            output["user_groups"] = group_names.index(group) if group in group_names else -1
             return output
 
         map_kwargs = {"desc": f"Mapping users of the {dataset_name} dataset"} if isinstance(dataset, Dataset) else {}
@@ -304,31 +315,28 @@ class PersonalizedDPOTrainer(AttachedModuleCheckpointing, DPOTrainer):
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
         if self.personalized:
-            self._signature_columns = list(self._signature_columns) + [
-                k for k in USER_KEYS if k not in self._signature_columns
-            ]
+            columns = trl_seams.signature_columns(self)
+            trl_seams.set_signature_columns(self, list(columns) + [k for k in USER_KEYS if k not in columns])
 
     # ------------------------------------------------------------------ loss
-    def _single_packed_row(self, model) -> bool:
-        """FlashAttention reads packed sequences from one row only; masked attention packs into several."""
-        return attention_implementation(self.accelerator.unwrap_model(model)) in VARLEN_PACKING_ATTENTION
-
     def _hooked(self, model, soft_tokens=None):
         """TRL's forward passes of `model` inside the block get `soft_tokens` in front and are packed with
-        `padding_free` (see [`~trl_custom.personalized_dpo.policy_forward`])."""
-        return policy_forward(
-            self.accelerator.unwrap_model(model),
+        `padding_free` (see [`~trl_custom.soft_tokens.soft_token_forward`])."""
+        unwrapped = self.accelerator.unwrap_model(model)
+        pack = getattr(self, "padding_free", False)  # TRL's __init__ (precomputing) runs before it is set
+        if soft_tokens is None and not pack:
+            return contextlib.nullcontext(_NoHooks())
+        return soft_token_forward(
+            unwrapped,
             soft_tokens,
-            pack=getattr(self, "padding_free", False),  # TRL's __init__ (precomputing) runs before it is set
-            single_row=self._single_packed_row(model),
+            pack=pack,
+            single_row=attention_implementation(unwrapped) in VARLEN_PACKING_ATTENTION,
         )
 
     def compute_ref_log_probs(self, model, inputs):
         """TRL's reference log-probs, of the non-personalized base: the user keys never reach it. Packed with
         `padding_free`."""
         inputs = {k: v for k, v in inputs.items() if k not in USER_KEYS}
-        if not getattr(self, "padding_free", False):
-            return super().compute_ref_log_probs(model, inputs)
         with self._hooked(model):
             return super().compute_ref_log_probs(model, inputs)
 
@@ -352,7 +360,7 @@ class PersonalizedDPOTrainer(AttachedModuleCheckpointing, DPOTrainer):
             if not self.personalized:
                 with self._hooked(model):
                     return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            personal, generic = self._soft_tokens(users, mode)
+            personal, generic = self._user_tokens(users, mode)
             loss = 0.0
             if generic is not None:  # generic_loss_mode="exact": its own pass, its metrics under generic/...
                 with _metrics_under(self, mode, "generic/"), self._hooked(model, torch.cat([generic, generic])):
@@ -364,7 +372,7 @@ class PersonalizedDPOTrainer(AttachedModuleCheckpointing, DPOTrainer):
         loss = loss + (self.args.alpha if generic is not None else 1.0) * personal_loss
         return (loss, outputs) if return_outputs else loss
 
-    def _soft_tokens(self, users, mode):
+    def _user_tokens(self, users, mode):
         """
         `(personal, generic)` soft tokens `(B, K, H)`: with `generic_loss_mode="exact"` (0 < alpha < 1) both, for two
         passes; otherwise one tensor, the generic user's tokens for the pairs sampled with probability 1 - alpha
@@ -377,8 +385,8 @@ class PersonalizedDPOTrainer(AttachedModuleCheckpointing, DPOTrainer):
             )
         user_ids, features = users["user_ids"], users.get("user_features")
         alpha = self.args.alpha
-        # One call for the users and the generic user (index 0), so that ZeRO-3 gathers the user model's weights.
-        both = self.user_model(
+        # One call for the users and the generic user (id 0), so that ZeRO-3 gathers the user model's weights.
+        both = self.soft_tokens(
             torch.cat([user_ids, torch.zeros_like(user_ids)]), None if features is None else features.repeat(2, 1)
         )
         personal, generic = both.chunk(2)
@@ -393,7 +401,8 @@ class PersonalizedDPOTrainer(AttachedModuleCheckpointing, DPOTrainer):
         return torch.where(use_generic[:, None, None], generic, personal), None
 
     def _log_group_accuracy(self, mode, inputs, per_token_logps, groups):
-        """`rewards/accuracies/<group>`: TRL's reward accuracy (β x log-ratio, chosen over rejected) per user group."""
+        """`rewards/accuracies/<group>`: TRL's reward accuracy (β x log-ratio, chosen over rejected) per user group.
+        The length-desensitized sum (`ld_alpha`) mirrors TRL's (fingerprinted in `trl_custom.trl_seams`)."""
         if groups is None or not self._group_names or per_token_logps is None:
             return
         shift_mask = inputs["completion_mask"][:, 1:]
@@ -409,88 +418,21 @@ class PersonalizedDPOTrainer(AttachedModuleCheckpointing, DPOTrainer):
         chosen, rejected = logps.chunk(2)
         correct = (chosen - inputs["ref_chosen_logps"]) > (rejected - inputs["ref_rejected_logps"])
         gather = self.accelerator.gather_for_metrics
+        metrics = trl_seams.metrics(self, mode)
         for group, flag in zip(gather(groups).tolist(), gather(correct.float()).tolist(), strict=True):
-            self._metrics[mode][f"rewards/accuracies/{self._group_names[group]}"].append(flag)
+            if group >= 0:
+                metrics[f"rewards/accuracies/{self._group_names[group]}"].append(flag)
 
     def create_optimizer(self, model=None):
-        """TRL's optimizer, with the user model in its own group when `user_learning_rate` is set."""
+        """TRL's optimizer, with the user model in its own group when `condition_learning_rate` is set."""
         optimizer = super().create_optimizer(model)
-        if self.user_model is None or self.is_deepspeed_enabled:  # DeepSpeed builds its optimizer from its config
+        if self.soft_tokens is None or self.is_deepspeed_enabled:  # DeepSpeed builds its optimizer from its config
             return optimizer
-        return with_own_learning_rate(optimizer, self.user_model, self.args.user_learning_rate)
-
-    # ------------------------------------------------------------------ saving
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        if self.user_model is None:
-            return super()._save(output_dir, state_dict=state_dict)
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if state_dict is None:
-            state_dict = self.accelerator.unwrap_model(self.model).state_dict()
-        state_dict, user_state = split_attached_state(state_dict, USER_MODEL_ATTRIBUTE)
-        super()._save(output_dir, state_dict=state_dict)
-        if self.args.should_save:
-            self.user_model.save_pretrained(output_dir, state_dict=user_state or None)
-
-    # ------------------------------------------------------------------ resuming (see trl_custom.checkpointing)
-    def _check_resumable(self, checkpoint: str) -> None:
-        """Refuse, naming the file and the fix, a checkpoint whose user model does not match this trainer's."""
-        path = os.path.join(checkpoint, USER_MODEL_CONFIG_FILE)
-        if self.user_model is None:
-            if os.path.isfile(path):
-                raise ValueError(
-                    f"{checkpoint} holds a user model ({path}), but this trainer is not personalized (no user "
-                    "column, or personalize=False). Resume with the dataset's user column, or start a new run."
-                )
-            return
-        fix = (
-            "Resume with the users and user-model settings (users, num_user_tokens, user_dim, user_model_type, "
-            "num_clusters, user_feature_columns) the checkpoint was trained with, or start a new run: a new "
-            "output_dir, without resume_from_checkpoint."
-        )
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"{path} is missing: {checkpoint} was not written by PersonalizedDPOTrainer, so its user model "
-                f"cannot be resumed. {fix}"
-            )
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
-        current = asdict(self.user_model.config)
-        differ = [name for name in current if name != "strict" and saved.get(name) != current[name]]
-        if differ:
-            details = "; ".join(
-                f"{name}: saved {_summary(saved.get(name))}, this run {_summary(current[name])}" for name in differ
-            )
-            raise ValueError(f"{path} does not match this trainer's user model ({details}). {fix}")
-        check_saved_state(self.user_model, os.path.join(checkpoint, USER_MODEL_WEIGHTS_FILE), fix)
-
-    def _restore_attached(self, checkpoint: str) -> None:
-        if self.user_model is None:
-            return
-        fix = "Resume from a checkpoint-N folder written by this trainer (it saves the user model in each)."
-        load_saved_state(self.user_model, os.path.join(checkpoint, USER_MODEL_WEIGHTS_FILE), fix)
+        return with_own_learning_rate(optimizer, self.soft_tokens, self.args.condition_learning_rate)
 
 
-def _check_value(column, value, index, dataset_name, args) -> None:
-    """Refuse, naming the row, the column and the fix, an empty response or a non-numeric/non-finite user feature."""
-    where = f"Row {index} of the {dataset_name} dataset"
-    if column in ("chosen", "rejected"):
-        if is_empty_response(value):
-            raise ValueError(
-                f"{where} has an empty '{column}' response. Remove the row or fill in the response: an empty "
-                "response cannot be preferred or dispreferred."
-            )
-    elif isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(
-            f"{where} has {column}={value!r}, but user features (`user_feature_columns`) must be finite numbers. Fix "
-            "or drop the row, or cast the column to float (`dataset.cast_column(...)`)."
-        )
-
-
-def _summary(value) -> str:
-    """A config value for an error message: long lists (user vocabularies) by their length and first entries."""
-    if isinstance(value, list) and len(value) > 6:
-        return f"{len(value)} entries starting {value[:5]!r}"
-    return repr(value)
+class _NoHooks:
+    log_probs = None
 
 
 @contextlib.contextmanager
@@ -521,9 +463,9 @@ def _reference_given(trainer: PersonalizedDPOTrainer):
 def _metrics_under(trainer: PersonalizedDPOTrainer, mode: str, prefix: str):
     """The metrics TRL logs inside the block go under `prefix` (the generic-user pass of the exact α-mix), and its
     tokens are not counted twice."""
-    metrics = trainer._metrics[mode]
+    metrics = trl_seams.metrics(trainer, mode)
     before = {key: len(values) for key, values in metrics.items()}
-    tokens = trainer._total_train_tokens
+    tokens = trl_seams.total_train_tokens(trainer)
     try:
         yield
     finally:
@@ -535,5 +477,5 @@ def _metrics_under(trainer: PersonalizedDPOTrainer, mode: str, prefix: str):
             metrics[f"{prefix}{key}"].extend(new)
             if not metrics[key]:
                 del metrics[key]
-        trainer._total_train_tokens = tokens
+        trl_seams.set_total_train_tokens(trainer, tokens)
         metrics["num_tokens"] = [tokens]

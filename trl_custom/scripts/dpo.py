@@ -3,9 +3,9 @@
 The P-DPO recipe (`recipes/dpo.py`, `trl-custom dpo`): its data arguments, data, training and evaluation.
 
 Data comes from TRL's data arguments (`dataset_name`: a Hub id, a local folder of json/jsonl/parquet/csv files or a
-`save_to_disk` folder; or a `datasets:` mixture) with a `user_column`, from a JSON(-lines) file of
+`save_to_disk` folder; or a `datasets:` mixture) with a `condition_column` (the user), from a JSON(-lines) file of
 `{prompt, chosen, rejected, user_id}` rows, or is built as synthetic short/long/mixed users from a DSP query file.
-Every run evaluates the held-out pairs per user (or `user_group_column`) before and after training and writes, beside
+Every run evaluates the held-out pairs per user (or `group_column`) before and after training and writes, beside
 the model, `eval_results.json`, training curves, per-user accuracy bars and a model card (`README.md`).
 """
 
@@ -163,13 +163,15 @@ def main(
         per_user = {
             k[len(ACCURACY_PREFIX) + 1 :]: after[k] for k in sorted(after) if k.startswith(ACCURACY_PREFIX + "/")
         }
-        user_label = "group" if training_args.user_group_column else "user"
+        user_label = "group" if training_args.group_column else "user"
         metrics = {k: v for k, v in after.items() if k.startswith(ACCURACY_PREFIX) or k == "eval_loss"}
         metrics.update({f"{k} (before training)": before[k] for k in metrics if k in before})
         write_run_outputs(
             output_dir,
             base_model=model_args.model_name_or_path,
-            training_data=describe_dpo_data(script_args, dataset_args, train, held_out, training_args.user_column),
+            training_data=describe_dpo_data(
+                script_args, dataset_args, train, held_out, training_args.condition_column
+            ),
             metrics=metrics,
             user_accuracy=({k: before.get(f"{ACCURACY_PREFIX}/{k}") for k in per_user}, per_user),
             user_label=user_label,

@@ -82,7 +82,12 @@ def make_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="Do not compute the condition x domain heatmap (computed by default; cheap thanks to score caching).",
     )
     parser.add_argument("--batch_size", type=int, default=16, help="Sequences per forward pass.")
-    parser.add_argument("--max_length", type=int, default=512, help="Longer sequences are truncated like in training.")
+    parser.add_argument(
+        "--max_length",
+        type=int,
+        default=None,
+        help="Longer sequences are cut as in training (default: the training max_length saved with the model).",
+    )
     parser.add_argument(
         "--dsp_split",
         choices=["all", "train", "test"],
@@ -146,7 +151,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     scorer = RewardScorer.from_pretrained(
-        args.model_name_or_path, device=device, max_length=args.max_length, batch_size=args.batch_size
+        args.model_name_or_path,
+        device=device,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
     )
     try:
         if args.condition != AUTO_CONDITION:
@@ -214,7 +222,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
         "dataset_name": args.dataset_name,
         "dataset_split": args.dataset_split if args.dataset_name else None,
         "condition_column": condition_column if args.dataset_name else None,
-        "max_length": args.max_length,
+        "max_length": scorer.max_length,
     }
 
     os.makedirs(os.path.dirname(os.path.abspath(args.output_json)), exist_ok=True)

@@ -40,7 +40,8 @@ class FitConditionArguments:
         output_dir (`str`): Where to save the adapted model (with the extended `conditioning.json` and table).
         max_pairs (`int` or `None`): Use only the first pairs of the file (`k`).
         num_epochs, learning_rate, batch_size, init_from, seed: As in [`fit_new_condition`].
-        max_length (`int`): Longer sequences are truncated as in scoring.
+        max_length (`int` or `None`): Longer sequences are cut as in scoring; `None`: the training `max_length`
+            saved with the model.
         device (`str` or `None`): Where to fit (default: where the model loads).
     """
 
@@ -54,7 +55,10 @@ class FitConditionArguments:
     batch_size: int = field(default=16, metadata={"help": "Pairs per step."})
     init_from: str | None = field(default=None, metadata={"help": "Known condition to start from (default: generic)."})
     seed: int = field(default=0, metadata={"help": "Seed of the pair order."})
-    max_length: int = field(default=512, metadata={"help": "Max tokens per sequence."})
+    max_length: int | None = field(
+        default=None,
+        metadata={"help": "Max tokens per sequence (default: the training max_length saved with the model)."},
+    )
     device: str | None = field(default=None, metadata={"help": "Device to fit on."})
 
     def __post_init__(self):

@@ -55,7 +55,7 @@ class RewardScriptArguments(ScriptArguments):
         train_file (`str` or `None`): Preference pairs as JSON / JSON lines rows with `prompt`, `chosen`, `rejected`
             and optionally `margin` (e.g. written by `python -m trl_custom.augment`), used like one more general
             file: `general_eval_pairs` of them are held out for evaluation, the margins are trained on
-            (`margin_coef` scales them; rows from other sources get margin 0).
+            (rows from other sources get margin 0).
         domains (`list[str]`): DSP domains to train on.
         test_size (`float`): Fraction held out for evaluation (never trained on): of the DSP queries, or of the
             `dataset_train_split` of a dataset that has no `dataset_test_split`.
