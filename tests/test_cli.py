@@ -127,9 +127,9 @@ def test_config_names_a_shipped_recipe(capsys):
     """`--config NAME` is the recipe shipped as trl_custom/recipes/NAME.yaml; a wrong name lists the names."""
     from trl_custom.scripts.dpo import make_parser
 
-    parsed = make_parser().parse_args_and_config(["--config", "pdpo_lora_smollm2", "--synthetic_dsp_file", "demo"])
-    training_args = parsed[1]
-    assert training_args.output_dir == "outputs/pdpo-lora-smollm2"
+    for config in (["--config", "pdpo_lora_smollm2"], ["--config=pdpo_lora_smollm2"]):
+        parsed = make_parser().parse_args_and_config([*config, "--synthetic_dsp_file", "demo"])
+        assert len(parsed) == 4 and parsed[1].output_dir == "outputs/pdpo-lora-smollm2"
     with pytest.raises(SystemExit):
         make_parser(prog="dpo.py").parse_args_and_config(["--config", "pdpo_lora_smolm2"])
     err = capsys.readouterr().err

@@ -65,7 +65,9 @@ class StrictTrlParser(OneLineErrors, TrlParser):
         return output[:-2] + (([], output[-1]) if separate_remaining_strings else (output[-1],))
 
     def resolve_config(self, args: list[str]) -> list[str]:
-        """`args` with `--config NAME` replaced by the path of the shipped recipe NAME (a file stays as it is)."""
+        """`args` with `--config NAME` (or `--config=NAME`) replaced by `--config PATH`, PATH the shipped recipe NAME
+        (a file stays as it is)."""
+        args = [part for arg in args for part in (arg.split("=", 1) if arg.startswith("--config=") else [arg])]
         if "--config" not in args:
             return args
         index = args.index("--config")
