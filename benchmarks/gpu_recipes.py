@@ -3,12 +3,13 @@
 
     python benchmarks/gpu_recipes.py --tokenizer DIR --dsp_file dsp_queries.dev.json --output_dir outputs/gpu-recipes
 
-Launches the real recipes (`accelerate launch --config_file accelerate_configs/<x>.yaml recipes/<y>.py --config
-recipes/<z>.yaml`) with their model replaced by a randomly initialised model of a real architecture's shape (default:
-SmolLM2-1.7B, Llama architecture, 1.7B parameters; random weights measure memory and speed, not quality, and need no
-download), on one GPU (`--num_processes 1`), for `--max_steps` steps at `--max_length` tokens. Peak memory is the
-highest `memory.used` nvidia-smi reports during the run (what the process holds, CUDA context and allocator cache
-included); tokens/s is the trainer's non-padding token count over its training time (the first, slower step included).
+Launches the real recipes (`accelerate launch --config_file trl_custom/accelerate_configs/<x>.yaml recipes/<y>.py
+--config trl_custom/recipes/<z>.yaml`) with their model replaced by a randomly initialised model of a real
+architecture's shape (default: SmolLM2-1.7B, Llama architecture, 1.7B parameters; random weights measure memory and
+speed, not quality, and need no download), on one GPU (`--num_processes 1`), for `--max_steps` steps at `--max_length`
+tokens. Peak memory is the highest `memory.used` nvidia-smi reports during the run (what the process holds, CUDA
+context and allocator cache included); tokens/s is the trainer's non-padding token count over its training time (the
+first, slower step included).
 Results: `<output_dir>/results.json` and a markdown table on stdout (quoted in benchmarks/RESULTS.md).
 """
 
@@ -127,12 +128,12 @@ def run(name, spec, models, args):
         "-m",
         "accelerate.commands.launch",
         "--config_file",
-        os.path.join(ROOT, "accelerate_configs", f"{accelerate_config}.yaml"),
+        os.path.join(ROOT, "trl_custom", "accelerate_configs", f"{accelerate_config}.yaml"),
         "--num_processes",
         "1",
         os.path.join(ROOT, "recipes", f"{script}.py"),
         "--config",
-        os.path.join(ROOT, "recipes", f"{recipe}.yaml"),
+        os.path.join(ROOT, "trl_custom", "recipes", f"{recipe}.yaml"),
         "--model_name_or_path",
         models[kind],
         data_flag,

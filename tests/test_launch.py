@@ -17,6 +17,8 @@ import pytest
 import torch
 from toy import WORDS, conditioned_pairs, cpu_config, make_causal_lm, make_reward_model, make_tokenizer
 
+from trl_custom.scripts.config_file import ACCELERATE_CONFIGS, RECIPES
+
 
 ROOT = Path(__file__).resolve().parents[1]
 # Losses of the same global batch agree to float32 rounding (gloo sums the two halves' gradients).
@@ -55,7 +57,8 @@ def assets(tmp_path_factory):
 
 
 def launch(accelerate_config, script, recipe, args, num_processes=1, check=True):
-    """`accelerate launch --config_file accelerate_configs/<x>.yaml recipes/<script>.py --config recipes/<y>.yaml`."""
+    """`accelerate launch --config_file trl_custom/accelerate_configs/<x>.yaml recipes/<script>.py --config
+    trl_custom/recipes/<y>.yaml`."""
     # DeepSpeed configs ask for bf16; DeepSpeed's CPU accelerator trains in fp32, the recipe must leave use_cpu off.
     deepspeed = str(accelerate_config).startswith("deepspeed")
     config_file = Path(accelerate_config) if Path(accelerate_config).is_file() else None
@@ -64,13 +67,13 @@ def launch(accelerate_config, script, recipe, args, num_processes=1, check=True)
         "-m",
         "accelerate.commands.launch",
         "--config_file",
-        str(config_file or ROOT / "accelerate_configs" / f"{accelerate_config}.yaml"),
+        str(config_file or ACCELERATE_CONFIGS / f"{accelerate_config}.yaml"),
         "--num_processes",
         str(num_processes),
         *(["--mixed_precision", "no"] if deepspeed else []),
         str(ROOT / "recipes" / f"{script}.py"),
         "--config",
-        str(ROOT / "recipes" / f"{recipe}.yaml"),
+        str(RECIPES / f"{recipe}.yaml"),
         "--disable_tqdm",
         "true",
         *(["--use_cpu", "false"] if deepspeed else []),
@@ -197,7 +200,7 @@ def test_imitation_under_zero3_fails_early_with_the_fix(assets, tmp_path):
         check=False,
     )
     assert result.returncode != 0
-    assert "ZeRO-3" in result.stderr and "deepspeed_zero2.yaml" in result.stderr
+    assert "ZeRO-3" in result.stderr and "--accelerate_config deepspeed_zero2" in result.stderr
 
 
 def bitsandbytes_cpu_reason():
@@ -288,8 +291,8 @@ def test_qlora_continues_a_customized_folder_quantized(assets, tmp_path):
 
 @pytest.fixture(scope="module")
 def fsdp2_cpu_config(tmp_path_factory):
-    """accelerate_configs/fsdp2.yaml, on the CPU: 2 processes, fp32 (the file itself asks for bf16 on 8 GPUs)."""
-    text = (ROOT / "accelerate_configs" / "fsdp2.yaml").read_text()
+    """The shipped fsdp2.yaml on the CPU: 2 processes, fp32 (the file itself asks for bf16 on 8 GPUs)."""
+    text = (ACCELERATE_CONFIGS / "fsdp2.yaml").read_text()
     text = text.replace("use_cpu: false", "use_cpu: true").replace("mixed_precision: bf16", 'mixed_precision: "no"')
     path = tmp_path_factory.mktemp("fsdp2") / "fsdp2_cpu.yaml"
     path.write_text(text.replace("num_processes: 8", "num_processes: 2"))

@@ -1,5 +1,7 @@
 """The package layout: public names, the `python -m` commands, module headers and sizes."""
 
+import ast
+import importlib
 import pathlib
 import subprocess
 import sys
@@ -55,6 +57,20 @@ def test_public_names_import_from_the_package():
     assert len(set(trl_custom.__all__)) == len(trl_custom.__all__)
     for name in PUBLIC:
         assert getattr(trl_custom, name) is not None
+
+
+def test_lazy_public_names_are_the_folders_and_the_type_checking_imports():
+    """`trl_custom` loads its public names lazily from `_import_structure`; its `if TYPE_CHECKING:` imports (for type
+    checkers) name the same, and each is public in its folder."""
+    tree = ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf-8"))
+    block = next(node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
+    imported = {node.module: sorted(alias.name for alias in node.names) for node in block.body}
+    assert imported == {folder: sorted(names) for folder, names in trl_custom._import_structure.items()}
+    for folder, names in trl_custom._import_structure.items():
+        assert set(names) <= set(importlib.import_module(f"trl_custom.{folder}").__all__), folder
+    assert set(dir(trl_custom)) >= set(PUBLIC)
+    with pytest.raises(AttributeError, match="has no attribute 'CustomRewardTrainr'"):
+        trl_custom.CustomRewardTrainr
 
 
 def test_each_method_has_its_folder():

@@ -10,49 +10,46 @@ from pathlib import Path
 import pytest
 import yaml
 from toy import run_offline
-from trl import ModelConfig, TrlParser
 
 from trl_custom import CustomRewardConfig, PersonalizedDPOConfig
-from trl_custom.scripts.dpo import DPOScriptArguments
+from trl_custom.scripts.config_file import ACCELERATE_CONFIGS
+from trl_custom.scripts.config_file import RECIPES as RECIPES_DIR
 from trl_custom.scripts.dpo import make_parser as make_dpo_parser
 from trl_custom.scripts.reward import RewardScriptArguments
 from trl_custom.scripts.reward import make_parser as make_reward_parser
 
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+RECIPES = sorted(RECIPES_DIR.glob("*.yaml"))
 
 
-LAUNCH_LINE = re.compile(
-    r"^# accelerate launch --config_file (accelerate_configs/\S+\.yaml) (recipes/\S+\.py) "
-    r"--config (recipes/\S+\.yaml)$",
-    re.MULTILINE,
-)
+LAUNCH_LINE = re.compile(r"^# trl-custom (reward|dpo) --config (\S+) --accelerate_config (\S+)$", re.MULTILINE)
 
 
 def launch_line(recipe):
-    """The documented command of a recipe: its header line `# accelerate launch --config_file ... --config ...`."""
+    """The documented command of a recipe: its header line `# trl-custom reward|dpo --config NAME
+    --accelerate_config NAME` -> (command, recipe name, accelerate config name)."""
     match = LAUNCH_LINE.search(recipe.read_text())
-    assert match, f"{recipe.name} has no '# accelerate launch --config_file ... --config ...' line"
+    assert match, f"{recipe.name} has no '# trl-custom reward|dpo --config ... --accelerate_config ...' line"
     return match.groups()
 
 
 def parser_for(recipe):
-    """The parser of the script the recipe's launch line runs: `recipes/dpo.py` or `recipes/reward.py`."""
-    if launch_line(recipe)[1] == "recipes/dpo.py":
+    """The parser of the command the recipe's launch line runs: `trl-custom dpo` or `trl-custom reward`."""
+    if launch_line(recipe)[0] == "dpo":
         return make_dpo_parser(), PersonalizedDPOConfig
     return make_reward_parser(), CustomRewardConfig
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_recipe_launch_line_names_existing_files(recipe):
-    accelerate_config, script, config = launch_line(recipe)
-    assert (ROOT / accelerate_config).is_file(), accelerate_config
-    assert (ROOT / script).is_file(), script
-    assert config == f"recipes/{recipe.name}"
+    command, config, accelerate_config = launch_line(recipe)
+    assert (ACCELERATE_CONFIGS / f"{accelerate_config}.yaml").is_file(), accelerate_config
+    assert (ROOT / "recipes" / f"{command}.py").is_file(), command
+    assert config == recipe.stem
 
 
-@pytest.mark.parametrize("config", sorted((ROOT / "accelerate_configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("config", sorted(ACCELERATE_CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_accelerate_config_loads(config):
     """Every accelerate config loads through accelerate, is commented with when to use it, and is used by a recipe
     or by the launch tests."""
@@ -62,7 +59,7 @@ def test_accelerate_config_loads(config):
     assert loaded.num_processes >= 1 and config.read_text().startswith("# ")
     if loaded.distributed_type == "DEEPSPEED":
         assert loaded.deepspeed_config["zero_stage"] in (2, 3)
-    used = [r for r in RECIPES if launch_line(r)[0] == f"accelerate_configs/{config.name}"]
+    used = [r for r in RECIPES if launch_line(r)[2] == config.stem]
     tested = (ROOT / "tests" / "test_launch.py").read_text()
     assert used or f'"{config.stem}"' in tested, f"{config.name} is used by no recipe and no launch test"
 
@@ -125,33 +122,32 @@ def test_recipe_parses(tmp_path, recipe):
 
 
 def test_recipe_refuses_missing_data_file(tmp_path):
-    parser = TrlParser((RewardScriptArguments, CustomRewardConfig, ModelConfig))
     with pytest.raises(FileNotFoundError, match="Data file not found: .*nowhere.json"):
-        parser.parse_args_and_config(
-            ["--config", str(ROOT / "recipes/quickstart_minilm.yaml"), "--dsp_file", str(tmp_path / "nowhere.json")]
+        make_reward_parser().parse_args_and_config(
+            ["--config", str(RECIPES_DIR / "quickstart_minilm.yaml"), "--dsp_file", str(tmp_path / "nowhere.json")]
         )
 
 
-def test_recipe_refuses_unknown_key(tmp_path):
+def test_recipe_refuses_unknown_key(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
-    bad.write_text((ROOT / "recipes/quickstart_minilm.yaml").read_text() + "condition_mdoe: text\n")
-    parser = TrlParser((RewardScriptArguments, CustomRewardConfig, ModelConfig))
-    with pytest.raises(ValueError, match="condition_mdoe"):
-        parser.parse_args_and_config(["--config", str(bad)])
+    bad.write_text((RECIPES_DIR / "quickstart_minilm.yaml").read_text() + "condition_mdoe: text\n")
+    with pytest.raises(SystemExit):
+        make_reward_parser().parse_args_and_config(["--config", str(bad)])
+    assert "unknown key condition_mdoe; did you mean condition_mode?" in capsys.readouterr().err
 
 
 def test_quickstart_recipe_runs_on_minilm(tmp_path):
-    """`accelerate launch recipes/reward.py` on the real MiniLM from PyPI, shortened to a few steps."""
+    """`accelerate launch ... recipes/reward.py` on the real MiniLM from PyPI, shortened to a few steps."""
     out = tmp_path / "out"
     command = [
         sys.executable,
         "-m",
         "accelerate.commands.launch",
         "--config_file",
-        str(ROOT / "accelerate_configs/single_cpu.yaml"),
+        str(ACCELERATE_CONFIGS / "single_cpu.yaml"),
         str(ROOT / "recipes/reward.py"),
         "--config",
-        str(ROOT / "recipes/quickstart_minilm.yaml"),
+        str(RECIPES_DIR / "quickstart_minilm.yaml"),
         "--output_dir",
         str(out),
         "--max_steps",
@@ -223,9 +219,8 @@ def test_lora_with_a_generative_task_type_fails_with_the_fix(tmp_path):
 def test_qlora_recipe_without_bitsandbytes_fails_with_the_fix(monkeypatch):
     from trl_custom.models import check_quantization
 
-    parser = TrlParser((DPOScriptArguments, PersonalizedDPOConfig, ModelConfig))
-    _, _, model_args = parser.parse_args_and_config(
-        ["--config", str(ROOT / "recipes/pdpo_llama8b_qlora.yaml"), "--synthetic_dsp_file", "demo", "--bf16", "false"]
+    _, _, model_args, _ = make_dpo_parser().parse_args_and_config(
+        ["--config", str(RECIPES_DIR / "pdpo_llama8b_qlora.yaml"), "--synthetic_dsp_file", "demo", "--bf16", "false"]
     )
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # as if it were not installed
     with pytest.raises(ImportError, match=r'pip install -e "\.\[quantization\]"'):
@@ -406,7 +401,7 @@ def test_dpo_recipe_on_a_datasets_mixture_with_user_id(tiny_run_assets):
     )
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
     command += [
-        str(ROOT / "accelerate_configs/single_cpu.yaml"),
+        str(ACCELERATE_CONFIGS / "single_cpu.yaml"),
         str(ROOT / "recipes/dpo.py"),
         "--config",
         str(config),

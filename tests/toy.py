@@ -79,9 +79,12 @@ def make_reward_model(
     tie_word_embeddings: bool = True,
     hidden_size: int = 16,
     intermediate_size: int = 32,
+    max_position_embeddings: int | None = None,
 ):
-    """Tiny sequence-classification reward model (`qwen2`, `llama` or `bert`) with `num_labels=1`."""
+    """Tiny sequence-classification reward model (`qwen2`, `llama` or `bert`) with `num_labels=1`; 256 positions
+    (`bert`: 128) unless `max_position_embeddings` is given."""
     torch.manual_seed(seed)
+    positions = max_position_embeddings
     common = dict(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
@@ -93,16 +96,22 @@ def make_reward_model(
     )
     if arch == "qwen2":
         config = Qwen2Config(
-            num_key_value_heads=1, max_position_embeddings=256, tie_word_embeddings=tie_word_embeddings, **common
+            num_key_value_heads=1,
+            max_position_embeddings=positions or 256,
+            tie_word_embeddings=tie_word_embeddings,
+            **common,
         )
         model = Qwen2ForSequenceClassification(config)
     elif arch == "llama":
         config = LlamaConfig(
-            num_key_value_heads=1, max_position_embeddings=256, tie_word_embeddings=tie_word_embeddings, **common
+            num_key_value_heads=1,
+            max_position_embeddings=positions or 256,
+            tie_word_embeddings=tie_word_embeddings,
+            **common,
         )
         model = LlamaForSequenceClassification(config)
     elif arch == "bert":
-        config = BertConfig(max_position_embeddings=128, **common)
+        config = BertConfig(max_position_embeddings=positions or 128, **common)
         model = BertForSequenceClassification(config)
     else:
         raise ValueError(arch)

@@ -1,83 +1,115 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
-"""trl-custom: customized (domain/user-conditioned) and personalized reward models and policies on top of TRL."""
+"""trl-custom: customized (domain/user-conditioned) and personalized reward models and policies on top of TRL.
 
-from .conditioned_rm import (
-    CustomRewardConfig,
-    CustomRewardTrainer,
-    DataCollatorForConditionedPreference,
-    RewardScorer,
-    fit_new_condition,
-    load_reward_model,
-    render_reward_text,
-)
-from .downstream import (
-    ConditionedRewardFunction,
-    push_to_hub,
-    save_personalized_model,
-    save_reward_model,
-    write_model_card,
-)
-from .margin import (
-    AugmentConfig,
-    JudgmentCache,
-    LMJudge,
-    MeanPooledEmbedder,
-    PairJudge,
-    RewardModelJudge,
-    augment_pairs,
-    judge_pairs,
-    reward_model_judges,
-)
-from .personalized_dpo import (
-    DataCollatorForPersonalizedPreference,
-    PersonalizedDPOConfig,
-    PersonalizedDPOTrainer,
-    fit_new_user,
-    generate_for_user,
-    load_personalized_model,
-)
-from .record import ModelRecord
-from .soft_tokens import ConditioningArguments, ConditioningSpec, SoftTokenConfig, SoftTokens
+The public names load lazily, as TRL's do: `import trl_custom` (and so the `trl-custom` command's `--help`) imports
+neither torch nor TRL; `from trl_custom import CustomRewardTrainer` imports the module that defines it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 
 __version__ = "0.1.0"
 
-__all__ = [
-    # conditioning by soft tokens, shared by reward models and policies; the record of how a model reads inputs
-    "ConditioningArguments",
-    "ConditioningSpec",
-    "ModelRecord",
-    "SoftTokenConfig",
-    "SoftTokens",
+# module: its public names (each folder's `__init__.py` lists the same in its `__all__`)
+_import_structure = {
+    # conditioning by soft tokens, shared by reward models and policies; the record of how a model reads its inputs
+    "soft_tokens": ["ConditioningArguments", "ConditioningSpec", "SoftTokenConfig", "SoftTokens"],
+    "record": ["ModelRecord"],
     # customized (conditioned) reward models
-    "CustomRewardConfig",
-    "CustomRewardTrainer",
-    "DataCollatorForConditionedPreference",
-    "RewardScorer",
-    "fit_new_condition",
-    "load_reward_model",
-    "render_reward_text",
+    "conditioned_rm": [
+        "CustomRewardConfig",
+        "CustomRewardTrainer",
+        "DataCollatorForConditionedPreference",
+        "RewardScorer",
+        "fit_new_condition",
+        "load_reward_model",
+        "render_reward_text",
+    ],
     # margin-regularized reward models (synthetic judges)
-    "AugmentConfig",
-    "JudgmentCache",
-    "LMJudge",
-    "MeanPooledEmbedder",
-    "PairJudge",
-    "RewardModelJudge",
-    "augment_pairs",
-    "judge_pairs",
-    "reward_model_judges",
+    "margin": [
+        "AugmentConfig",
+        "JudgmentCache",
+        "LMJudge",
+        "MeanPooledEmbedder",
+        "PairJudge",
+        "RewardModelJudge",
+        "augment_pairs",
+        "judge_pairs",
+        "reward_model_judges",
+    ],
     # personalized DPO
-    "DataCollatorForPersonalizedPreference",
-    "PersonalizedDPOConfig",
-    "PersonalizedDPOTrainer",
-    "fit_new_user",
-    "generate_for_user",
-    "load_personalized_model",
+    "personalized_dpo": [
+        "DataCollatorForPersonalizedPreference",
+        "PersonalizedDPOConfig",
+        "PersonalizedDPOTrainer",
+        "fit_new_user",
+        "generate_for_user",
+        "load_personalized_model",
+    ],
     # downstream use
-    "ConditionedRewardFunction",
-    "push_to_hub",
-    "save_personalized_model",
-    "save_reward_model",
-    "write_model_card",
-]
+    "downstream": [
+        "ConditionedRewardFunction",
+        "push_to_hub",
+        "save_personalized_model",
+        "save_reward_model",
+        "write_model_card",
+    ],
+}
+__all__ = [name for names in _import_structure.values() for name in names]
+_module_of = {name: module for module, names in _import_structure.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (PEP 562)."""
+    if name not in _module_of:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_module_of[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # the same names, for type checkers and IDEs
+    from .conditioned_rm import (
+        CustomRewardConfig,
+        CustomRewardTrainer,
+        DataCollatorForConditionedPreference,
+        RewardScorer,
+        fit_new_condition,
+        load_reward_model,
+        render_reward_text,
+    )
+    from .downstream import (
+        ConditionedRewardFunction,
+        push_to_hub,
+        save_personalized_model,
+        save_reward_model,
+        write_model_card,
+    )
+    from .margin import (
+        AugmentConfig,
+        JudgmentCache,
+        LMJudge,
+        MeanPooledEmbedder,
+        PairJudge,
+        RewardModelJudge,
+        augment_pairs,
+        judge_pairs,
+        reward_model_judges,
+    )
+    from .personalized_dpo import (
+        DataCollatorForPersonalizedPreference,
+        PersonalizedDPOConfig,
+        PersonalizedDPOTrainer,
+        fit_new_user,
+        generate_for_user,
+        load_personalized_model,
+    )
+    from .record import ModelRecord
+    from .soft_tokens import ConditioningArguments, ConditioningSpec, SoftTokenConfig, SoftTokens

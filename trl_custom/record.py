@@ -24,6 +24,8 @@ from .models import unwrap_peft
 from .soft_tokens.spec import ConditioningSpec, SoftTokenConfig
 
 
+__all__ = ["ModelRecord", "has_record", "restore_saved"]
+
 RECORD_FILE = "trl_custom.json"
 RECORD_VERSION = 1
 RECORD_ATTRIBUTE = "trl_custom_record"

@@ -156,8 +156,8 @@ class CustomRewardTrainer(SoftTokenCheckpointing, RewardTrainer):
             if uses_zero3(args):
                 raise ValueError(
                     "imitation_coef > 0 reads the LM head outside the model's forward, which DeepSpeed ZeRO-3 "
-                    "partitions: train with ZeRO-2 (deepspeed_zero2.yaml), DDP with LoRA/QLoRA, or set "
-                    "imitation_coef: 0."
+                    "partitions: train with ZeRO-2 (--accelerate_config deepspeed_zero2), DDP with LoRA/QLoRA, "
+                    "or set imitation_coef: 0."
                 )
             lm_head_weight(unwrapped)  # fail now, not at the first step, on backbones without an LM head
 

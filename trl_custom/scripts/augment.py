@@ -14,7 +14,7 @@ the same rows plus:
 - `judgments` (with `--keep_judgments`): `{judge name: P(chosen)}`.
 
 Train on the result with [`CustomRewardTrainer`] (it reads the `margin` column as TRL does; `--margin_scale` scales
-it here), e.g. the recipe `recipes/margin_rm_minilm.yaml`.
+it here), e.g. the recipe `margin_rm_minilm` (`trl-custom reward --config margin_rm_minilm`).
 
 ```bash
 python -m trl_custom.augment --input_file data/helpful.json --skip_empty true \\
@@ -36,7 +36,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from datasets import Dataset
-from trl import TrlParser
 
 from ..conditioned_rm.scoring import RewardScorer
 from ..data.sources import check_data_file, resolve_data_file
@@ -44,6 +43,7 @@ from ..margin.agreement import augment_pairs, load_pairs_file, summarize, write_
 from ..margin.augment_config import AugmentConfig
 from ..margin.judges import LMJudge, PairJudge, reward_model_judges
 from ..models import resolve_model_path
+from .trl_parser import StrictTrlParser
 
 
 NO_CONDITION_NAMES = ("none", "generic")
@@ -130,7 +130,7 @@ def build_judges(script_args: AugmentScriptArguments, config: AugmentConfig) -> 
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> Dataset:
-    parser = TrlParser((AugmentScriptArguments, AugmentConfig), prog=prog)  # --config x.yaml, as for the recipes
+    parser = StrictTrlParser((AugmentScriptArguments, AugmentConfig), prog=prog)  # --config x.yaml, as the recipes
     script_args, config = parser.parse_args_and_config(args=argv)
     input_file = resolve_data_file(script_args.input_file, "--input_file")
     dataset = load_pairs_file(input_file, skip_empty=script_args.skip_empty, max_pairs=script_args.max_pairs)

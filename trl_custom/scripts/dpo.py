@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 
 from datasets import Dataset, load_dataset
-from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
+from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, get_peft_config, get_quantization_config
 
 from ..data.demo import make_demo_dsp_queries
 from ..data.preferences import load_dsp_queries
@@ -24,6 +24,7 @@ from ..data.sources import check_data_file, describe_source, resolve_data_file
 from ..personalized_dpo.personalized_dpo_config import PersonalizedDPOConfig
 from ..personalized_dpo.synthetic_users import build_length_preference_dataset
 from .outputs import check_plotting, ignore_bias_buffers, write_run_outputs
+from .trl_parser import StrictTrlParser
 
 
 ACCURACY_PREFIX = "eval_rewards/accuracies"
@@ -111,9 +112,9 @@ def describe_dpo_data(args: DPOScriptArguments, dataset_args, train: Dataset, he
     return f"{source}: {len(train)} pairs trained on, {len(held_out)} held out, users from `{user}`."
 
 
-def make_parser(prog: str | None = None) -> TrlParser:
+def make_parser(prog: str | None = None) -> StrictTrlParser:
     """The recipe's parser: its data arguments, [`PersonalizedDPOConfig`], `ModelConfig`, `DatasetMixtureConfig`."""
-    return TrlParser((DPOScriptArguments, PersonalizedDPOConfig, ModelConfig, DatasetMixtureConfig), prog=prog)
+    return StrictTrlParser((DPOScriptArguments, PersonalizedDPOConfig, ModelConfig, DatasetMixtureConfig), prog=prog)
 
 
 def main(

@@ -26,7 +26,7 @@ from ..evaluation.accuracy import (
 )
 from ..evaluation.pairs import evaluate_pairs
 from ..evaluation.report import format_results, plot_heatmap
-from .config_file import parse_args_with_config
+from .config_file import ArgumentParser, parse_args_with_config
 
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def _test_size(value: str) -> float | int:
 
 
 def make_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog or "python -m trl_custom.evaluate",
         description="Evaluate a (conditioned) reward model on DSP pairs, general preference files, or any preference "
         "dataset with a condition column. Give --dsp_file and/or --general_files, or --dataset_name.",

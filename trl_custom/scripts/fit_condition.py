@@ -19,12 +19,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from trl import TrlParser
-
 from ..conditioned_rm.adaptation import fit_new_condition
 from ..conditioned_rm.scoring import RewardScorer
 from ..downstream.export import save_reward_model
 from ..margin.agreement import load_pairs_file
+from .trl_parser import StrictTrlParser
 
 
 @dataclass
@@ -69,7 +68,7 @@ class FitConditionArguments:
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    (args,) = TrlParser((FitConditionArguments,), prog=prog).parse_args_and_config(args=argv)
+    (args,) = StrictTrlParser((FitConditionArguments,), prog=prog).parse_args_and_config(args=argv)
     pairs = load_pairs_file(args.pairs_file, max_pairs=args.max_pairs)
     scorer = RewardScorer.from_pretrained(args.model_name_or_path, device=args.device, max_length=args.max_length)
     index = fit_new_condition(

@@ -4,7 +4,8 @@ The reward recipe (`recipes/reward.py`, `trl-custom reward`): its data arguments
 
 Data comes from TRL's data arguments (`dataset_name`: a Hub id, a local folder of json/jsonl/parquet/csv files or a
 `save_to_disk` folder; or a `datasets:` mixture), conditioned on its `condition_column`, or from DSP query files and
-`{text, score}` general files (local paths or `https://` URLs). Stages of the DSP scheme, one YAML each in `recipes/`:
+`{text, score}` general files (local paths or `https://` URLs). Stages of the DSP scheme, one YAML each in
+`trl_custom/recipes/`:
 - stage 2, general RM fine-tuning: `general_files` only, `condition_mode: none`;
 - stage 3, customized RM fine-tuning: `dsp_file` (+ `general_files` with `enrichment_ratio > 0` for general
   preference enrichment, `imitation_coef > 0` for customized preference imitation), starting from the stage-2 output.
@@ -20,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 
 from datasets import Dataset, Value, concatenate_datasets
-from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
+from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, get_peft_config, get_quantization_config
 
 from ..conditioned_rm.custom_reward_config import CustomRewardConfig
 from ..data.demo import make_demo_dsp_queries
@@ -34,6 +35,7 @@ from ..data.preferences import (
 )
 from ..data.sources import check_data_file, describe_source, load_data_source, resolve_data_file, train_test_split
 from .outputs import check_plotting, flatten_results, ignore_bias_buffers, write_run_outputs
+from .trl_parser import StrictTrlParser
 
 
 HELD_OUT_DSP_FILE = "dsp_queries.json"
@@ -312,9 +314,9 @@ def evaluate_scorer(scorer, data: RewardData, with_heatmap: bool, progress: bool
     return results
 
 
-def make_parser(prog: str | None = None) -> TrlParser:
+def make_parser(prog: str | None = None) -> StrictTrlParser:
     """The recipe's parser: its data arguments, [`CustomRewardConfig`], `ModelConfig`, `DatasetMixtureConfig`."""
-    return TrlParser((RewardScriptArguments, CustomRewardConfig, ModelConfig, DatasetMixtureConfig), prog=prog)
+    return StrictTrlParser((RewardScriptArguments, CustomRewardConfig, ModelConfig, DatasetMixtureConfig), prog=prog)
 
 
 def main(

@@ -17,11 +17,11 @@ from ..data.preferences import load_dsp_queries
 from ..data.sources import resolve_data_file
 from ..personalized_dpo import synthetic_users
 from ..personalized_dpo.synthetic_users import GROUPS, build_length_preference_dataset
-from .config_file import parse_args_with_config
+from .config_file import ArgumentParser, parse_args_with_config
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog, description=synthetic_users.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
