@@ -15,6 +15,7 @@ from trl.trainer.utils import global_then_local_main_first
 
 from ..attached_modules import split_attached_state, uses_zero3, with_own_learning_rate
 from ..checkpointing import AttachedModuleCheckpointing, check_saved_state, load_saved_state
+from ..data.checks import check_text_columns
 from ..packing import check_packable
 from .collator import DataCollatorForConditionedPreference
 from .conditioning import (
@@ -265,6 +266,8 @@ class CustomRewardTrainer(AttachedModuleCheckpointing, RewardTrainer):
         } <= set(column_names)
         self._check_columns(column_names, tokenized, args, dataset_name)
         listwise = is_listwise_dataset(dataset, column_names, args.padding_free, dataset_name)
+        if not tokenized:  # text or messages in prompt/chosen/rejected (a streamed row: as it is read)
+            dataset = check_text_columns(dataset, dataset_name, listwise)
         map_kwargs = {"num_proc": args.dataset_num_proc} if isinstance(dataset, Dataset) else {}
 
         def desc(text):  # `IterableDataset.map` takes no `desc`

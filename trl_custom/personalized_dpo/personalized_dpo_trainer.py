@@ -2,8 +2,6 @@
 import contextlib
 import json
 import logging
-import math
-import numbers
 import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -18,6 +16,7 @@ from trl.trainer.utils import global_then_local_main_first
 
 from ..attached_modules import input_embedding_stats, split_attached_state, uses_zero3, with_own_learning_rate
 from ..checkpointing import AttachedModuleCheckpointing, check_saved_state, load_saved_state
+from ..data.checks import check_text_columns, empty_response_error, feature_error, is_finite_number
 from ..data.preferences import is_empty_response
 from ..packing import VARLEN_PACKING_ATTENTION, attention_implementation, check_packable
 from .personalized_dpo_config import USER_OPTIONS, PersonalizedDPOConfig
@@ -261,6 +260,7 @@ class PersonalizedDPOTrainer(AttachedModuleCheckpointing, DPOTrainer):
         return sorted(users, key=lambda u: (len(u), u))  # numeric ids in numeric order
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        dataset = check_text_columns(dataset, dataset_name)  # text or messages (a streamed row: as it is read)
         columns = get_dataset_column_names(dataset)
         checked = [c for c in ("chosen", "rejected") if c in columns]
         if self.personalized:
@@ -472,18 +472,11 @@ class PersonalizedDPOTrainer(AttachedModuleCheckpointing, DPOTrainer):
 
 def _check_value(column, value, index, dataset_name, args) -> None:
     """Refuse, naming the row, the column and the fix, an empty response or a non-numeric/non-finite user feature."""
-    where = f"Row {index} of the {dataset_name} dataset"
     if column in ("chosen", "rejected"):
         if is_empty_response(value):
-            raise ValueError(
-                f"{where} has an empty '{column}' response. Remove the row or fill in the response: an empty "
-                "response cannot be preferred or dispreferred."
-            )
-    elif isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(
-            f"{where} has {column}={value!r}, but user features (`user_feature_columns`) must be finite numbers. Fix "
-            "or drop the row, or cast the column to float (`dataset.cast_column(...)`)."
-        )
+            raise empty_response_error(index, column, f"the {dataset_name} dataset")
+    elif not is_finite_number(value):
+        raise feature_error(index, column, value, f"the {dataset_name} dataset")
 
 
 def _summary(value) -> str:
