@@ -95,9 +95,7 @@ VARIANTS = {
     "text": Variant(config={"condition_mode": "text"}),
     "text-wordcut": Variant(config={"condition_mode": "text"}, wordcut=True),
     "embedding": Variant(config={"condition_mode": "embedding", "condition_learning_rate": 1e-2}),
-    "text-embedding": Variant(
-        config={"condition_mode": "text+embedding", "condition_learning_rate": 1e-2}
-    ),
+    "text-embedding": Variant(config={"condition_mode": "text+embedding", "condition_learning_rate": 1e-2}),
     "text-keep-start": Variant(config={"condition_mode": "text", "truncation_mode": "keep_start"}),
     "text-prompt-budget": Variant(
         config={"condition_mode": "text", "truncation_mode": "keep_start", "max_prompt_length": 48}

@@ -181,3 +181,27 @@ def test_hub_id_goes_to_load_dataset_which_fails_offline_with_its_name(monkeypat
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(Exception, match="trl-lib/no-such-dataset"):
         load_dataset_name("trl-lib/no-such-dataset")
+
+
+def test_missing_dataset_path_is_named_not_sent_to_the_hub(monkeypatch, tmp_path):
+    """Issue 29 item 11: a path that does not exist fails as a missing file, not as the Hub's ConnectionError."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    fix = f"Fix the path \\(relative to {tmp_path}\\)."
+    for name in ("data/nope.jsonl", "nope.parquet", "data/nope"):  # a data file's extension, or a folder that exists
+        with pytest.raises(
+            FileNotFoundError, match=f"^dataset_name: no such file or folder: {name}; it is not a Hub id either "
+            f"\\(offline\\). {fix}$"
+        ):  # fmt: skip
+            load_dataset_name(name)
+    for name in ("./nope", "data/sub/nope", str(tmp_path / "nope.jsonl")):  # not shaped as a Hub id
+        with pytest.raises(FileNotFoundError, match=f"^dataset_name: no such file or folder: {name}; it is not a Hub"):
+            load_dataset_name(name)
+    with pytest.raises(
+        ConnectionError, match="^dataset_name=org/name: not a local file or folder, and the Hub is offline "
+        "\\(HF_HUB_OFFLINE=1.*\\) with no cached copy of it"
+    ):  # fmt: skip
+        load_dataset_name("org/name")
+    with pytest.raises(FileNotFoundError, match="^dataset_name: no such file or folder: data/nope.jsonl; it is not"):
+        build_reward_data(RewardScriptArguments(dataset_name="data/nope.jsonl"), "unused")

@@ -218,7 +218,7 @@ def test_validate_pairs_names_row_and_column():
         validate_pairs(Dataset.from_list([good, {"prompt": "q", "chosen": "a", "rejected": "  "}]))
     with pytest.raises(ValueError, match="Row 0 of x.jsonl has an empty 'chosen' response"):
         validate_pairs([{"chosen": [{"role": "assistant", "content": ""}], "rejected": "b"}], source="x.jsonl")
-    with pytest.raises(ValueError, match="Row 0 of the dataset has a 'prompt' of type int"):
+    with pytest.raises(ValueError, match="Row 0 of the dataset has prompt=3 \\(int\\): prompt must be text"):
         validate_pairs([{"prompt": 3, "chosen": "a", "rejected": "b"}])
 
 

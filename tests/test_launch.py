@@ -246,7 +246,7 @@ def test_qlora_recipes_train_on_cpu(assets, tmp_path, script, recipe):
 @pytest.mark.skipif(bitsandbytes_cpu_reason() is not None, reason=str(bitsandbytes_cpu_reason()))
 def test_qlora_continues_a_customized_folder_quantized(assets, tmp_path):
     """
-    Continuing a customized RM (a folder with conditioning.json, which our trainer loads, not TRL) with QLoRA: the base
+    Continuing a customized RM (a folder with a record, which our trainer loads, not TRL) with QLoRA: the base
     is loaded in 4 bits, as TRL loads a plain path, with its saved condition table, and trains.
     """
     from peft import LoraConfig

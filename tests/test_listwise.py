@@ -49,7 +49,7 @@ def test_plackett_luce_equals_the_softmax_and_the_pairwise_loss():
 def test_one_rejected_in_a_list_trains_as_the_pairwise_loss(tmp_path, kind, arch, mode):
     pairs = conditioned_pairs(12)
     listwise = Dataset.from_list([{**row, "rejected": [row["rejected"]]} for row in pairs])
-    options = dict(condition_mode=mode, margin_coef=0.5)
+    options = dict(condition_mode=mode)
     with_margin = lambda d: d.add_column("margin", [0.1 * (i % 3) for i in range(len(d))])  # noqa: E731
     pairwise = train(tmp_path, "pairwise", with_margin(pairs), kind, arch, **options)
     ours = train(tmp_path, "listwise", with_margin(listwise), kind, arch, **options)

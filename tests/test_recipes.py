@@ -114,7 +114,6 @@ def test_recipe_parses(tmp_path, recipe):
         "enrichment_ratio",
         "load_in_4bit",
         "use_peft",
-        "margin_coef",
     ):
         if key in config:
             holder = next(a for a in (script_args, training_args, model_args) if hasattr(a, key))

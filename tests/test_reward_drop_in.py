@@ -374,7 +374,7 @@ def test_lora_on_a_saved_embedding_folder_trains_its_condition_table(tmp_path):
 
 
 def test_a_saved_lora_customized_folder_keeps_training_its_adapter(tmp_path):
-    """Continuing from an adapter folder (conditioning.json beside it) trains the adapter, head and table."""
+    """Continuing from an adapter folder (its record beside it) trains the adapter, head and table."""
     lora = LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["q_proj", "v_proj"])
     first = CustomRewardTrainer(
         save_reward_model(tmp_path),

@@ -14,6 +14,7 @@ from trl.trainer.utils import global_then_local_main_first
 
 from .. import trl_seams
 from ..checkpointing import SoftTokenCheckpointing
+from ..data.checks import check_text_columns
 from ..models import uses_zero3
 from ..packing import check_packable
 from ..record import ModelRecord, has_record
@@ -265,6 +266,8 @@ class CustomRewardTrainer(SoftTokenCheckpointing, RewardTrainer):
         } <= set(column_names)
         self._check_columns(column_names, tokenized, args, dataset_name)
         listwise = is_listwise_dataset(dataset, column_names, args.padding_free, dataset_name)
+        if not tokenized:  # text or messages in prompt/chosen/rejected (a streamed row: as it is read)
+            dataset = check_text_columns(dataset, dataset_name, listwise)
         map_kwargs = {"num_proc": args.dataset_num_proc} if isinstance(dataset, Dataset) else {}
 
         def desc(text):  # `IterableDataset.map` takes no `desc`

@@ -19,16 +19,8 @@ import torch
 import torch.nn.functional as F
 from datasets import IterableDataset
 
+from ..data.checks import is_listwise_example
 from ..data.preferences import is_empty_response
-
-
-def is_listwise_example(example: dict) -> bool:
-    """Whether a dataset row holds several rejected responses (a list of texts/conversations, or of token lists)."""
-    if "rejected_ids" in example:
-        ids = example["rejected_ids"]
-        return bool(ids) and isinstance(ids[0], list)
-    rejected = example.get("rejected")
-    return isinstance(rejected, list) and bool(rejected) and not isinstance(rejected[0], dict)
 
 
 def plackett_luce_top1_loss(

@@ -7,13 +7,13 @@ fix, condition ids, and `truncation_mode` for pairs longer than `max_length`.
 from __future__ import annotations
 
 import logging
-import math
-import numbers
 from typing import Any
 
 from accelerate import PartialState
 from datasets import Dataset, IterableDataset
 
+from ..data import checks
+from ..data.checks import is_finite_number
 from ..data.preferences import is_empty_response
 from ..soft_tokens import ConditioningSpec, is_missing
 from .encoding import truncate_sequence
@@ -22,23 +22,12 @@ from .encoding import truncate_sequence
 logger = logging.getLogger(__name__)
 
 
-def is_finite_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-
-
 def empty_response_error(index: int, column: str, dataset_name: str) -> ValueError:
-    return ValueError(
-        f"Row {index} of the {dataset_name} dataset has an empty '{column}' response. Remove the row or fill in the "
-        "response: an empty response cannot be ranked."
-    )
+    return checks.empty_response_error(index, column, f"the {dataset_name} dataset")
 
 
 def margin_error(index: int, value: Any, dataset_name: str) -> ValueError:
-    return ValueError(
-        f"Row {index} of the {dataset_name} dataset has margin={value!r}. Margins must be finite numbers: fix or "
-        "drop the row (use 0.0 for 'no margin'), or cast the column to float "
-        "(`dataset.cast_column('margin', Value('float32'))`)."
-    )
+    return checks.margin_error(index, value, f"the {dataset_name} dataset")
 
 
 def check_row(example: dict[str, Any], index: int, dataset_name: str) -> dict[str, Any]:

@@ -43,7 +43,13 @@ def is_url(value) -> bool:
 
 def is_offline() -> bool:
     """Whether `HF_HUB_OFFLINE` or `HF_DATASETS_OFFLINE` forbids downloads (read at call time)."""
-    return any(os.environ.get(name, "").upper() in ("1", "ON", "YES", "TRUE") for name in _OFFLINE_VARIABLES)
+    return bool(_offline_variables())
+
+
+def _offline_variables() -> list[str]:
+    """The variables that switch downloads off, as `NAME=value`."""
+    values = {name: os.environ.get(name, "") for name in _OFFLINE_VARIABLES}
+    return [f"{name}={value}" for name, value in values.items() if value.upper() in ("1", "ON", "YES", "TRUE")]
 
 
 _OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
@@ -142,6 +148,12 @@ def load_dataset_name(name: str, config: str | None = None) -> DatasetDict:
     TRL's `dataset_name` as a [`~datasets.DatasetDict`]: a folder written by `save_to_disk`, a local data file
     (json, jsonl, parquet, csv: one `train` split), or anything [`~datasets.load_dataset`] reads (a Hub id, a local
     folder of data files, with `config` as its configuration name).
+
+    Raises:
+        `FileNotFoundError`: A name that is not on disk and is either not a Hub id (`./x`, `/x`, `a/b/c`) or looks
+            like a path (a data-file extension, a first folder that exists) and is not found on the Hub (or the Hub
+            is offline).
+        `ConnectionError`: A Hub id while offline, not in the cache.
     """
     if is_saved_dataset(name):
         if config is not None:
@@ -153,7 +165,44 @@ def load_dataset_name(name: str, config: str | None = None) -> DatasetDict:
     extension = os.path.splitext(name)[1].lower()
     if os.path.isfile(name) and extension in LOCAL_FILE_BUILDERS:
         return load_dataset(LOCAL_FILE_BUILDERS[extension], data_files={"train": name})
-    return load_dataset(name, name=config)
+    if os.path.exists(name):
+        return load_dataset(name, name=config)
+    missing = f"dataset_name: no such file or folder: {name}"
+    fix = "Fix the path" + ("" if os.path.isabs(name) else f" (relative to {os.getcwd()})") + "."
+    if not is_hub_id(name):
+        raise FileNotFoundError(f"{missing}; it is not a Hub id either. {fix}")
+    try:
+        return load_dataset(name, name=config)  # a Hub id (offline: read from the cache, when it is there)
+    except Exception as e:
+        if looks_like_a_path(name):
+            how = "it is not a Hub id either (offline)" if is_offline() else f"trying it as a Hub id failed: {e}"
+            raise FileNotFoundError(f"{missing}; {how}. {fix}") from e
+        if is_offline() and isinstance(e, ConnectionError):
+            raise ConnectionError(
+                f"dataset_name={name}: not a local file or folder, and the Hub is offline "
+                f"({', '.join(_offline_variables())}) with no cached copy of it. {fix[:-1]} if it is a local "
+                "dataset, or load the Hub dataset once while online (it is then read from the cache offline)."
+            ) from e
+        raise
+
+
+def is_hub_id(name: str) -> bool:
+    """Whether `name` is shaped as a Hub repository id (`name` or `org/name`)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def looks_like_a_path(name: str) -> bool:
+    """Whether a name that is not on disk was meant as a local path: a data-file extension, or a first folder that
+    exists here (`data/nope` next to a `data/` folder)."""
+    extension = os.path.splitext(name)[1].lower()
+    head = name.split("/")[0]
+    return extension in (*LOCAL_FILE_BUILDERS, ".arrow") or ("/" in name and os.path.isdir(head))
 
 
 def load_data_source(script_args, dataset_args) -> DatasetDict:

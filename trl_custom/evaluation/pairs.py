@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from ..data.checks import check_text_columns
 from ..soft_tokens.spec import GENERIC as GENERIC_CONDITION
 from ..soft_tokens.spec import is_missing as is_missing_condition
 from .accuracy import ScoreCache, mean_of_known, pair_wins, resolve_condition, win_rate
@@ -61,7 +62,8 @@ def evaluate_pairs(
         "values"}}` (no `heatmap` when there is nothing to condition on).
 
     Raises:
-        `ValueError`: A conditioned model and a dataset without `condition_column`, or without `chosen`/`rejected`.
+        `ValueError`: A conditioned model and a dataset without `condition_column`, or without `chosen`/`rejected`;
+            a row whose `prompt`/`chosen`/`rejected` is neither text nor messages.
     """
     cache = {} if cache is None else cache
     columns = dataset.column_names
@@ -81,6 +83,7 @@ def evaluate_pairs(
         )
     if max_pairs is not None:
         dataset = dataset.select(range(min(max_pairs, len(dataset))))
+    check_text_columns(dataset, "evaluation")
     n = len(dataset)
     prompts = dataset["prompt"] if "prompt" in columns else [None] * n
     chosen, rejected = dataset["chosen"], dataset["rejected"]

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 from datasets import Dataset
 
-from ..data.preferences import load_general_pairs, read_records
+from ..data.checks import TEXT_COLUMNS, check_text_row, is_finite_number, margin_error
+from ..data.preferences import is_empty_response, load_general_pairs, read_records
 from .augment_config import AugmentConfig
 from .judges import PairJudge, judge_pairs
 from .similarity import MeanPooledEmbedder, response_similarities
@@ -73,30 +74,31 @@ def plurality_flags(agreement: Sequence[float], band: float = 0.2) -> list[bool]
 # ---------------------------------------------------------------------------------------------------- data
 def validate_pairs(rows: Dataset | Sequence[dict], source: str = "the dataset") -> None:
     """
-    Fail early, naming the row and the column, on pairs whose `chosen`/`rejected` is missing or empty, or whose
-    `prompt` is not text/messages.
+    Fail early, naming the row and the column, on pairs whose `chosen`/`rejected` is missing or empty, whose
+    `prompt`/`chosen`/`rejected` is not text/messages (see [`~trl_custom.data.checks.check_text_row`]; a missing
+    `prompt` is no prompt), or whose `margin`, when the row has one, is not a finite number.
     """
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
             raise ValueError(f"Row {index} of {source} is a {type(row).__name__}, expected an object.")
         for column in ("chosen", "rejected"):
-            value = row.get(column)
-            if value is None:
+            if row.get(column) is None:
                 raise ValueError(
                     f"Row {index} of {source} has no '{column}' response. Every pair needs 'chosen' and 'rejected' "
                     "texts: fill it in or remove the row."
                 )
-            text = "".join(str(m.get("content") or "") for m in value) if isinstance(value, list) else value
-            if not isinstance(text, str) or not text.strip():
+        texts = {column: row[column] for column in TEXT_COLUMNS if row.get(column) is not None}
+        for column, value in texts.items():
+            check_text_row({column: value}, index, source)
+        for column in ("chosen", "rejected"):
+            if is_empty_response(row[column]):
                 raise ValueError(
-                    f"Row {index} of {source} has an empty '{column}' response ({value!r}). An empty response cannot "
-                    "be judged: fill it in or remove the row."
+                    f"Row {index} of {source} has an empty '{column}' response ({row[column]!r}). An empty response "
+                    "cannot be judged: fill it in or remove the row."
                 )
-        prompt = row.get("prompt")
-        if prompt is not None and not isinstance(prompt, (str, list)):
-            raise ValueError(
-                f"Row {index} of {source} has a 'prompt' of type {type(prompt).__name__}; expected text or messages."
-            )
+        check_text_row(texts, index, source)  # one format in the row
+        if "margin" in row and not is_finite_number(row["margin"]):
+            raise margin_error(index, row["margin"], source)
 
 
 def load_pairs_file(path: str | os.PathLike, skip_empty: bool = False, max_pairs: int | None = None) -> Dataset:

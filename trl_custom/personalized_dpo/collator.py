@@ -2,14 +2,13 @@
 """The batches of [`PersonalizedDPOTrainer`]: TRL's DPO collator plus each pair's user, its features and its metrics
 group; and the row checks of the user columns."""
 
-import math
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
+from ..data.checks import empty_response_error, feature_error, is_finite_number
 from ..data.preferences import is_empty_response
 from ..soft_tokens import ConditioningSpec, is_missing
 
@@ -43,15 +42,8 @@ def group_of(value, spec: ConditioningSpec, group_column: str | None) -> str:
 
 def check_value(column, value, index, dataset_name, args) -> None:
     """Refuse, naming the row, the column and the fix, an empty response or a non-numeric/non-finite user feature."""
-    where = f"Row {index} of the {dataset_name} dataset"
     if column in ("chosen", "rejected"):
         if is_empty_response(value):
-            raise ValueError(
-                f"{where} has an empty '{column}' response. Remove the row or fill in the response: an empty "
-                "response cannot be preferred or dispreferred."
-            )
-    elif isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(
-            f"{where} has {column}={value!r}, but user features (`condition_feature_columns`) must be finite "
-            "numbers. Fix or drop the row, or cast the column to float (`dataset.cast_column(...)`)."
-        )
+            raise empty_response_error(index, column, f"the {dataset_name} dataset")
+    elif not is_finite_number(value):
+        raise feature_error(index, column, value, f"the {dataset_name} dataset")

@@ -14,6 +14,7 @@ from trl.trainer.utils import global_then_local_main_first
 
 from .. import trl_seams
 from ..checkpointing import SoftTokenCheckpointing
+from ..data.checks import check_text_columns
 from ..models import uses_zero3
 from ..packing import VARLEN_PACKING_ATTENTION, attention_implementation, check_packable
 from ..record import ModelRecord, has_record
@@ -269,6 +270,7 @@ class PersonalizedDPOTrainer(SoftTokenCheckpointing, DPOTrainer):
         return sorted(users, key=lambda u: (len(u), u))  # numeric ids in numeric order
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        dataset = check_text_columns(dataset, dataset_name)  # text or messages (a streamed row: as it is read)
         columns = get_dataset_column_names(dataset)
         checked = [c for c in ("chosen", "rejected") if c in columns]
         if self.personalized:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datasets import Dataset, load_dataset
 from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, get_peft_config, get_quantization_config
 
+from ..data.checks import check_rows
 from ..data.demo import make_demo_dsp_queries
 from ..data.preferences import load_dsp_queries
 from ..data.sources import check_data_file, describe_source, resolve_data_file
@@ -70,15 +71,23 @@ class DPOScriptArguments(ScriptArguments):
 
 
 def build_dpo_data(
-    args: DPOScriptArguments, seed: int = 0, dataset_args: DatasetMixtureConfig | None = None
+    args: DPOScriptArguments,
+    seed: int = 0,
+    dataset_args: DatasetMixtureConfig | None = None,
+    feature_columns: list[str] | None = None,
 ) -> tuple[Dataset, Dataset]:
-    """Train and held-out split of the P-DPO data."""
+    """
+    Train and held-out split of the P-DPO data. A dataset source or `dataset_file` is checked whole before the split
+    ([`~trl_custom.data.checks.check_rows`]: text types, empty responses, the user `feature_columns`), so that an
+    error names the row of the user's file and a bad held-out row fails before training.
+    """
     if args.dataset_name or (dataset_args is not None and dataset_args.datasets):
         if args.dataset_file or args.synthetic_dsp_file:
             raise ValueError("A `datasets:` mixture and --dataset_file/--synthetic_dsp_file are two data sources.")
         from .reward import load_dataset_splits
 
-        train, held_out, _ = load_dataset_splits(args, dataset_args, seed)
+        checks = {"listwise": False, "margins": False, "feature_columns": feature_columns}
+        train, held_out, _ = load_dataset_splits(args, dataset_args, seed, **checks)
         return train, held_out
     if not (args.dataset_file or args.synthetic_dsp_file):
         raise ValueError(
@@ -88,6 +97,7 @@ def build_dpo_data(
     if args.dataset_file:
         path = resolve_data_file(args.dataset_file, "--dataset_file")
         dataset = load_dataset("json", data_files=path, split="train")
+        check_rows(dataset, args.dataset_file, margins=False, feature_columns=feature_columns or [])
     else:
         if args.synthetic_dsp_file == "demo":
             items = make_demo_dsp_queries()
@@ -138,7 +148,9 @@ def main(
     # The "before" numbers are measured inside train(), once the model is wrapped for distributed training: calling
     # trainer.evaluate() before trainer.train() leaves it unwrapped, and under DDP the gradients are never averaged.
     training_args.eval_on_start = True
-    train, held_out = build_dpo_data(script_args, seed=training_args.seed, dataset_args=dataset_args)
+    train, held_out = build_dpo_data(
+        script_args, training_args.seed, dataset_args, feature_columns=training_args.condition_feature_columns
+    )
     trainer = PersonalizedDPOTrainer(
         model=resolve_model_path(model_args.model_name_or_path),
         args=training_args,

@@ -36,7 +36,7 @@ class FitConditionArguments:
             or [`save_reward_model`]).
         condition (`str`): Name of the new condition.
         pairs_file (`str`): Its preference pairs.
-        output_dir (`str`): Where to save the adapted model (with the extended `conditioning.json` and table).
+        output_dir (`str`): Where to save the adapted model (its record, `trl_custom.json`, and soft tokens extended).
         max_pairs (`int` or `None`): Use only the first pairs of the file (`k`).
         num_epochs, learning_rate, batch_size, init_from, seed: As in [`fit_new_condition`].
         max_length (`int` or `None`): Longer sequences are cut as in scoring; `None`: the training `max_length`

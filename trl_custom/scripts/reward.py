@@ -20,10 +20,11 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from datasets import Dataset, Value, concatenate_datasets
+from datasets import Dataset, DatasetDict, Value, concatenate_datasets
 from trl import DatasetMixtureConfig, ModelConfig, ScriptArguments, get_peft_config, get_quantization_config
 
 from ..conditioned_rm.custom_reward_config import CustomRewardConfig
+from ..data.checks import check_rows
 from ..data.demo import make_demo_dsp_queries
 from ..data.preferences import (
     DSP_DOMAINS,
@@ -208,11 +209,23 @@ def build_reward_data(
     return RewardData(train, eval_queries, general_eval_files, source=" ".join(described))
 
 
-def load_dataset_splits(script_args, dataset_args, seed: int) -> tuple[Dataset, Dataset, str]:
+def load_dataset_splits(
+    script_args,
+    dataset_args,
+    seed: int,
+    listwise: bool = True,
+    margins: bool = True,
+    feature_columns: list[str] | None = None,
+) -> tuple[Dataset, Dataset, str]:
     """
     Train and evaluation splits of TRL's data arguments: `dataset_train_split`, and `dataset_test_split` when the
     dataset has it, else `test_size` (a mixture's `test_split_size` if set) of the training split, split with `seed`
     (the same split in every process).
+
+    Every row of the splits used is checked first ([`~trl_custom.data.checks.check_rows`]: text types, empty responses,
+    `margins`, `feature_columns`), so that an error names the row of the user's split (of a mixture: of the mixture's
+    concatenated rows), and a bad row in the held-out part fails before training. `listwise`: a list of rejected
+    responses is a listwise row (the reward recipe's data, not the P-DPO recipe's).
     """
     test_size = script_args.test_size
     if dataset_args is not None and dataset_args.test_split_size is not None:
@@ -222,6 +235,9 @@ def load_dataset_splits(script_args, dataset_args, seed: int) -> tuple[Dataset, 
         dataset_args = copy.copy(dataset_args)
         dataset_args.test_split_size = None  # TRL's get_dataset would split without a seed
     dataset = load_data_source(script_args, dataset_args)
+    splits = (script_args.dataset_train_split, script_args.dataset_test_split)
+    used = DatasetDict({split: dataset[split] for split in dict.fromkeys(splits) if split in dataset})
+    check_rows(used, script_args.dataset_name or "the `datasets:` mixture", listwise, margins, feature_columns or [])
     return train_test_split(
         dataset, script_args.dataset_train_split, script_args.dataset_test_split, test_size, seed=seed
     )
@@ -230,8 +246,8 @@ def load_dataset_splits(script_args, dataset_args, seed: int) -> tuple[Dataset, 
 def load_train_file(path: str) -> Dataset:
     """
     Text preference pairs (`prompt` optional, `chosen`, `rejected`, optional `margin`) from JSON / JSON lines, checked
-    row by row (see [`~trl_custom.margin.agreement.load_pairs_file`]); other columns (`agreement`, flags, ...) are
-    kept aside.
+    row by row, margins included, as the rows of the file (see [`~trl_custom.margin.agreement.load_pairs_file`]);
+    other columns (`agreement`, flags, ...) are kept aside.
     """
     from ..margin.agreement import load_pairs_file
 
