@@ -87,8 +87,8 @@ def margin_error(index: int, value: Any, name: str) -> ValueError:
 
 def feature_error(index: int, column: str, value: Any, name: str) -> ValueError:
     return ValueError(
-        f"Row {index} of {name} has {column}={value!r}, but user features (`condition_feature_columns`) must be finite "
-        "numbers. Fix or drop the row, or cast the column to float (`dataset.cast_column(...)`)."
+        f"Row {index} of {name} has {column}={value!r}, but user features (`condition_feature_columns`) must be "
+        "finite numbers. Fix or drop the row, or cast the column to float (`dataset.cast_column(...)`)."
     )
 
 
