@@ -385,6 +385,11 @@ class ByHandScorer:
         self.conditioning = SimpleNamespace(mode="text", conditions=list(DSP_DOMAINS))
         self.max_length, self.batch_size = max_length, batch_size
 
+    def encode(self, prompt, response, condition):
+        """Token ids as `score` reads them (the evaluation counts the pairs they make identical)."""
+        text = by_hand_text(prompt, response, condition)
+        return self.tokenizer(text, truncation=True, max_length=self.max_length)["input_ids"]
+
     @torch.no_grad()
     def score(self, prompts, responses, conditions, progress=False, desc=""):
         texts = [by_hand_text(p, r, c) for p, r, c in zip(prompts, responses, conditions, strict=True)]

@@ -72,14 +72,20 @@ def embedding_model(tmp_path_factory):
     return out
 
 
-def _check_structure(results, n_queries, general=("helpful",)):
+def _check_structure(results, n_queries, general=("helpful",), unseen=()):
     assert set(results["dsp"]) == set(DSP_DOMAINS) | {"mean"}
+    assert set(results["unseen"]) == set(unseen)
     assert set(results["general"]) == set(general)
     for d in DSP_DOMAINS:
         assert results["counts"]["dsp"][d] == n_queries * 4
         assert 0.0 <= results["dsp"][d] <= 1.0
     assert results["counts"]["dsp"]["total"] == n_queries * 16
-    assert results["dsp"]["mean"] == pytest.approx(sum(results["dsp"][d] for d in DSP_DOMAINS) / 4)
+    seen = [d for d in DSP_DOMAINS if d not in unseen]  # the mean leaves out domains the model was not trained on
+    assert results["dsp"]["mean"] == pytest.approx(sum(results["dsp"][d] for d in seen) / len(seen))
+    for key in ("ties", "identical"):
+        assert set(results[key]["dsp"]) == set(DSP_DOMAINS) | {"total"} and set(results[key]["general"]) == set(
+            general
+        )
     for name in general:
         assert results["counts"]["general"][name] == 3  # 4 comparisons, one tie dropped
         assert 0.0 <= results["general"][name] <= 1.0
@@ -251,7 +257,8 @@ def test_cli_embedding_model_heatmap(tmp_path, embedding_model, capsys):
         ]
     )
     results = json.loads(out.read_text())
-    _check_structure(results, n_queries=3)
+    _check_structure(results, n_queries=3, unseen=("entertainment", "literature"))
+    assert results["unseen"] == {d: "scored with the generic entry" for d in ("entertainment", "literature")}
     assert results["meta"]["condition_mode"] == "embedding"
     matrix = results["heatmap"]
     assert matrix["rows"] == ["academy", "business", "generic"]
@@ -387,3 +394,215 @@ def test_plots_from_a_trainer_state_and_without_matplotlib(tmp_path, monkeypatch
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if matplotlib were not installed
     with pytest.raises(ImportError, match=r'pip install "trl-custom\[plot\]"'):
         plot_training_curves(tmp_path / "trainer_state.json", tmp_path / "again.png")
+
+
+# ---------------------------------------------------------------------------------------------------- issue #29
+UNSEEN_HOW = {"text": "rendered into the template (zero-shot)", "embedding": "scored with the generic entry"}
+
+
+def _scorer(mode="none", conditions=(), strict=False, truncation=None, max_length=64):
+    """An in-memory scorer of a tiny untrained model with the toy word-level tokenizer (inputs tokenize as written)."""
+    import torch
+    from toy import make_reward_model, make_tokenizer
+
+    from trl_custom import ConditioningSpec
+    from trl_custom.conditioned_rm.conditioning import attach_condition_table
+
+    tokenizer = make_tokenizer()
+    model = make_reward_model("qwen2", tokenizer)
+    spec = ConditioningSpec(mode=mode, conditions=list(conditions), strict=strict)
+    if mode == "embedding":
+        attach_condition_table(model, spec)
+        with torch.no_grad():  # distinct rows: the generic entry scores differently from the known conditions
+            model.condition_embeddings.weight.normal_(0, 1.0)
+    if truncation:
+        model.config.trl_custom_truncation = {"truncation_mode": truncation, "max_prompt_length": None}
+    scorer = RewardScorer(model.eval(), tokenizer, spec, max_length=max_length, batch_size=8)
+    scorer.scored, original = [], scorer.score
+
+    def counting_score(prompts, responses, conditions=None, **kwargs):
+        scorer.scored.append(len(responses))
+        return original(prompts, responses, conditions, **kwargs)
+
+    scorer.score = counting_score
+    return scorer
+
+
+def _dsp_domain_pairs(n=12, seed=3, extra=None):
+    """Toy conditioned pairs on the DSP domains academy/business, plus `n // 2` pairs of domain `extra`."""
+    from datasets import concatenate_datasets
+
+    pairs = conditioned_pairs(n, seed=seed).map(
+        lambda x: {"domain": {"formal": "academy", "casual": "business"}[x["domain"]]}
+    )
+    if extra:
+        pairs = concatenate_datasets(
+            [pairs, conditioned_pairs(n // 2, seed=seed + 1).map(lambda x: {"domain": extra})]
+        )
+    return pairs
+
+
+@pytest.mark.parametrize("mode", ["text", "embedding"])
+def test_strict_model_refuses_unseen_conditions_before_scoring(tmp_path, mode, capsys):
+    """#29.1: a strict model given condition values it was not trained on fails before anything is scored, naming
+    them, the values it knows and the fixes (it used to score them zero-shot / with the generic entry)."""
+    from trl_custom.evaluation import evaluate_pairs
+
+    scorer = _scorer(mode, ["academy", "business"], strict=True)
+    queries = load_dsp_queries(_dsp_file(tmp_path))
+    known = r"it knows \['academy', 'business'\]\), and the model is strict \(strict_conditions=True\)"
+    fix = r"Drop those rows, evaluate a model saved with strict_conditions=False .*trl_custom.fit_new_condition"
+    with pytest.raises(
+        ValueError, match=rf"The DSP pairs: domain value\(s\) \['entertainment', 'literature'\] .*{known}"
+    ):
+        evaluate_reward_model(scorer, queries, general_files=[_general_file(tmp_path)], progress=False)
+    with pytest.raises(
+        ValueError, match=rf"'domain' column of the evaluation pairs: domain value\(s\) \['law'\].*{fix}"
+    ):
+        evaluate_pairs(scorer, _dsp_domain_pairs(extra="law"), progress=False)
+    if mode == "text":  # (an embedding-mode model refuses any unknown forced condition, strict or not)
+        with pytest.raises(ValueError, match=r"The heatmap rows: domain value\(s\) \['literature'\]"):
+            heatmap(scorer, queries, ["academy", "literature", "generic"], progress=False)
+    assert scorer.scored == []  # nothing scored
+
+    # `trl-custom evaluate` on the saved strict model: a usage error, nothing written.
+    folder = tmp_path / "strict-model"
+    scorer.model.save_pretrained(folder)
+    scorer.tokenizer.save_pretrained(folder)
+    scorer.conditioning.save(folder)
+    if mode == "embedding":
+        from trl_custom.conditioned_rm.conditioning import save_condition_table
+
+        save_condition_table(scorer.model.condition_embeddings.weight.detach(), folder)
+    out = tmp_path / "r.json"
+    with pytest.raises(SystemExit):
+        main(["--model_name_or_path", str(folder), "--dsp_file", _dsp_file(tmp_path), "--output_json", str(out)])
+    assert "['entertainment', 'literature'] were not seen" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("mode", ["text", "embedding"])
+def test_unseen_conditions_are_reported_apart_and_left_out_of_the_mean(tmp_path, mode, caplog):
+    """#29.1: a non-strict model's unseen condition values keep their rows, marked with how they were scored (JSON,
+    table, recipe table, model card), out of the mean, with one warning."""
+    import logging
+
+    from trl_custom.evaluation import evaluate_pairs, format_results
+    from trl_custom.scripts.outputs import flatten_results
+    from trl_custom.scripts.reward import print_before_after
+
+    how = UNSEEN_HOW[mode]
+    scorer = _scorer(mode, ["academy", "business"])
+    pairs = _dsp_domain_pairs(extra="law")
+    with caplog.at_level(logging.WARNING, logger="trl_custom.evaluation.accuracy"):
+        results = evaluate_pairs(scorer, pairs, progress=False)
+    assert [r.getMessage() for r in caplog.records if "law" in r.getMessage()] == [
+        "The 'domain' column of the evaluation pairs: domain value(s) ['law'] were not seen when training this model "
+        f"(it knows ['academy', 'business']): they are {how}, reported on rows of their own marked unseen, out of the "
+        "mean."
+    ]
+    assert results["unseen"] == {"law": how}
+    assert set(results["pairs"]) == {"academy", "business", "law", "mean", "all"}
+    assert results["counts"]["pairs"] == {"academy": 6, "business": 6, "law": 6, "all": 18}
+    assert results["pairs"]["mean"] == pytest.approx((results["pairs"]["academy"] + results["pairs"]["business"]) / 2)
+    law = pairs.filter(lambda x: x["domain"] == "law")
+    given = [None if mode == "embedding" else "law"] * len(law)  # what "scored with ..." says
+    chosen, rejected = (
+        scorer.score(law["prompt"], law["chosen"], given),
+        scorer.score(law["prompt"], law["rejected"], given),
+    )
+    assert results["pairs"]["law"] == pytest.approx(sum(c > r for c, r in zip(chosen, rejected)) / len(law))
+
+    table = format_results(results).splitlines()
+    assert next(line for line in table if line.strip().startswith("law")).endswith(f"(unseen in training: {how})")
+    assert next(line for line in table if line.strip().startswith("mean")).endswith(
+        "(seen conditions only, without law)"
+    )
+    recipe_table = print_before_after(results, results)
+    assert "domain law" in recipe_table and f"(unseen in training: {how})" in recipe_table
+    metrics = flatten_results(results, {**results, "condition_column": "domain"})
+    assert metrics[f"accuracy/domain/law (unseen in training: {how})"] == results["pairs"]["law"]
+    assert metrics["accuracy/domain/mean (seen conditions only)"] == results["pairs"]["mean"]
+    assert metrics["accuracy/domain/academy"] == results["pairs"]["academy"]
+    assert "accuracy/domain/law" not in metrics and "accuracy/domain/mean" not in metrics
+
+    # DSP pairs under their own domain: the two the model was not trained on are marked and out of the mean.
+    dsp = evaluate_reward_model(scorer, load_dsp_queries(_dsp_file(tmp_path)), progress=False)
+    assert dsp["unseen"] == {"entertainment": how, "literature": how}
+    assert dsp["dsp"]["mean"] == pytest.approx((dsp["dsp"]["academy"] + dsp["dsp"]["business"]) / 2)
+    assert "accuracy/dsp/literature (unseen in training: " + how + ")" in flatten_results(None, dsp)
+
+
+def test_heatmap_marks_rows_of_unseen_conditions(tmp_path):
+    """#29.1: a heatmap row forced to a condition the (text-mode) model was not trained on is marked in the result,
+    the table and the picture."""
+    from trl_custom.evaluation import format_results, plot_heatmap
+
+    scorer = _scorer("text", ["academy", "business"])
+    matrix = heatmap(
+        scorer, load_dsp_queries(_dsp_file(tmp_path)), ["academy", "literature", "generic"], progress=False
+    )
+    assert matrix["unseen"] == {"literature": UNSEEN_HOW["text"]}
+    fig = plot_heatmap(matrix, tmp_path / "h.png", title="model")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["academy", "literature *", "generic"]
+    assert ax.get_title() == "model\n* not seen in training: rendered into the template (zero-shot)"
+    table = format_results({"heatmap": matrix})
+    assert "  literature *" in table and table.endswith(
+        "* not seen in training: rendered into the template (zero-shot)"
+    )
+    assert (
+        heatmap(scorer, load_dsp_queries(_dsp_file(tmp_path)), ["academy", "generic"], progress=False)["unseen"] == {}
+    )
+
+
+def test_ties_and_pairs_identical_after_truncation_are_counted(tmp_path):
+    """#29.7: beside each accuracy, its ties and how many pairs are the same input once truncated (here
+    `truncation_mode="keep_start"` keeps only the start of a long prompt); they count as errors."""
+    import torch
+    from datasets import Dataset
+
+    from trl_custom.evaluation import evaluate_pairs, format_results
+    from trl_custom.scripts.outputs import flatten_results
+
+    scorer = _scorer(truncation="keep_start", max_length=8)
+    long_prompt = "question about t1 " + " ".join(f"w{i}" for i in range(10)) + " "  # 13 tokens: cut inside
+    rows = [
+        {"prompt": long_prompt, "chosen": "answer alpha", "rejected": "answer beta", "domain": "a"},
+        {"prompt": long_prompt, "chosen": "short answer", "rejected": "very long answer", "domain": "a"},
+        {"prompt": "question about t2 ", "chosen": "answer alpha", "rejected": "answer beta", "domain": "a"},
+        {"prompt": "question about t3 ", "chosen": "tell me more", "rejected": "answer beta", "domain": "a"},
+        {"prompt": "question about t4 ", "chosen": "answer gamma", "rejected": "answer delta", "domain": "b"},
+        {"prompt": "question about t5 ", "chosen": "answer delta", "rejected": "answer gamma", "domain": "b"},
+    ]
+    data = Dataset.from_list(rows)
+    assert [len(scorer.encode(r["prompt"], r["chosen"])) for r in rows] == [8, 8, 6, 7, 6, 6]
+    results = evaluate_pairs(scorer, data, progress=False)
+    assert results["identical"]["pairs"] == {"a": 2, "b": 0, "all": 2}
+    assert results["ties"]["pairs"] == {"a": 2, "b": 0, "all": 2}
+    chosen = scorer.score(data["prompt"], data["chosen"])
+    rejected = scorer.score(data["prompt"], data["rejected"])
+    wins = [c > r for c, r in zip(chosen, rejected)]
+    assert results["pairs"]["a"] == sum(wins[2:4]) / 4  # the identical pairs are errors
+    assert results["pairs"]["b"] == sum(wins[4:]) / 2
+    a_line = next(line for line in format_results(results).splitlines() if line.strip().startswith("a "))
+    assert a_line.endswith("(ties 50%, 50% identical after truncation)")
+    metrics = flatten_results(None, {**results, "condition_column": "domain"})
+    assert metrics["ties/domain/a"] == "2 of 4 pairs (50%), 2 identical after truncation"
+    assert "ties/domain/b" not in metrics
+
+    # Equal rewards on different inputs are ties, not identical inputs: a reward head of zeros.
+    with torch.no_grad():
+        scorer.model.score.weight.zero_()
+    tied = evaluate_pairs(scorer, data, progress=False)
+    assert tied["ties"]["pairs"] == {"a": 4, "b": 2, "all": 6} and tied["identical"]["pairs"]["all"] == 2
+    assert tied["pairs"]["all"] == 0.0
+
+    # The DSP / general-file path counts them the same way: every general pair is cut inside its prompt.
+    general = evaluate_reward_model(_scorer(truncation="keep_start", max_length=4), None, [_general_file(tmp_path)],
+                                    progress=False)  # fmt: skip
+    assert (general["counts"]["general"], general["ties"]["general"], general["identical"]["general"]) == (
+        {"helpful": 3},
+        {"helpful": 3},
+        {"helpful": 3},
+    )
+    assert general["general"]["helpful"] == 0.0

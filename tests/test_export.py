@@ -276,5 +276,5 @@ def test_cards_follow_the_record_kind_text_mode_and_base_model(tmp_path):
     model, tokenizer = conditioned_rm("text")
     out = save_reward_model(model, tokenizer, tmp_path / "text-rm")
     card = open(write_model_card(out, base_model=str(tmp_path / "text-rm")), encoding="utf-8").read()
-    assert "| values not seen in training | its name rendered into the template (zero-shot) |" in card
+    assert "| values not seen in training | rendered into the template (zero-shot) |" in card
     assert "scored as generic" not in card and "base_model:" not in card and "(a local folder)" in card

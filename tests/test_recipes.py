@@ -416,3 +416,87 @@ def test_dpo_recipe_on_a_datasets_mixture_with_user_id(tiny_run_assets):
     for text in ("eval_rewards/accuracies/u1", "(before training)", "mixture of `json`", "48 pairs trained on",
                  "16 held out", "accelerate launch", "(user_accuracy.png)"):  # fmt: skip
         assert text in card, text
+
+
+def test_reward_recipe_announces_identical_eval_pairs_and_refuses_unseen_strict_conditions(tmp_path, capsys):
+    """#29: at the start of a run, an evaluated set that the truncation makes identical (chosen == rejected input) is
+    announced with the fix, and its ties show in the results and the model card; a strict model whose evaluated set
+    holds condition values it is not trained on fails before training."""
+    from datasets import Dataset
+    from toy import conditioned_pairs, save_reward_model
+
+    from trl_custom.scripts.reward import main
+
+    model = save_reward_model(tmp_path, "llama")  # AutoTokenizer reads the toy tokenizer of a llama folder as written
+    folder = tmp_path / "prefs"
+    folder.mkdir()
+    conditioned_pairs(16, seed=0).to_json(folder / "train.jsonl")
+    test = conditioned_pairs(8, seed=1).to_list()
+    for row in test[:4]:  # 4 of 8 held-out pairs: a prompt longer than max_length, keep_start keeps only its start
+        row["prompt"] = "question about " + " ".join(f"w{i}" for i in range(12)) + " "
+    Dataset.from_list(test).to_json(folder / "test.jsonl")
+
+    def run(out, *extra):
+        argv = ["--model_name_or_path", model, "--dataset_name", str(folder), "--dataset_train_split", "train",
+                "--dataset_test_split", "test", "--condition_column", "domain", "--condition_mode", "embedding",
+                "--output_dir", str(out), "--use_cpu", "true", "--bf16", "false", "--max_length", "10",
+                "--truncation_mode", "keep_start", "--max_steps", "1", "--per_device_train_batch_size", "8",
+                "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true", *extra]  # fmt: skip
+        main(*make_reward_parser().parse_args_and_config(argv))
+
+    out = tmp_path / "out"
+    run(out)
+    printed = capsys.readouterr().out
+    assert (
+        "⚠️  50% of the evaluation dataset (4 of 8) are the same input for chosen and rejected after truncation "
+        "(max_length=10, truncation_mode='keep_start'): the model cannot tell them apart" in printed
+    )
+    assert printed.index("50% of the evaluation dataset") < printed.index("Model saved to")  # before training
+    assert "or use truncation_mode='head_tail'" in printed
+    after = json.loads((out / "eval_results.json").read_text())["after"]
+    assert after["identical"]["pairs"] == {"casual": 2, "formal": 2, "all": 4} and after["ties"]["pairs"]["all"] >= 4
+    assert after["unseen"] == {}
+    assert "(ties 50%, 50% identical after truncation)" in printed
+    assert (
+        "| `ties/domain/formal` | 2 of 4 pairs (50%), 2 identical after truncation |"
+        in (out / "README.md").read_text()
+    )
+
+    # Strict model, held-out value never trained on: refused before training.
+    test[0]["domain"] = "pirate"
+    Dataset.from_list(test).to_json(folder / "test.jsonl")
+    strict_out = tmp_path / "strict"
+    with pytest.raises(ValueError, match=r"The evaluation dataset: domain value\(s\) \['pirate'\] were not seen"):
+        run(strict_out, "--strict_conditions", "true")
+    assert not (strict_out / "trainer_state.json").exists() and not (strict_out / "model.safetensors").exists()
+
+    # The DSP and general-file sets of a DSP run are checked the same way.
+    from toy import make_reward_model, make_tokenizer
+
+    from trl_custom import ConditioningSpec, CustomRewardConfig, RewardScorer
+    from trl_custom.scripts.reward import RewardData, check_evaluated_sets
+
+    dsp, general = tmp_path / "dsp.json", tmp_path / "general.json"
+    responses = {k: f"answer {k}" for k in ["academy", "business", "entertainment", "literature", "normal"]}
+    dsp.write_text(json.dumps([{"query": "question about t1 w1 w2 w3", "responses": responses}]))
+    general.write_text(json.dumps([{"text": ["\n\nHuman: hi w1\n\nAssistant: a", "\n\nHuman: hi w1\n\nAssistant: b"],
+                                    "score": [1, 0]}]))  # fmt: skip
+    data = RewardData(None, json.loads(dsp.read_text()), [str(general)])
+    tokenizer = make_tokenizer()
+    scorer = RewardScorer(make_reward_model("llama", tokenizer), tokenizer, max_length=4)
+    scorer.model.config.trl_custom_truncation = {"truncation_mode": "keep_start", "max_prompt_length": None}
+    args = CustomRewardConfig(
+        str(tmp_path / "x"), max_length=4, truncation_mode="keep_start", use_cpu=True, bf16=False
+    )
+    assert check_evaluated_sets(scorer, data, args) == {"held-out DSP pairs": 1.0,
+                                                         "held-out general pairs of general.json": 1.0}  # fmt: skip
+    printed = capsys.readouterr().out
+    assert (
+        "100% of the held-out DSP pairs (16 of 16)" in printed
+        and "of the held-out general pairs of general.json (1 of 1)" in printed
+    )
+    scorer.conditioning = ConditioningSpec(mode="text", conditions=["academy", "business"], strict=True)
+    with pytest.raises(
+        ValueError, match=r"The held-out DSP pairs: domain value\(s\) \['entertainment', 'literature'\]"
+    ):
+        check_evaluated_sets(scorer, data, args)

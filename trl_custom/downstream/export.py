@@ -322,7 +322,7 @@ def _reward_card(model_name: str, spec: ConditioningSpec, pooling: str = "model"
             ("condition mode", f"`{spec.mode}`"),
             ("condition column", f"`{spec.column}`"),
             ("conditions", f"{len(spec.conditions)} (+ the generic entry for missing values)"),
-            ("values not seen in training", spec.how_unknown_is_scored()),
+            ("values not seen in training", "error (strict)" if spec.strict else spec.how_unknown_is_scored()),
         ]
         if spec.tokens is not None:
             rows.append(("soft tokens per condition", spec.tokens.num_tokens))

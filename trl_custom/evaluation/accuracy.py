@@ -7,6 +7,12 @@ Reports, for each DSP domain `d`, the fraction of DSP pairs of domain `d` where 
 files (generic condition), and a *heatmap*: row `r`, column `d` is the DSP accuracy on domain `d` when the model is
 conditioned on `r` (the diagonal should be high, the off-diagonal cells low).
 
+Beside each accuracy: its ties (pairs with equal rewards) and, among them, the pairs whose chosen and rejected inputs
+are the same token ids once the condition is rendered and the sequence truncated (always a tie, whatever the model).
+Condition values the model was not trained on (`scorer.conditioning.conditions`) are refused for a strict model;
+otherwise they keep their rows, are named in `results["unseen"]` with how they were scored, and are left out of the
+mean.
+
 Every distinct `(prompt, response, condition)` is scored once: a chosen DSP response appears in 4 pairs, and the
 heatmap rows share most of their sequences with the main evaluation.
 
@@ -63,6 +69,10 @@ GENERAL_ROW = "general"
 
 ScoreCache = dict[tuple[Any, Any, Any], float]
 
+# How a condition value the model was not trained on is scored, by conditioning mode.
+# Outcome of a pair (see `pair_outcomes`): only WIN counts as correct.
+WIN, LOSS, TIE, IDENTICAL = "win", "loss", "tie", "identical"
+
 
 # ---------------------------------------------------------------------------------------------------- conditions
 def resolve_condition(scorer, condition: str | None) -> str | None:
@@ -72,7 +82,8 @@ def resolve_condition(scorer, condition: str | None) -> str | None:
 
     Raises:
         `ValueError`: If an embedding-mode model does not know `condition` (it would silently fall back to the generic
-            entry); the message lists the conditions it knows.
+            entry); the message lists the conditions it knows. A text-mode condition the model was not trained on is
+            returned: [`unseen_conditions`] says how it is scored (or refuses it for a strict model).
     """
     if is_missing_condition(condition) or str(condition).lower() in NO_CONDITION_NAMES:
         return None
@@ -83,14 +94,50 @@ def resolve_condition(scorer, condition: str | None) -> str | None:
             f"condition={condition!r} is not known to this embedding-mode model; it knows: "
             f"{', '.join(spec.conditions) or '(none)'}. Use one of them, or 'none' for the generic entry."
         )
-    if spec.mode == "text" and spec.conditions and condition not in spec.conditions:
-        logger.warning(
-            f"condition={condition!r} was not seen when training this text-mode model (it knows "
-            f"{spec.conditions}); it is rendered into the template anyway."
-        )
     if spec.mode == "none":
         logger.info(f"The model is unconditioned: condition={condition!r} does not change its rewards.")
     return condition
+
+
+def unseen_conditions(scorer, values, where: str, warn: bool = True, apart: bool = True) -> dict[str, str]:
+    """
+    The condition values among `values` that the model was not trained on (not in `scorer.conditioning.conditions`),
+    each with how it is scored: `{value: "scored with the generic entry" | "rendered into the template (zero-shot)"}`.
+    Missing values (the generic entry) are not unseen, nor is anything for an unconditioned model, nor for a text-mode
+    model whose training values were not recorded (an empty `conditions`, e.g. trained on a streaming dataset).
+
+    Args:
+        scorer ([`RewardScorer`]): The reward model.
+        values (iterable): Condition values about to be given to the model.
+        where (`str`): What holds them, for the messages, e.g. `"The DSP pairs"`.
+        warn (`bool`, *optional*, defaults to `True`): Log one warning naming the unseen values.
+        apart (`bool`, *optional*, defaults to `True`): The warning says that their rows are reported apart, out of
+            the mean (`False`: a condition forced on every pair, only marked).
+
+    Raises:
+        `ValueError`: If the model is strict (`strict_conditions=True`) and some values are unseen; the message names
+            them, the values the model knows and the fixes.
+    """
+    spec = scorer.conditioning
+    if spec.mode == "none" or (spec.mode == "text" and not spec.conditions):
+        return {}
+    unseen = sorted({str(v) for v in values if not is_missing_condition(v)} - set(spec.conditions))
+    if not unseen:
+        return {}
+    how = spec.how_unknown_is_scored()
+    message = (
+        f"{where}: {spec.column} value(s) {unseen} were not seen when training this model (it knows {spec.conditions})"
+    )
+    if spec.strict:
+        raise ValueError(
+            f"{message}, and the model is strict (strict_conditions=True): they would be {how}. Drop those rows, "
+            "evaluate a model saved with strict_conditions=False (their accuracy is then reported on rows of their "
+            "own, out of the mean), or fit the new condition first (trl_custom.fit_new_condition)."
+        )
+    if warn:
+        then = "reported on rows of their own marked unseen, out of the mean" if apart else "marked unseen"
+        logger.warning(f"{message}: they are {how}, {then}.")
+    return {value: how for value in unseen}
 
 
 def default_heatmap_rows(scorer, condition: str | None = None) -> list[str]:
@@ -150,7 +197,29 @@ def score_unique(
     return [cache[key] for key in keys]
 
 
-def pair_wins(
+def identical_pairs(
+    scorer, prompts: Sequence[Any], chosen: Sequence[Any], rejected: Sequence[Any], conditions: Sequence[Any]
+) -> list[bool]:
+    """
+    For each pair, whether its chosen and rejected inputs are the same token ids as the model reads them
+    (`scorer.encode`: condition rendered, truncation applied), e.g. two responses that differ only after a
+    `truncation_mode="keep_start"` cut. Each distinct input is encoded once.
+    """
+    encoded: dict[tuple, list[int]] = {}
+
+    def ids(prompt, response, condition):
+        key = _cache_key(scorer, prompt, response, condition)
+        if key not in encoded:
+            encoded[key] = scorer.encode(prompt, response, key[2])
+        return encoded[key]
+
+    return [
+        c == r or ids(p, c, k) == ids(p, r, k)
+        for p, c, r, k in zip(prompts, chosen, rejected, conditions, strict=True)
+    ]
+
+
+def pair_outcomes(
     scorer,
     prompts: Sequence[Any],
     chosen: Sequence[Any],
@@ -159,18 +228,38 @@ def pair_wins(
     cache: ScoreCache | None = None,
     progress: bool = True,
     desc: str = "Scoring",
-) -> list[bool]:
-    """For each pair, whether `reward(chosen | condition) > reward(rejected | condition)` (ties are losses)."""
+) -> list[str]:
+    """
+    For each pair: `"win"` (`reward(chosen | condition) > reward(rejected | condition)`), `"loss"`, `"tie"` (equal
+    rewards) or `"identical"` (the same input after truncation, see [`identical_pairs`]: a tie, whatever numerical
+    noise the two forward passes add). Only wins count as correct.
+    """
     n = len(chosen)
     rewards = score_unique(
         scorer, list(prompts) * 2, list(chosen) + list(rejected), list(conditions) * 2, cache, progress, desc
     )
-    return [rewards[i] > rewards[n + i] for i in range(n)]
+    same = identical_pairs(scorer, prompts, chosen, rejected, conditions)
+    return [
+        IDENTICAL if same[i] else WIN if rewards[i] > rewards[n + i] else TIE if rewards[i] == rewards[n + i] else LOSS
+        for i in range(n)
+    ]
 
 
-def win_rate(wins: Sequence[bool]) -> float | None:
+def accuracy_of(outcomes: Sequence[str]) -> float | None:
     """Fraction of wins; `None` for no pairs."""
-    return sum(wins) / len(wins) if wins else None
+    return sum(o == WIN for o in outcomes) / len(outcomes) if outcomes else None
+
+
+def record(results: dict[str, Any], section: str, name: str, outcomes: Sequence[str], accuracy: bool = True) -> None:
+    """
+    `outcomes` in `results`: the accuracy as `results[section][name]` (unless `accuracy=False`), the number of pairs,
+    of ties and of identical-after-truncation pairs as `results["counts" | "ties" | "identical"][section][name]`.
+    """
+    if accuracy:
+        results[section][name] = accuracy_of(outcomes)
+    results["counts"][section][name] = len(outcomes)
+    results["ties"][section][name] = sum(o in (TIE, IDENTICAL) for o in outcomes)
+    results["identical"][section][name] = sum(o == IDENTICAL for o in outcomes)
 
 
 def mean_of_known(values) -> float | None:
@@ -233,57 +322,58 @@ def evaluate_reward_model(
 
     Returns:
         `dict`: `{"dsp": {domain: accuracy, ..., "mean": mean over domains}, "general": {file stem: accuracy},
-        "counts": {"dsp": {domain: n_pairs, ..., "total": n}, "general": {file stem: n_pairs}}, "condition":
-        condition, "dsp_by_rejected": {domain: {rejected response: accuracy}}}`. Domains without pairs have
-        accuracy `None` and are left out of the mean. `dsp_by_rejected` breaks each domain's accuracy down by the
-        competing response (`academy`, ..., `normal`): which other style the model confuses with the domain's.
+        "counts": {"dsp": {domain: n_pairs, ..., "total": n}, "general": {file stem: n_pairs}}, "ties": {same keys
+        as counts: pairs with equal rewards}, "identical": {same keys: those of the ties whose chosen and rejected
+        inputs are the same after truncation}, "unseen": {condition value: how it was scored}, "condition":
+        condition, "dsp_by_rejected": {domain: {rejected response: accuracy}}}`. Ties count as errors. Domains
+        without pairs have accuracy `None` and are left out of the mean; so are, with `condition="auto"`, the
+        domains the model was not trained on (named in `unseen`; their own rows stay). With a forced condition
+        that the model was not trained on, `unseen` names it (every row is scored under it). `dsp_by_rejected` breaks
+        each domain's accuracy down by the competing response (`academy`, ..., `normal`): which other style the
+        model confuses with the domain's.
+
+    Raises:
+        `ValueError`: For a strict model (`strict_conditions=True`) given condition values it was not trained on,
+            before anything is scored (see [`unseen_conditions`]).
     """
     cache = {} if cache is None else cache
-    results: dict[str, Any] = {"dsp": {}, "general": {}, "counts": {"dsp": {}, "general": {}}, "condition": condition}
+    sections = ("dsp", "general")
+    results: dict[str, Any] = {s: {} for s in sections}
+    results.update({key: {s: {} for s in sections} for key in ("counts", "ties", "identical")})
+    results.update(condition=condition, unseen={})
     if queries is not None:
         if isinstance(queries, (str, os.PathLike)):
             queries = load_dsp_queries(queries)
         auto = condition == AUTO_CONDITION
-        forced = None if auto else resolve_condition(scorer, condition)
         rows = _dsp_rows(queries, max_queries)
         domains = rows["domain"]
-        if auto and scorer.conditioning.mode != "none":
-            conditions = domains
-            unknown = sorted(set(domains) - set(scorer.conditioning.conditions))
-            if unknown:
-                logger.warning(
-                    f"The model was not conditioned on DSP domain(s) {unknown} (it knows "
-                    f"{scorer.conditioning.conditions}): "
-                    "their pairs are scored with "
-                    + (
-                        "the generic entry."
-                        if scorer.conditioning.mode == "embedding"
-                        else "their name rendered into the template."
-                    )
-                )
+        if auto:
+            conditions = domains if scorer.conditioning.mode != "none" else [None] * len(domains)
+            where = "The DSP pairs"
         else:
-            conditions = [forced] * len(domains)
-        wins = pair_wins(
+            conditions = [resolve_condition(scorer, condition)] * len(domains)
+            where = f"condition={condition!r}"
+        results["unseen"] = unseen_conditions(scorer, set(conditions), where, apart=auto)
+        outcomes = pair_outcomes(
             scorer, rows["prompt"], rows["chosen"], rows["rejected"], conditions, cache, progress, "Scoring DSP pairs"
         )
-        wins_by_pair: dict[tuple[str, str], list[bool]] = defaultdict(list)  # (domain, rejected response) -> wins
-        for win, domain, other in zip(wins, domains, rows["rejected_response"], strict=True):
-            wins_by_pair[domain, other].append(win)
+        by_pair: dict[tuple[str, str], list[str]] = defaultdict(list)  # (domain, rejected response) -> outcomes
+        for outcome, domain, other in zip(outcomes, domains, rows["rejected_response"], strict=True):
+            by_pair[domain, other].append(outcome)
         results["dsp_by_rejected"] = {}
         for d in DSP_DOMAINS:
             others = [o for o in DSP_RESPONSE_KEYS if o != d]
-            domain_wins = [w for o in others for w in wins_by_pair[d, o]]
-            results["dsp"][d] = win_rate(domain_wins)
-            results["counts"]["dsp"][d] = len(domain_wins)
-            results["dsp_by_rejected"][d] = {o: win_rate(wins_by_pair[d, o]) for o in others}
-        results["dsp"]["mean"] = mean_of_known(results["dsp"][d] for d in DSP_DOMAINS)
-        results["counts"]["dsp"]["total"] = len(wins)
+            record(results, "dsp", d, [x for o in others for x in by_pair[d, o]])
+            results["dsp_by_rejected"][d] = {o: accuracy_of(by_pair[d, o]) for o in others}
+        seen = [d for d in DSP_DOMAINS if not (auto and d in results["unseen"])]
+        results["dsp"]["mean"] = mean_of_known(results["dsp"][d] for d in seen)
+        record(results, "dsp", "total", outcomes, accuracy=False)
 
     taken: set[str] = set()
     for path in general_files:
         name = _general_name(path, taken)
         pairs = load_general_pairs(path, drop_ties=True, max_pairs=max_pairs, skip_empty=True)
-        wins = pair_wins(
+        outcomes = pair_outcomes(
             scorer,
             pairs["prompt"],
             pairs["chosen"],
@@ -293,8 +383,7 @@ def evaluate_reward_model(
             progress,
             f"Scoring {name}",
         )
-        results["general"][name] = win_rate(wins)
-        results["counts"]["general"][name] = len(wins)
+        record(results, "general", name, outcomes)
     return results
 
 
@@ -322,17 +411,23 @@ def heatmap(
             See [`evaluate_reward_model`].
 
     Returns:
-        `dict`: `{"rows": [...], "columns": [DSP domains], "values": [[accuracy of row r on domain d]]}` (`None` for a
-        domain without pairs).
+        `dict`: `{"rows": [...], "columns": [DSP domains], "values": [[accuracy of row r on domain d]], "unseen":
+        {row: how it was scored}}` (`None` for a domain without pairs); `unseen` names the rows whose condition the
+        model was not trained on.
+
+    Raises:
+        `ValueError`: A row the model cannot take (see [`resolve_condition`], [`unseen_conditions`]), before anything
+            is scored.
     """
     if isinstance(queries, (str, os.PathLike)):
         queries = load_dsp_queries(queries)
     rows = list(default_heatmap_rows(scorer) if rows is None else rows)
     row_conditions = [resolve_condition(scorer, r) for r in rows]
+    unseen = unseen_conditions(scorer, row_conditions, "The heatmap rows", apart=False)
     pairs = _dsp_rows(queries, max_queries)
     n = len(pairs["domain"])
     # One scoring call for all rows: better batches, one progress bar.
-    wins = pair_wins(
+    outcomes = pair_outcomes(
         scorer,
         pairs["prompt"] * len(rows),
         pairs["chosen"] * len(rows),
@@ -344,8 +439,8 @@ def heatmap(
     )
     values = []
     for i in range(len(rows)):
-        row_wins = wins[i * n : (i + 1) * n]
+        row = outcomes[i * n : (i + 1) * n]
         values.append(
-            [win_rate([w for w, dom in zip(row_wins, pairs["domain"], strict=True) if dom == d]) for d in DSP_DOMAINS]
+            [accuracy_of([o for o, dom in zip(row, pairs["domain"], strict=True) if dom == d]) for d in DSP_DOMAINS]
         )
-    return {"rows": rows, "columns": list(DSP_DOMAINS), "values": values}
+    return {"rows": rows, "columns": list(DSP_DOMAINS), "values": values, "unseen": unseen}

@@ -22,7 +22,15 @@ from typing import Any
 from ..data.checks import check_text_columns
 from ..soft_tokens.spec import GENERIC as GENERIC_CONDITION
 from ..soft_tokens.spec import is_missing as is_missing_condition
-from .accuracy import ScoreCache, mean_of_known, pair_wins, resolve_condition, win_rate
+from .accuracy import (
+    ScoreCache,
+    accuracy_of,
+    mean_of_known,
+    pair_outcomes,
+    record,
+    resolve_condition,
+    unseen_conditions,
+)
 
 
 ALL_PAIRS = "all"
@@ -57,15 +65,56 @@ def evaluate_pairs(
         progress, cache: See [`evaluate_reward_model`].
 
     Returns:
-        `dict`: `{"pairs": {value: accuracy, ..., "mean": mean over values, "all": accuracy over all pairs},
-        "counts": {"pairs": {value: n, ..., "all": n}}, "condition_column": ..., "heatmap": {"rows", "columns",
-        "values"}}` (no `heatmap` when there is nothing to condition on).
+        `dict`: `{"pairs": {value: accuracy, ..., "mean": mean over the values the model was trained on, "all":
+        accuracy over all pairs}, "counts": {"pairs": {value: n, ..., "all": n}}, "ties": {"pairs": {same keys:
+        pairs with equal rewards}}, "identical": {"pairs": {same keys: those of the ties whose chosen and rejected
+        inputs are the same after truncation}}, "unseen": {value: how it was scored}, "condition_column": ...,
+        "heatmap": {"rows", "columns", "values", "unseen"}}` (no `heatmap` when there is nothing to condition on).
+        Ties count as errors. Values the model was not trained on keep their rows, are named in `unseen` and are
+        left out of `mean` (not out of `all`).
 
     Raises:
         `ValueError`: A conditioned model and a dataset without `condition_column`, or without `chosen`/`rejected`;
-            a row whose `prompt`/`chosen`/`rejected` is neither text nor messages.
+            a row whose `prompt`/`chosen`/`rejected` is neither text nor messages;
+            or a strict model (`strict_conditions=True`) and condition values it was not trained on (before anything is
+            scored).
     """
     cache = {} if cache is None else cache
+    prompts, chosen, rejected, values, own = pair_columns(scorer, dataset, condition_column, max_pairs)
+    has_column = values is not None
+    results: dict[str, Any] = {"pairs": {}, **{key: {"pairs": {}} for key in ("counts", "ties", "identical")}}
+    results["condition_column"] = condition_column
+    results["unseen"] = unseen_conditions(scorer, set(own), f"The {condition_column!r} column of the evaluation pairs")
+    rows = None
+    if with_heatmap and has_column and (scorer.conditioning.mode != "none" or heatmap_rows):
+        rows = heatmap_rows or [*scorer.conditioning.conditions, GENERIC_CONDITION]
+        forced = [resolve_condition(scorer, r) for r in rows]
+        heatmap_unseen = unseen_conditions(scorer, forced, "The heatmap rows", apart=False)
+    outcomes = pair_outcomes(scorer, prompts, chosen, rejected, own, cache, progress, "Scoring pairs")
+    if has_column:
+        by_value: dict[str, list[str]] = defaultdict(list)
+        for outcome, value in zip(outcomes, values, strict=True):
+            by_value[value].append(outcome)
+        for value in sorted(by_value):
+            record(results, "pairs", value, by_value[value])
+        seen = [v for v in sorted(by_value) if v not in results["unseen"]]
+        results["pairs"]["mean"] = mean_of_known(results["pairs"][v] for v in seen)
+    record(results, "pairs", ALL_PAIRS, outcomes)
+    if rows is not None:
+        matrix = _heatmap(scorer, prompts, chosen, rejected, values, forced, cache, progress)
+        results["heatmap"] = {"rows": list(rows), **matrix, "unseen": heatmap_unseen}
+    return results
+
+
+def pair_columns(scorer, dataset, condition_column: str | None, max_pairs: int | None = None) -> tuple:
+    """
+    `(prompts, chosen, rejected, values, own)` of a preference dataset: `prompts` (`None`s for implicit-prompt
+    data), each pair's `condition_column` value as a row name (`values`, `"(none)"` for a missing one; `None` without
+    the column) and the condition it is scored under (`own`: `None` for a missing value or an unconditioned model).
+
+    Raises:
+        `ValueError`: No `chosen`/`rejected` column, or a conditioned model and no `condition_column`.
+    """
     columns = dataset.column_names
     missing = [c for c in ("chosen", "rejected") if c not in columns]
     if missing:
@@ -86,24 +135,16 @@ def evaluate_pairs(
     check_text_columns(dataset, "evaluation")
     n = len(dataset)
     prompts = dataset["prompt"] if "prompt" in columns else [None] * n
-    chosen, rejected = dataset["chosen"], dataset["rejected"]
-    values = [_value(v) for v in dataset[condition_column]] if has_column else [None] * n
+    values = [_value(v) for v in dataset[condition_column]] if has_column else None
     own = [None if v == NO_CONDITION_VALUE else v for v in values] if conditioned else [None] * n
-    wins = pair_wins(scorer, prompts, chosen, rejected, own, cache, progress, "Scoring pairs")
-    by_value: dict[str, list[bool]] = defaultdict(list)
-    for win, value in zip(wins, values, strict=True):
-        by_value[value].append(win)
-    results: dict[str, Any] = {"pairs": {}, "counts": {"pairs": {}}, "condition_column": condition_column}
-    if has_column:
-        for value in sorted(by_value):
-            results["pairs"][value] = win_rate(by_value[value])
-            results["counts"]["pairs"][value] = len(by_value[value])
-        results["pairs"]["mean"] = mean_of_known(results["pairs"][v] for v in sorted(by_value))
-    results["pairs"][ALL_PAIRS] = win_rate(wins)
-    results["counts"]["pairs"][ALL_PAIRS] = n
-    if with_heatmap and has_column and (conditioned or heatmap_rows):
-        rows = heatmap_rows or [*scorer.conditioning.conditions, GENERIC_CONDITION]
-        results["heatmap"] = _heatmap(scorer, prompts, chosen, rejected, values, rows, cache, progress)
+    return prompts, dataset["chosen"], dataset["rejected"], values, own
+
+
+def merge_results(results: dict[str, Any], pairs: dict[str, Any]) -> dict[str, Any]:
+    """[`evaluate_reward_model`] `results` with [`evaluate_pairs`]' added (its per-section dicts merged in)."""
+    for key, value in pairs.items():
+        merge = key in ("counts", "ties", "identical", "unseen")
+        results[key] = {**results.get(key, {}), **value} if merge else value
     return results
 
 
@@ -111,15 +152,14 @@ def _value(value) -> str:
     return NO_CONDITION_VALUE if is_missing_condition(value) else str(value)
 
 
-def _heatmap(scorer, prompts, chosen, rejected, values, rows, cache, progress) -> dict[str, Any]:
-    """Row `r`, column `c`: accuracy on the pairs of condition `c` when the model is given condition `r`."""
+def _heatmap(scorer, prompts, chosen, rejected, values, forced, cache, progress) -> dict[str, Any]:
+    """Row `r`, column `c`: accuracy on the pairs of condition `c` when the model is given condition `forced[r]`."""
     n = len(values)
-    forced = [resolve_condition(scorer, r) for r in rows]
-    wins = pair_wins(
+    outcomes = pair_outcomes(
         scorer,
-        list(prompts) * len(rows),
-        list(chosen) * len(rows),
-        list(rejected) * len(rows),
+        list(prompts) * len(forced),
+        list(chosen) * len(forced),
+        list(rejected) * len(forced),
         [c for c in forced for _ in range(n)],
         cache,
         progress,
@@ -127,7 +167,7 @@ def _heatmap(scorer, prompts, chosen, rejected, values, rows, cache, progress) -
     )
     columns = sorted(set(values))
     matrix = []
-    for i in range(len(rows)):
-        row = wins[i * n : (i + 1) * n]
-        matrix.append([win_rate([w for w, v in zip(row, values, strict=True) if v == c]) for c in columns])
-    return {"rows": list(rows), "columns": columns, "values": matrix}
+    for i in range(len(forced)):
+        row = outcomes[i * n : (i + 1) * n]
+        matrix.append([accuracy_of([o for o, v in zip(row, values, strict=True) if v == c]) for c in columns])
+    return {"columns": columns, "values": matrix}

@@ -48,11 +48,16 @@ def save_figure(fig, path: str | os.PathLike) -> None:
 
 def plot_heatmap(
     matrix: dict[str, Any], path: str | os.PathLike, title: str | None = None, xlabel: str = "evaluated domain"
-) -> None:
-    """Save `matrix` (as returned by [`heatmap`] or [`evaluate_pairs`]) as an annotated heatmap image."""
-    rows, columns = matrix["rows"], matrix["columns"]
+):
+    """
+    Save `matrix` (as returned by [`heatmap`] or [`evaluate_pairs`]) as an annotated heatmap image; rows whose
+    condition the model was not trained on (`matrix["unseen"]`) are marked `*`, with a note under the title. Returns
+    the matplotlib `Figure`.
+    """
+    rows, note = heatmap_row_labels(matrix)
+    columns = matrix["columns"]
     values = [[float("nan") if v is None else v for v in row] for row in matrix["values"]]
-    fig = new_figure("the heatmap", figsize=(1.6 * len(columns) + 2.5, 0.7 * len(rows) + 1.8))
+    fig = new_figure("the heatmap", figsize=(1.6 * len(columns) + 2.5, 0.7 * len(rows) + 1.8 + 0.3 * bool(note)))
     ax = fig.subplots()
     image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
     fig.colorbar(image, ax=ax, label="accuracy")
@@ -64,9 +69,48 @@ def plot_heatmap(
         for j, v in enumerate(row):
             text = "n/a" if v != v else f"{v:.2f}"
             ax.text(j, i, text, ha="center", va="center", color="black" if v == v and v > 0.6 else "white")
-    if title:
-        ax.set_title(title)
+    if title or note:
+        ax.set_title("\n".join(t for t in (title, note) if t), fontsize="medium")
     save_figure(fig, path)
+    return fig
+
+
+def heatmap_row_labels(matrix: dict[str, Any]) -> tuple[list[str], str]:
+    """The heatmap's row labels, `*` after those not seen in training, and the note saying how they were scored."""
+    unseen = matrix.get("unseen") or {}
+    labels = [f"{row} *" if row in unseen else row for row in matrix["rows"]]
+    hows = sorted(set(unseen.values()))
+    return labels, f"* not seen in training: {'; '.join(hows)}" if unseen else ""
+
+
+def unseen_rows(results: dict[str, Any], section: str) -> dict[str, str]:
+    """
+    The rows of `results[section]` scored under a condition the model was not trained on, with how: the values in
+    `results["unseen"]`, for the `pairs` section and for the `dsp` section of an `"auto"` condition (a forced
+    condition applies to every DSP row: the table's title names it).
+    """
+    if section == "pairs" or (section == "dsp" and results.get("condition", "auto") == "auto"):
+        return {name: how for name, how in (results.get("unseen") or {}).items() if name in results.get(section, {})}
+    return {}
+
+
+def row_note(results: dict[str, Any], section: str, name: str) -> str:
+    """
+    What a table row's accuracy needs beside it: `"unseen in training: ..."`, `"seen conditions only"` (a mean
+    without the unseen rows), `"ties 30%, 30% identical after truncation"`; `""` when nothing.
+    """
+    parts = []
+    unseen = unseen_rows(results, section)
+    if name in unseen:
+        parts.append(f"unseen in training: {unseen[name]}")
+    elif name == "mean" and unseen:
+        parts.append(f"seen conditions only, without {', '.join(unseen)}")
+    n = results.get("counts", {}).get(section, {}).get(name)
+    ties = results.get("ties", {}).get(section, {}).get(name)
+    if n and ties:
+        identical = results.get("identical", {}).get(section, {}).get(name) or 0
+        parts.append(f"ties {ties / n:.0%}, {identical / n:.0%} identical after truncation")
+    return f"  ({'; '.join(parts)})" if parts else ""
 
 
 # Accuracy keys of the two trainers' logs: CustomRewardTrainer logs `accuracy` and `accuracy/<condition>`,
@@ -173,7 +217,11 @@ def plot_accuracy_bars(
 
 
 def format_results(results: dict[str, Any]) -> str:
-    """A small readable table of [`evaluate_reward_model`] results (and the heatmap, if present)."""
+    """
+    A small readable table of [`evaluate_reward_model`] / [`evaluate_pairs`] results (and the heatmap, if present):
+    beside each accuracy its ties (and how many are identical inputs after truncation), rows of conditions the model
+    was not trained on marked unseen.
+    """
 
     def fmt(v):
         return "   n/a" if v is None else f"{v:6.3f}"
@@ -181,9 +229,16 @@ def format_results(results: dict[str, Any]) -> str:
     lines = []
     if results.get("dsp"):
         counts = results["counts"]["dsp"]
-        lines += [f"DSP accuracy (condition: {results.get('condition')})", f"  {'domain':<16}{'pairs':>8}  accuracy"]
-        lines += [f"  {d:<16}{counts[d]:>8}  {fmt(results['dsp'][d])}" for d in DSP_DOMAINS]
-        lines.append(f"  {'mean':<16}{counts['total']:>8}  {fmt(results['dsp']['mean'])}")
+        condition = results.get("condition")
+        if condition != "auto" and condition in (results.get("unseen") or {}):
+            condition = f"{condition}, unseen in training: {results['unseen'][condition]}"
+        lines += [f"DSP accuracy (condition: {condition})", f"  {'domain':<16}{'pairs':>8}  accuracy"]
+        lines += [
+            f"  {d:<16}{counts[d]:>8}  {fmt(results['dsp'][d])}{row_note(results, 'dsp', d)}" for d in DSP_DOMAINS
+        ]
+        lines.append(
+            f"  {'mean':<16}{counts['total']:>8}  {fmt(results['dsp']['mean'])}{row_note(results, 'dsp', 'mean')}"
+        )
         by_rejected = results.get("dsp_by_rejected")
         if by_rejected:
             lines += [
@@ -199,7 +254,7 @@ def format_results(results: dict[str, Any]) -> str:
     if results.get("general"):
         lines += ["General preference accuracy (no condition)", f"  {'file':<16}{'pairs':>8}  accuracy"]
         lines += [
-            f"  {name:<16}{results['counts']['general'][name]:>8}  {fmt(acc)}"
+            f"  {name:<16}{results['counts']['general'][name]:>8}  {fmt(acc)}{row_note(results, 'general', name)}"
             for name, acc in results["general"].items()
         ]
     if results.get("pairs"):
@@ -207,12 +262,18 @@ def format_results(results: dict[str, Any]) -> str:
         lines += [f"Accuracy per {column} (each pair under its own condition)"]
         lines.append(f"  {column:<16}{'pairs':>8}  accuracy")
         counts = results["counts"]["pairs"]
-        lines += [f"  {name:<16}{counts.get(name, ''):>8}  {fmt(acc)}" for name, acc in results["pairs"].items()]
+        lines += [
+            f"  {name:<16}{counts.get(name, ''):>8}  {fmt(acc)}{row_note(results, 'pairs', name)}"
+            for name, acc in results["pairs"].items()
+        ]
     matrix = results.get("heatmap")
     if matrix:
+        labels, note = heatmap_row_labels(matrix)
         width = max(len(c) for c in matrix["columns"]) + 2
         lines.append("Heatmap (rows: condition given to the model, columns: evaluated domain / condition)")
         lines.append("  " + " " * 16 + "".join(f"{c:>{width}}" for c in matrix["columns"]))
-        for row, values in zip(matrix["rows"], matrix["values"], strict=True):
+        for row, values in zip(labels, matrix["values"], strict=True):
             lines.append(f"  {row:<16}" + "".join(f"{fmt(v):>{width}}" for v in values))
+        if note:
+            lines.append(f"  {note}")
     return "\n".join(lines)

@@ -23,8 +23,9 @@ from ..evaluation.accuracy import (
     evaluate_reward_model,
     heatmap,
     resolve_condition,
+    unseen_conditions,
 )
-from ..evaluation.pairs import evaluate_pairs
+from ..evaluation.pairs import evaluate_pairs, merge_results
 from ..evaluation.report import format_results, plot_heatmap
 from .config_file import ArgumentParser, parse_args_with_config
 
@@ -157,8 +158,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
         batch_size=args.batch_size,
     )
     try:
-        if args.condition != AUTO_CONDITION:
-            resolve_condition(scorer, args.condition)
+        if args.condition != AUTO_CONDITION:  # refused before anything is scored
+            forced = resolve_condition(scorer, args.condition)
+            unseen_conditions(scorer, [forced], f"--condition {args.condition}", warn=False)
     except ValueError as e:
         parser.error(f"--condition: {e}")
 
@@ -176,18 +178,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
 
     progress = not args.no_progress
     cache: ScoreCache = {}
-    results = evaluate_reward_model(
-        scorer,
-        queries,
-        general_files=general_files,
-        condition=args.condition,
-        max_queries=args.max_queries,
-        max_pairs=args.max_pairs,
-        progress=progress,
-        cache=cache,
-    )
     condition_column = args.condition_column or scorer.conditioning.column
-    if args.dataset_name:
+    pairs = None
+    if args.dataset_name:  # first: its condition values are checked before anything is scored
         dataset = load_dataset_name(args.dataset_name, args.dataset_config)
         if args.dataset_split not in dataset:
             parser.error(f"--dataset_split {args.dataset_split!r}: {args.dataset_name} has splits {list(dataset)}.")
@@ -203,7 +196,21 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
             )
         except ValueError as e:
             parser.error(f"--dataset_name {args.dataset_name}: {e}")
-        results.update(pairs, counts={**results["counts"], **pairs["counts"]})
+    try:
+        results = evaluate_reward_model(
+            scorer,
+            queries,
+            general_files=general_files,
+            condition=args.condition,
+            max_queries=args.max_queries,
+            max_pairs=args.max_pairs,
+            progress=progress,
+            cache=cache,
+        )
+    except ValueError as e:
+        parser.error(str(e))
+    if pairs is not None:
+        merge_results(results, pairs)
     elif queries is not None and not args.no_heatmap:
         rows = default_heatmap_rows(scorer, args.condition)
         results["heatmap"] = heatmap(

@@ -69,18 +69,36 @@ def ignore_bias_buffers(trainer, script_args) -> None:
 def flatten_results(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> dict[str, Any]:
     """
     The per-condition accuracies of a reward recipe's results as model-card metrics:
-    `{"accuracy/<section>/<name>": after, "accuracy/<section>/<name> (before)": before}`.
+    `{"accuracy/<section>/<name>": after, "accuracy/<section>/<name> (before training)": before}`; a row of a condition
+    the model was not trained on says so in its name (`... (unseen in training: scored with the generic entry)`), a
+    mean without those rows too (`... (seen conditions only)`), and a row with ties gets
+    `"ties/<section>/<name>": "12 of 40 pairs (30%), 12 identical after truncation"`.
     """
+    from ..evaluation.report import unseen_rows
+
     metrics: dict[str, Any] = {}
     column = after.get("condition_column") or "pairs"
     for section, label in (("dsp", "dsp"), ("general", "general"), ("pairs", column)):
+        unseen = unseen_rows(after, section)
         for name, value in after.get(section, {}).items():
             if value is None:
                 continue
-            metrics[f"accuracy/{label}/{name}"] = value
+            key = f"accuracy/{label}/{name}"
+            if name in unseen:
+                key += f" (unseen in training: {unseen[name]})"
+            elif name == "mean" and unseen:
+                key += " (seen conditions only)"
+            metrics[key] = value
             old = (before or {}).get(section, {}).get(name)
             if old is not None:
-                metrics[f"accuracy/{label}/{name} (before training)"] = old
+                metrics[f"{key} (before training)"] = old
+            ties = after.get("ties", {}).get(section, {}).get(name)
+            if ties:
+                n = after["counts"][section][name]
+                identical = after.get("identical", {}).get(section, {}).get(name) or 0
+                metrics[f"ties/{label}/{name}"] = (
+                    f"{ties} of {n} pairs ({ties / n:.0%}), {identical} identical after truncation"
+                )
     return metrics
 
 

@@ -17,6 +17,7 @@ accuracies (`eval_results.json`), training curves, the condition x domain heatma
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -38,6 +39,8 @@ from ..data.sources import check_data_file, describe_source, load_data_source, r
 from .outputs import check_plotting, flatten_results, ignore_bias_buffers, write_run_outputs
 from .trl_parser import StrictTrlParser
 
+
+logger = logging.getLogger(__name__)
 
 HELD_OUT_DSP_FILE = "dsp_queries.json"
 
@@ -291,7 +294,12 @@ def write_general_eval(pairs: Dataset, path: str) -> None:
 
 
 def print_before_after(before: dict | None, after: dict) -> str:
-    """Accuracy per condition (held-out DSP domains, general files, dataset conditions) before and after training."""
+    """
+    Accuracy per condition (held-out DSP domains, general files, dataset conditions) before and after training, each
+    row with its note (ties, identical pairs after truncation, unseen condition; see [`row_note`]).
+    """
+    from ..evaluation.report import row_note
+
     lines = [f"{'held-out accuracy':<28}{'before':>8}{'after':>8}"]
     column = after.get("condition_column") or "pairs"
     for section, prefix in (("dsp", "DSP "), ("general", "general "), ("pairs", f"{column} ")):
@@ -300,6 +308,7 @@ def print_before_after(before: dict | None, after: dict) -> str:
             label = f"{prefix}{name}"
             lines.append(
                 f"{label:<28}{'' if old is None else f'{old:8.3f}':>8}{'' if value is None else f'{value:8.3f}':>8}"
+                + row_note(after, section, name)
             )
     return "\n".join(lines)
 
@@ -307,7 +316,7 @@ def print_before_after(before: dict | None, after: dict) -> str:
 def evaluate_scorer(scorer, data: RewardData, with_heatmap: bool, progress: bool = True) -> dict:
     """Held-out accuracies of `data` (DSP per domain, general per file, a dataset per condition) and the heatmap."""
     from ..evaluation.accuracy import default_heatmap_rows, evaluate_reward_model, heatmap
-    from ..evaluation.pairs import evaluate_pairs
+    from ..evaluation.pairs import evaluate_pairs, merge_results
 
     cache: dict = {}
     results = evaluate_reward_model(
@@ -322,12 +331,66 @@ def evaluate_scorer(scorer, data: RewardData, with_heatmap: bool, progress: bool
             progress=progress,
             cache=cache,
         )
-        results.update(pairs, counts={**results["counts"], **pairs["counts"]})
+        merge_results(results, pairs)
     elif with_heatmap and data.eval_queries and scorer.conditioning.mode != "none":
         results["heatmap"] = heatmap(
             scorer, data.eval_queries, default_heatmap_rows(scorer), progress=progress, cache=cache
         )
     return results
+
+
+# More than this fraction of an evaluated set identical after truncation is announced at the start of a run.
+IDENTICAL_WARNING_FRACTION = 0.02
+
+
+def check_evaluated_sets(
+    scorer, data: RewardData, args: CustomRewardConfig, main_process: bool = True
+) -> dict[str, float]:
+    """
+    Before training, what would make the held-out accuracies misleading, on every evaluated set (held-out DSP pairs,
+    general files, evaluation dataset): condition values the model is not trained on (refused for a strict model,
+    announced otherwise, see [`unseen_conditions`]) and, on the main process, pairs whose chosen and rejected inputs
+    are the same after the model's truncation (always a tie, counted as an error), announced when more than
+    `IDENTICAL_WARNING_FRACTION` of a set with the fix (`args`: the run's truncation settings).
+
+    Returns:
+        `dict`: `{set name: fraction of its pairs identical after truncation}` (empty off the main process).
+    """
+    from ..evaluation.accuracy import identical_pairs, unseen_conditions
+    from ..evaluation.pairs import pair_columns
+
+    conditioned = scorer.conditioning.mode != "none"
+    sets = []
+    if data.eval_queries:
+        rows = dsp_pairs(data.eval_queries).to_dict()
+        conditions = rows["domain"] if conditioned else [None] * len(rows["domain"])
+        sets.append(("held-out DSP pairs", rows["prompt"], rows["chosen"], rows["rejected"], conditions))
+    for path in data.general_eval_files:
+        pairs = load_general_pairs(path, drop_ties=True, skip_empty=True)
+        name = f"held-out general pairs of {os.path.basename(path)}"
+        sets.append((name, pairs["prompt"], pairs["chosen"], pairs["rejected"], [None] * len(pairs)))
+    if data.eval_dataset is not None:
+        prompts, chosen, rejected, _, own = pair_columns(scorer, data.eval_dataset, scorer.conditioning.column)
+        sets.append(("evaluation dataset", prompts, chosen, rejected, own))
+    for name, _, _, _, conditions in sets:
+        unseen_conditions(scorer, set(conditions), f"The {name}", warn=main_process)
+    fractions = {}
+    settings = f"max_length={args.max_length}, truncation_mode={args.truncation_mode!r}"
+    settings += f", max_prompt_length={args.max_prompt_length}" if args.max_prompt_length is not None else ""
+    other_mode = ", or use truncation_mode='head_tail' (keeps the end of the response)"
+    for name, prompts, chosen, rejected, conditions in sets if main_process else ():
+        same = identical_pairs(scorer, prompts, chosen, rejected, conditions)
+        fractions[name] = sum(same) / len(same) if same else 0.0
+        if fractions[name] > IDENTICAL_WARNING_FRACTION:
+            message = (
+                f"{fractions[name]:.0%} of the {name} ({sum(same)} of {len(same)}) are the same input for chosen and "
+                f"rejected after truncation ({settings}): the model cannot tell them apart and the held-out accuracy "
+                "counts them as errors (reported as ties). Set max_prompt_length (a budget for the prompt), raise "
+                f"max_length{other_mode if args.truncation_mode == 'keep_start' else ''}."
+            )
+            logger.warning(message)
+            print(f"⚠️  {message}")
+    return fractions
 
 
 def make_parser(prog: str | None = None) -> StrictTrlParser:
@@ -373,16 +436,20 @@ def main(
         f" Conditioned on `{spec.column}` ({spec.mode} mode)." if spec.mode != "none" else " Not conditioned."
     )
 
-    def evaluate(with_heatmap: bool):
-        scorer = RewardScorer(
+    def make_scorer():  # of trainer.model as it is now (training may wrap it, e.g. FSDP)
+        return RewardScorer(
             trainer.model,
             trainer.processing_class,
             trainer.conditioning,
             max_length=training_args.max_length,
             batch_size=training_args.per_device_eval_batch_size,
         )
+
+    check_evaluated_sets(make_scorer(), data, training_args, main_process=trainer.accelerator.is_main_process)
+
+    def evaluate(with_heatmap: bool):
         trainer.model.eval()
-        results = evaluate_scorer(scorer, data, with_heatmap, progress=not training_args.disable_tqdm)
+        results = evaluate_scorer(make_scorer(), data, with_heatmap, progress=not training_args.disable_tqdm)
         trainer.model.train()
         return results
 

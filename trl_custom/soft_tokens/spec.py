@@ -152,16 +152,13 @@ class ConditioningSpec:
         return "" if is_missing(value) else self.template.format(condition=value)
 
     def how_unknown_is_scored(self) -> str:
-        """How a value unseen in training is read by the model (for reports)."""
-        if self.mode == "none":
-            return "not conditioned"
-        if self.strict:
-            return "refused (strict)"
-        if self.mode == "text":
-            return "its name rendered into the template (zero-shot)"
-        if self.mode == "embedding":
-            return "the generic entry"
-        return "its name rendered into the template, with the generic entry's soft tokens"
+        """How a value not seen in training is read by a non-strict model (for reports)."""
+        return {
+            "none": "not conditioned",
+            "text": "rendered into the template (zero-shot)",
+            "embedding": "scored with the generic entry",
+            "text+embedding": "rendered into the template, with the generic entry's soft tokens",
+        }[self.mode]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
