@@ -32,9 +32,9 @@ from trl_custom import PersonalizedDPOConfig, PersonalizedDPOTrainer, fit_new_us
 from trl_custom.data import load_dsp_queries  # noqa: E402
 from trl_custom.evaluation import new_figure, save_figure  # noqa: E402
 from trl_custom.models import resolve_model_path  # noqa: E402
-from trl_custom.personalized_dpo.inference import sequence_log_probs, tokenize_pairs  # noqa: E402
+from trl_custom.personalized_dpo.inference import preference_batches, sequence_log_probs  # noqa: E402
 from trl_custom.personalized_dpo.synthetic_users import build_length_preference_dataset  # noqa: E402
-from trl_custom.personalized_dpo.user_model import get_user_model  # noqa: E402
+from trl_custom.soft_tokens import get_soft_tokens  # noqa: E402
 
 
 def parse_args():
@@ -66,12 +66,9 @@ def parse_args():
 
 def preference_accuracy(model, tokenizer, pairs, soft_tokens, batch_size=8):
     """Share of pairs whose implicit reward (policy with `soft_tokens` vs the adapter-off base) prefers `chosen`."""
-    from trl.trainer.dpo_trainer import DataCollatorForPreference
-
-    collator = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)
     device = model.get_input_embeddings().weight.device
     wins = []
-    examples = tokenize_pairs(tokenizer, pairs)
+    examples, collator = preference_batches(model, tokenizer, pairs)
     with torch.no_grad():
         for start in range(0, len(examples), batch_size):
             batch = {k: v.to(device) for k, v in collator(examples[start : start + batch_size]).items()}
@@ -126,7 +123,7 @@ def main():
     trainer.train()
     results = {"args": vars(args), "train_seconds": time.perf_counter() - start, "curve": {}}
     model = trainer.model.eval()
-    user_model = get_user_model(model)
+    user_model = get_soft_tokens(model)
     prompts = sorted({row["prompt"] for rows in newcomers.values() for row in rows.select(range(args.eval_pairs))})
     prompts = prompts[: args.generation_prompts]
     for user, rows in newcomers.items():

@@ -7,12 +7,18 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from datasets import Dataset
 from toy import make_reward_model, make_tokenizer, save_reward_model
 
-from trl_custom import ConditioningSpec, CustomRewardConfig, CustomRewardTrainer, RewardScorer
-from trl_custom.conditioned_rm.conditioning import save_condition_table
+from trl_custom import (
+    ConditioningSpec,
+    CustomRewardConfig,
+    CustomRewardTrainer,
+    ModelRecord,
+    RewardScorer,
+    SoftTokenConfig,
+    SoftTokens,
+)
 from trl_custom.margin.agreement import augment_pairs, load_pairs_file, margin_from_agreement
 from trl_custom.margin.judges import RewardModelJudge
 from trl_custom.margin.similarity import MeanPooledEmbedder, response_similarities
@@ -38,7 +44,8 @@ def tiny_judges(tmp_path):
     a = save_reward_model(tmp_path / "a", "bert", seed=0)
     b = save_reward_model(tmp_path / "b", "bert", seed=1)
     c = save_reward_model(tmp_path / "c", "bert", seed=2)
-    ConditioningSpec(mode="text", conditions=["formal", "casual"], template="domain is {condition} ").save(c)
+    spec = ConditioningSpec(mode="text", conditions=["formal", "casual"], template="domain is {condition} ")
+    ModelRecord(conditioning=spec, max_length=64).save(c)
     return a, b, c
 
 
@@ -86,8 +93,10 @@ def test_augment_cli_refuses_missing_text(tmp_path):
     with pytest.raises(ValueError, match="Give at least one judge"):
         main(["--input_file", str(bad), "--output_file", str(tmp_path / "o.jsonl")])
     embedding_rm = save_reward_model(tmp_path / "e", "bert", seed=2)
-    ConditioningSpec(mode="embedding", conditions=["formal", "casual"], num_tokens=1).save(embedding_rm)
-    save_condition_table(torch.zeros(3, 1, 16), embedding_rm)
+    tokens = SoftTokenConfig(num_tokens=1, hidden_size=16)
+    spec = ConditioningSpec(mode="embedding", conditions=["formal", "casual"], tokens=tokens)
+    ModelRecord(conditioning=spec, max_length=64).save(embedding_rm)
+    SoftTokens(tokens, num_conditions=2).save(embedding_rm)
     good = write_jsonl(tmp_path / "ok.jsonl", ROWS)
     with pytest.raises(ValueError, match="unknown conditions \\['legal'\\]; known: \\['formal', 'casual'\\]"):
         main(["--input_file", str(good), "--output_file", "x.jsonl", "--rm_judges", embedding_rm + "@legal"])

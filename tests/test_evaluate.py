@@ -405,18 +405,17 @@ def _scorer(mode="none", conditions=(), strict=False, truncation=None, max_lengt
     import torch
     from toy import make_reward_model, make_tokenizer
 
-    from trl_custom import ConditioningSpec
-    from trl_custom.conditioned_rm.conditioning import attach_condition_table
+    from trl_custom import ConditioningSpec, ModelRecord
+    from trl_custom.soft_tokens import attach_soft_tokens, new_soft_tokens
 
     tokenizer = make_tokenizer()
     model = make_reward_model("qwen2", tokenizer)
     spec = ConditioningSpec(mode=mode, conditions=list(conditions), strict=strict)
     if mode == "embedding":
-        attach_condition_table(model, spec)
+        soft = attach_soft_tokens(model, new_soft_tokens(model, spec.tokens, len(spec.conditions)))
         with torch.no_grad():  # distinct rows: the generic entry scores differently from the known conditions
-            model.condition_embeddings.weight.normal_(0, 1.0)
-    if truncation:
-        model.config.trl_custom_truncation = {"truncation_mode": truncation, "max_prompt_length": None}
+            soft.table.normal_(0, 1.0)
+    ModelRecord(conditioning=spec, max_length=max_length, truncation_mode=truncation or "head_tail").attach(model)
     scorer = RewardScorer(model.eval(), tokenizer, spec, max_length=max_length, batch_size=8)
     scorer.scored, original = [], scorer.score
 
@@ -469,11 +468,9 @@ def test_strict_model_refuses_unseen_conditions_before_scoring(tmp_path, mode, c
     folder = tmp_path / "strict-model"
     scorer.model.save_pretrained(folder)
     scorer.tokenizer.save_pretrained(folder)
-    scorer.conditioning.save(folder)
+    scorer.record.save(folder)
     if mode == "embedding":
-        from trl_custom.conditioned_rm.conditioning import save_condition_table
-
-        save_condition_table(scorer.model.condition_embeddings.weight.detach(), folder)
+        scorer.soft_tokens.save(folder)
     out = tmp_path / "r.json"
     with pytest.raises(SystemExit):
         main(["--model_name_or_path", str(folder), "--dsp_file", _dsp_file(tmp_path), "--output_json", str(out)])

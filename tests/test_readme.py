@@ -128,7 +128,7 @@ def test_help_and_the_own_data_command_run_as_written(tmp_path, model):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "domain formal" in done.stdout and "domain casual" in done.stdout
-    assert (tmp_path / "outputs" / "my-rm" / "condition_embeddings.safetensors").is_file()
+    assert (tmp_path / "outputs" / "my-rm" / "soft_tokens.safetensors").is_file()
 
 
 def test_readme_downstream_example_imports_resolve():

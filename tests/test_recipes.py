@@ -484,7 +484,7 @@ def test_reward_recipe_announces_identical_eval_pairs_and_refuses_unseen_strict_
     data = RewardData(None, json.loads(dsp.read_text()), [str(general)])
     tokenizer = make_tokenizer()
     scorer = RewardScorer(make_reward_model("llama", tokenizer), tokenizer, max_length=4)
-    scorer.model.config.trl_custom_truncation = {"truncation_mode": "keep_start", "max_prompt_length": None}
+    scorer.record.truncation_mode = "keep_start"
     args = CustomRewardConfig(
         str(tmp_path / "x"), max_length=4, truncation_mode="keep_start", use_cpu=True, bf16=False
     )
