@@ -411,3 +411,21 @@ def test_condition_learning_rate_gets_its_own_optimizer_group(tmp_path):
     assert group["initial_lr"] == 0.05 and group["weight_decay"] == 0.0
     with pytest.raises(ValueError, match="condition_learning_rate=0.05: soft-token options, read only with"):
         config(tmp_path, condition_mode="text", condition_learning_rate=0.05)
+
+
+def test_pairs_dropped_to_the_generic_entry_are_logged_apart(tmp_path):
+    """`condition_dropout` trains some pairs with the generic entry: they are `accuracy/dropped`, so that
+    `accuracy/generic` keeps meaning the pairs that have no condition (it used to mix both)."""
+    data = conditioned_pairs(64)
+    data = data.map(lambda row, i: {"domain": None} if i % 16 == 0 else {}, with_indices=True)  # 4 without one
+    args = config(tmp_path, condition_mode="embedding", condition_dropout=0.5, max_steps=4, logging_steps=1)
+    trainer = make_trainer(save_reward_model(tmp_path), args=args, train_dataset=data)
+    trainer.train()
+    logged = {key for entry in trainer.state.log_history for key in entry}
+    assert {"accuracy/dropped", "accuracy/formal", "accuracy/casual"} <= logged
+    counts = {"dropped": 0, "generic": 0}
+    for entry in trainer.state.log_history:
+        for name in counts:
+            counts[name] += f"accuracy/{name}" in entry
+    assert counts["dropped"] == 4  # about half the pairs of every step
+    assert counts["generic"] <= 4  # only the steps that drew one of the 4 pairs without a condition

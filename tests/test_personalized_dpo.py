@@ -329,3 +329,69 @@ def test_user_learning_rate_gets_its_own_optimizer_group(tmp_path):
     (user_group,) = [g for g in groups if {id(p) for p in g["params"]} == user_ids]
     assert user_group["weight_decay"] == 0.0 and user_group["initial_lr"] == 0.1
     assert all(not ({id(p) for p in g["params"]} & user_ids) for g in groups if g is not user_group)
+
+
+# ---------------------------------------------------------------------------------------------------- issue #29
+@pytest.mark.parametrize("unseen_first", [False, True])
+def test_evaluation_with_users_not_in_training_has_an_unseen_bucket(tmp_path, unseen_first):
+    """Users outside the table (scored with the generic user) are counted under `rewards/accuracies/unseen`, whether
+    an unseen user comes first in the evaluation set or after known ones (it used to raise a KeyError in
+    `datasets.map`, or drop the group column silently)."""
+    rows = list(user_pairs(8, seed=4))
+    stranger = {**rows[0], "user_id": "stranger"}
+    eval_rows = [stranger] + rows if unseen_first else rows + [stranger]
+    trainer = make_trainer(tmp_path, max_steps=1)
+    metrics = trainer.evaluate(Dataset.from_list(eval_rows))
+    assert {"eval_rewards/accuracies/u1", "eval_rewards/accuracies/u2", "eval_rewards/accuracies/unseen"} <= set(
+        metrics
+    )
+    assert trainer.conditioning.conditions == ["u1", "u2"]  # the table did not grow
+
+
+def test_fit_new_user_is_deterministic_in_eval_mode_with_the_trainers_log_probs(tmp_path):
+    """The cold-start fitter tokenizes pairs as TRL's DPOTrainer does (conversational too) and runs the policy in eval
+    mode: two fits give the same row, and its log-probs of a pair equal the trainer's for the same tokens."""
+    tokenizer = make_tokenizer()
+    model = make_causal_lm("qwen2", tokenizer)
+    model.config.attention_dropout = 0.5  # dropout in train mode would make two fits differ
+    model.save_pretrained(tmp_path / "base")
+    model = type(model).from_pretrained(tmp_path / "base")
+    trainer = PersonalizedDPOTrainer(
+        model,
+        args=config(tmp_path, max_steps=2, max_length=32),
+        train_dataset=user_pairs(16),
+        processing_class=tokenizer,
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+    )
+    trainer.train()
+    policy = trainer.model
+    conversational = [
+        {
+            "prompt": [{"role": "user", "content": "question about t4"}],
+            "chosen": [{"role": "assistant", "content": "answer short"}],
+            "rejected": [{"role": "assistant", "content": "answer w1 w2 w3"}],
+        }
+    ] * 3
+    policy.train()  # the fitter must switch dropout off itself, and put the mode back
+    first = fit_new_user(policy, tokenizer, "new-a", conversational, beta=0.5, steps=5)
+    second = fit_new_user(policy, tokenizer, "new-b", conversational, beta=0.5, steps=5)
+    assert policy.training and torch.equal(trainer.soft_tokens.rows[first], trainer.soft_tokens.rows[second])
+
+    from trl_custom.personalized_dpo.inference import preference_batches
+
+    standard = [{"prompt": "question about t4 ", "chosen": "answer short", "rejected": "answer w1 w2 w3"}]
+    examples, collator = preference_batches(policy, tokenizer, standard)
+    ours = collator(examples)
+    theirs = trainer.data_collator([trainer._prepare_dataset(Dataset.from_list([{**standard[0], "user_id": "u1"}]),
+                                                             tokenizer, trainer.args, "x")[0]])  # fmt: skip
+    assert torch.equal(ours["input_ids"], theirs["input_ids"])  # TRL's tokenization
+    policy.eval()
+    ids = torch.full((2,), trainer.conditioning.condition_id("u1"))
+    labels = theirs["input_ids"].masked_fill(theirs["completion_mask"] == 0, -100)
+    with torch.no_grad():
+        fitted = sequence_log_probs(policy, ours, trainer.soft_tokens(ids))
+        with trainer._hooked(policy, trainer.soft_tokens(ids)) as hooks:  # TRL's fused pass, as in training
+            policy(input_ids=theirs["input_ids"], attention_mask=theirs["attention_mask"], labels=labels,
+                   fused_lm_head=True, use_cache=False)  # fmt: skip
+    shift = theirs["completion_mask"][:, 1:]
+    torch.testing.assert_close(fitted, (hooks.log_probs[:, -shift.shape[1] :] * shift).sum(1), atol=1e-4, rtol=0)
