@@ -16,7 +16,7 @@ from trl_custom.scripts.config_file import ACCELERATE_CONFIGS, RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ["accelerate", "bitsandbytes", "torch", "transformers", "trl"]
-SUBCOMMANDS = ["reward", "dpo", "augment", "evaluate", "synthetic-users", "fit-condition"]
+SUBCOMMANDS = ["reward", "dpo", "grpo", "rloo", "augment", "evaluate", "synthetic-users", "fit-condition"]
 
 
 def test_entry_points_in_pyproject():

@@ -367,3 +367,29 @@ def test_reward_recipe_zero3_resume_equals_uninterrupted(assets, tmp_path):
         1,
         "soft_tokens.safetensors",
     )
+
+
+def grpo_args(assets, output_dir, *extra):
+    return [
+        "--model_name_or_path", assets["causal"], "--synthetic_dsp_file", assets["dsp"], "--output_dir",
+        str(output_dir), "--per_device_train_batch_size", "4", "--num_generations", "2", "--max_completion_length",
+        "6", "--max_steps", "3", "--logging_steps", "1", "--learning_rate", "1e-2", "--prompts_per_user", "4",
+        "--use_peft", "false", "--beta", "0.1", *extra,
+    ]  # fmt: skip
+
+
+def test_personalized_grpo_two_processes_resume_equals_uninterrupted(assets, tmp_path):
+    """Personalized GRPO under DDP (gloo, 2 processes): each process generates for its users, the per-user rewards
+    are gathered from both, and a run resumed from its checkpoint equals the uninterrupted one (the user model
+    included)."""
+    resume_matches_uninterrupted(
+        "multi_cpu",
+        "grpo",
+        "pgrpo_demo_cpu",
+        lambda out, *extra: grpo_args(assets, out, *extra),
+        tmp_path,
+        2,
+        "soft_tokens.safetensors",
+    )
+    history = json.loads((tmp_path / "full" / "trainer_state.json").read_text())["log_history"]
+    assert {"user_reward/short", "user_reward/long"} <= {key for entry in history for key in entry}

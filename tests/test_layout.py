@@ -32,6 +32,10 @@ PUBLIC = [
     "PairJudge",
     "PersonalizedDPOConfig",
     "PersonalizedDPOTrainer",
+    "PersonalizedGRPOConfig",
+    "PersonalizedGRPOTrainer",
+    "PersonalizedRLOOConfig",
+    "PersonalizedRLOOTrainer",
     "RewardModelJudge",
     "RewardScorer",
     "SoftTokenConfig",
@@ -74,7 +78,7 @@ def test_lazy_public_names_are_the_folders_and_the_type_checking_imports():
 
 
 def test_each_method_has_its_folder():
-    for folder in ("conditioned_rm", "margin", "personalized_dpo"):
+    for folder in ("conditioned_rm", "margin", "personalized_dpo", "personalized_rl", "soft_tokens"):
         package = __import__(f"trl_custom.{folder}", fromlist=["__all__"])
         assert package.__all__, folder
         for name in package.__all__:

@@ -129,3 +129,32 @@ def test_renamed_options_name_their_replacement(tmp_path):
     policy = PersonalizedDPOConfig(str(tmp_path), condition_mode="embedding", use_cpu=True, **shared)
     for name in shared:
         assert getattr(reward, name) == getattr(policy, name)
+
+
+def test_every_generated_tokens_log_prob_equals_the_training_pass():
+    """Left-padded prompts with their users' soft tokens: the log-prob `generate` gave each sampled token equals the
+    one the training pass (the hooks, as GRPO/RLOO run them) computes for it, row by row (generation's positions)."""
+    tokenizer = make_tokenizer()
+    model = make_causal_lm("qwen2", tokenizer).eval()
+    soft = attach_soft_tokens(model, new_soft_tokens(model, SoftTokenConfig(kind="table", placement="prepend"), 3))
+    with torch.no_grad():
+        soft.table.normal_(0, 1.0)
+    tokenizer.padding_side = "left"
+    batch = tokenizer(["question", "question about t2 please explain", "tell me"], return_tensors="pt", padding=True)
+    tokens = soft(torch.tensor([1, 3, 2]))
+    inputs = embed_with_soft_tokens(model, tokens, batch["input_ids"], batch["attention_mask"])
+    inputs.pop("position_ids")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        generated = model.generate(
+            **inputs, max_new_tokens=6, do_sample=True, output_logits=True, return_dict_in_generate=True,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=None,
+        )  # fmt: skip
+        new = generated.sequences
+        step_logps = torch.stack(generated.logits, dim=1).log_softmax(-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
+        ids = torch.cat([batch["input_ids"], new], dim=1)
+        mask = torch.cat([batch["attention_mask"], torch.ones_like(new)], dim=1)
+        with soft_token_forward(model, tokens):
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        train_logps = logits[:, -new.shape[1] - 1 : -1].log_softmax(-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(train_logps, step_logps, atol=1e-4, rtol=0)

@@ -49,6 +49,13 @@ _import_structure = {
         "generate_for_user",
         "load_personalized_model",
     ],
+    # personalized online RL
+    "personalized_rl": [
+        "PersonalizedGRPOConfig",
+        "PersonalizedGRPOTrainer",
+        "PersonalizedRLOOConfig",
+        "PersonalizedRLOOTrainer",
+    ],
     # downstream use
     "downstream": [
         "ConditionedRewardFunction",
@@ -110,6 +117,12 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
         fit_new_user,
         generate_for_user,
         load_personalized_model,
+    )
+    from .personalized_rl import (
+        PersonalizedGRPOConfig,
+        PersonalizedGRPOTrainer,
+        PersonalizedRLOOConfig,
+        PersonalizedRLOOTrainer,
     )
     from .record import ModelRecord
     from .soft_tokens import ConditioningArguments, ConditioningSpec, SoftTokenConfig, SoftTokens

@@ -38,6 +38,8 @@ from .scripts.config_file import ACCELERATE_CONFIGS, did_you_mean, packaged_file
 COMMANDS = {
     "reward": ("trl_custom.scripts.reward", "Train a (conditioned) reward model", True),
     "dpo": ("trl_custom.scripts.dpo", "Train a personalized DPO policy", True),
+    "grpo": ("trl_custom.scripts.grpo", "Train a personalized policy online with GRPO", True),
+    "rloo": ("trl_custom.scripts.rloo", "Train a personalized policy online with RLOO", True),
     "augment": ("trl_custom.scripts.augment", "Add judge agreement and margins to preference pairs", False),
     "evaluate": ("trl_custom.scripts.evaluate", "Evaluate a reward model per domain / condition", False),
     "synthetic-users": ("trl_custom.scripts.synthetic_users", "Write synthetic length-preference users", False),

@@ -89,6 +89,18 @@ OVERRIDDEN: dict[str, dict[str, tuple[str, ...]]] = {
         "_set_signature_columns_if_needed": (),
         "_save": ("output_dir", "state_dict"),
     },
+    **{
+        f"trl.{name}": {
+            "_generate_and_score_completions": ("inputs",),
+            "_generate_single_turn": ("prompt_ids",),
+            "_get_per_token_logps_and_entropies": ("model", "input_ids", "attention_mask", "logits_to_keep"),
+            "_calculate_rewards": ("inputs", "prompts", "completions", "completion_ids_list"),
+            "_compute_loss": ("model", "inputs"),
+            "_set_signature_columns_if_needed": (),
+            "_log_completion_extra": ("column", "values"),
+        }
+        for name in ("GRPOTrainer", "RLOOTrainer")
+    },
     "transformers.Trainer": {
         "_load_from_checkpoint": ("resume_from_checkpoint", "model"),
         "_load_best_model": (),

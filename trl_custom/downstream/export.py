@@ -172,7 +172,7 @@ def write_model_card(
     record = ModelRecord.load(directory)
     base_model = base_model or record.base_model
     if record.kind == "policy":
-        body, data = _policy_card(model_name, record.conditioning)
+        body, data = _policy_card(model_name, record.conditioning, record.trainer)
     else:
         body, data = _reward_card(model_name, record.conditioning, record.pooling)
     data.base_model = base_model if is_hub_id(base_model) else None
@@ -354,16 +354,29 @@ def _reward_card(model_name: str, spec: ConditioningSpec, pooling: str = "model"
     return "\n".join(lines), data
 
 
-def _policy_card(model_name: str, spec: ConditioningSpec) -> tuple[str, ModelCardData]:
+POLICY_METHODS = {
+    "PersonalizedGRPOTrainer": "GRPO online, each rollout generated and scored under its user's tokens",
+    "PersonalizedRLOOTrainer": "RLOO online, each rollout generated and scored under its user's tokens",
+}
+P_DPO = (
+    "P-DPO (Personalized DPO, from *Personalized Language Modeling from Personalized Human Feedback*, Li, Lipton, "
+    "Leqi)"
+)
+
+
+def _policy_card(model_name: str, spec: ConditioningSpec, trainer: str | None = None) -> tuple[str, ModelCardData]:
     personalized = spec.uses_soft_tokens
-    tags = ["trl", "trl-custom", "dpo"] + (["p-dpo", "personalized"] if personalized else [])
+    method = POLICY_METHODS.get(trainer or "", P_DPO)
+    algorithm = {"PersonalizedGRPOTrainer": "grpo", "PersonalizedRLOOTrainer": "rloo"}.get(trainer or "", "dpo")
+    tags = ["trl", "trl-custom", algorithm] + (["personalized"] if personalized else [])
+    tags += ["p-dpo"] if personalized and algorithm == "dpo" else []
     data = ModelCardData(library_name="transformers", pipeline_tag="text-generation", tags=tags)
     if not personalized:
         lines = [
             f"# {model_name}",
             "",
-            "A policy (causal language model) trained with trl-custom's `PersonalizedDPOTrainer` without users: "
-            "exactly TRL's DPO objective (no user column in the data).",
+            f"A policy (causal language model) trained with trl-custom's `{trainer or 'PersonalizedDPOTrainer'}` "
+            "without users: exactly the TRL trainer's objective (no user column in the data).",
             "",
             "## Usage",
             "",
@@ -394,8 +407,7 @@ def _policy_card(model_name: str, spec: ConditioningSpec) -> tuple[str, ModelCar
     lines = [
         f"# {model_name}",
         "",
-        "A personalized policy trained with P-DPO (Personalized DPO, from *Personalized Language Modeling from "
-        "Personalized Human Feedback*, Li, Lipton, Leqi) with trl-custom, on top of "
+        f"A personalized policy trained with {method} with trl-custom, on top of "
         "[TRL](https://github.com/huggingface/trl): a user model maps each user id to soft tokens (a shared generic "
         "part + an individual part) prepended to the policy's input (`soft_tokens.safetensors`, users in "
         "`trl_custom.json`).",

@@ -188,6 +188,46 @@ def plot_training_curves(
     return curves
 
 
+USER_CURVES = (("user_reward/", "reward"), ("user_completion_length/", "completion length (tokens)"))
+
+
+def plot_user_rewards(
+    trainer_state: str | os.PathLike | Mapping[str, Any], path: str | os.PathLike, title: str | None = None
+) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """
+    Save the reward and the completion length per user (or group) of a personalized online-RL run
+    (`user_reward/<name>`, `user_completion_length/<name>` in its log history) as an image.
+
+    Raises:
+        `ValueError`: If the log history has no per-user rewards (a run without users, or with more than 20 users and
+            no `group_column`).
+    """
+    if not isinstance(trainer_state, Mapping):
+        with open(trainer_state, encoding="utf-8") as f:
+            trainer_state = json.load(f)
+    curves: dict[str, dict[str, list[tuple[int, float]]]] = {label: {} for _, label in USER_CURVES}
+    for entry in trainer_state.get("log_history", []):
+        for key, value in entry.items():
+            for prefix, label in USER_CURVES:
+                if key.startswith(prefix) and isinstance(value, (int, float)) and math.isfinite(value):
+                    curves[label].setdefault(key[len(prefix) :], []).append((entry.get("step", 0), value))
+    if not any(curves.values()):
+        raise ValueError("The trainer state logs no per-user rewards (user_reward/<user>): a run without users?")
+    fig = new_figure("user rewards", figsize=(12, 4.5))
+    for ax, (label, series) in zip(fig.subplots(1, 2), curves.items(), strict=True):
+        for name, points in sorted(series.items()):
+            steps, values = zip(*points, strict=True)
+            ax.plot(steps, values, "-o", label=name, markersize=3)
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        ax.legend(fontsize="small", ncol=2 if len(series) > 8 else 1)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    save_figure(fig, path)
+    return curves
+
+
 def plot_accuracy_bars(
     after: Mapping[str, float | None],
     path: str | os.PathLike,

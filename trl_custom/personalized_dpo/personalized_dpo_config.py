@@ -3,35 +3,22 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig
 
-from ..soft_tokens import ConditioningArguments
-from ..soft_tokens.spec import SOFT_TOKEN_KINDS
+from ..soft_tokens.policy import PERSONALIZATION_OPTIONS, RENAMED_USER_OPTIONS, PolicyConditioningArguments
 
 
-POLICY_CONDITION_MODES = ("auto", "none", "embedding")
 # Options that only mean something with personalization on (an error when it is off and one of them is set)
-PERSONALIZATION_OPTIONS = (
-    "conditions",
-    "strict_conditions",
-    "num_condition_tokens",
-    "condition_model",
-    "condition_dim",
-    "num_prototypes",
-    "condition_feature_columns",
-    "group_column",
-    "alpha",
-    "generic_loss_mode",
-    "condition_learning_rate",
-)
+DPO_PERSONALIZATION_OPTIONS = (*PERSONALIZATION_OPTIONS, "alpha", "generic_loss_mode")
 
 
 @dataclass
-class PersonalizedDPOConfig(ConditioningArguments, DPOConfig):
+class PersonalizedDPOConfig(PolicyConditioningArguments, DPOConfig):
     r"""
     Configuration class for [`PersonalizedDPOTrainer`] (P-DPO, from P-RLHF): TRL's [`~trl.DPOConfig`] plus the user
     model and the α-mixed objective. Every field of `DPOConfig` keeps its meaning: `loss_type` (any of TRL's, or a
     list with `loss_weights`), `f_divergence_type`, `label_smoothing`, `ld_alpha`, `use_weighting` etc. apply to the
     personalized and the generic-user terms alike. The user model's options are the conditioning options of
-    [`CustomRewardConfig`], under the same names (see [`ConditioningArguments`]).
+    [`CustomRewardConfig`], under the same names, with a policy's defaults ([`PolicyConditioningArguments`]); the
+    online trainers ([`PersonalizedGRPOConfig`], [`PersonalizedRLOOConfig`]) share them.
 
     Parameters:
         > User model
@@ -91,34 +78,11 @@ class PersonalizedDPOConfig(ConditioningArguments, DPOConfig):
     """
 
     RENAMED_OPTIONS = {
-        "personalize": "was replaced by condition_mode: None -> 'auto', True -> 'embedding', False -> 'none'.",
-        "user_column": "was renamed condition_column (the name CustomRewardConfig uses).",
-        "users": "was renamed conditions.",
-        "strict_users": "was renamed strict_conditions.",
-        "num_user_tokens": "was renamed num_condition_tokens.",
-        "user_dim": "was renamed condition_dim.",
-        "user_model_type": "was renamed condition_model: 'individual' -> 'lowrank', 'cluster' -> 'prototype'.",
-        "num_clusters": "was renamed num_prototypes.",
-        "user_feature_columns": "was renamed condition_feature_columns.",
-        "user_group_column": "was renamed group_column.",
-        "user_learning_rate": "was renamed condition_learning_rate.",
+        **RENAMED_USER_OPTIONS,
         "sft_coef": "was removed (it rewrote loss_type): set loss_type=['sigmoid', 'sft'] and loss_weights=[1.0, c], "
         "TRL's own options, instead of sft_coef=c.",
     }
 
-    condition_mode: str = field(
-        default="auto",
-        metadata={"help": "'auto' (when the dataset has the user column), 'none' or 'embedding'.",
-                  "choices": POLICY_CONDITION_MODES},
-    )  # fmt: skip
-    condition_column: str = field(default="user_id", metadata={"help": "Dataset column with the user id."})
-    condition_model: str = field(
-        default="lowrank", metadata={"help": "'lowrank', 'prototype' or 'table'.", "choices": SOFT_TOKEN_KINDS}
-    )
-    condition_feature_columns: list[str] | None = field(
-        default=None, metadata={"help": "Numeric user-feature columns."}
-    )
-    group_column: str | None = field(default=None, metadata={"help": "Column naming a group per row, for metrics."})
     alpha: float = field(default=0.5, metadata={"help": "Weight of the personalized DPO loss."})
     generic_loss_mode: str = field(default="sampled", metadata={"help": "'exact' or 'sampled'."})
     padding_free: bool = field(
@@ -128,15 +92,6 @@ class PersonalizedDPOConfig(ConditioningArguments, DPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.condition_mode is None:
-            self.condition_mode = "auto"
-        if self.condition_mode not in POLICY_CONDITION_MODES:
-            hint = (
-                " (a policy reads its user from soft tokens)"
-                if self.condition_mode in ("text", "text+embedding")
-                else ""
-            )
-            raise ValueError(f"condition_mode={self.condition_mode!r}: choose one of {POLICY_CONDITION_MODES}{hint}.")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}.")
         if self.generic_loss_mode not in ("exact", "sampled"):

@@ -5,8 +5,7 @@ import os
 from dataclasses import fields
 
 import torch
-from accelerate import PartialState
-from datasets import Dataset, IterableDataset
+from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 from trl.data_utils import get_dataset_column_names
 from trl.trainer.dpo_trainer import DataCollatorForPreference
@@ -23,13 +22,13 @@ from ..soft_tokens import (
     SoftTokens,
     attach_soft_tokens,
     get_soft_tokens,
-    is_missing,
     new_soft_tokens,
     soft_token_forward,
 )
 from ..soft_tokens.module import with_own_learning_rate
+from ..soft_tokens.policy import check_user_columns, policy_spec, resolve_personalization
 from .collator import MAX_USERS_WITH_METRICS, USER_KEYS, DataCollatorForPersonalizedPreference, check_value, group_of
-from .personalized_dpo_config import PERSONALIZATION_OPTIONS, PersonalizedDPOConfig
+from .personalized_dpo_config import DPO_PERSONALIZATION_OPTIONS, PersonalizedDPOConfig
 
 
 logger = logging.getLogger(__name__)
@@ -110,7 +109,9 @@ class PersonalizedDPOTrainer(SoftTokenCheckpointing, DPOTrainer):
         elif not isinstance(model, str):
             saved = ModelRecord.of(model, kind="policy").conditioning
             soft_tokens = soft_tokens if soft_tokens is not None else get_soft_tokens(model)
-        self.personalized = self._resolve_personalize(args, train_dataset, eval_dataset, soft_tokens)
+        self.personalized = resolve_personalization(
+            args, type(self).__name__, train_dataset, eval_dataset, DPO_PERSONALIZATION_OPTIONS
+        )
         if self.personalized and args.generic_loss_mode == "exact" and 0.0 < args.alpha < 1.0 and uses_zero3(args):
             raise ValueError(
                 "generic_loss_mode='exact' runs the policy twice per batch (the users' tokens, then the generic "
@@ -126,7 +127,7 @@ class PersonalizedDPOTrainer(SoftTokenCheckpointing, DPOTrainer):
             )
         self.conditioning = ConditioningSpec(mode="none", column=args.condition_column)
         if self.personalized:
-            self.conditioning = self._build_spec(args, saved, soft_tokens, train_dataset)
+            self.conditioning = policy_spec(args, saved, soft_tokens, train_dataset)
         self._group_names: list[str] = []
         with _padding_free_hidden_from_trl(args):
             super().__init__(
@@ -173,102 +174,7 @@ class PersonalizedDPOTrainer(SoftTokenCheckpointing, DPOTrainer):
             soft_tokens.extend_to(len(self.conditioning.conditions))  # users new to the model: generic at first
         self.soft_tokens = attach_soft_tokens(policy, soft_tokens)  # after PEFT wrapping: trained, in the optimizer
 
-    # ------------------------------------------------------------------ users and data
-    @staticmethod
-    def _resolve_personalize(args, train_dataset, eval_dataset, soft_tokens) -> bool:
-        """Whether to personalize: `condition_mode`, or (`"auto"`) whether the training set has the user column."""
-        datasets = [("train", train_dataset)]
-        if eval_dataset is not None:
-            datasets += list(eval_dataset.items()) if isinstance(eval_dataset, dict) else [("eval", eval_dataset)]
-        has_column = train_dataset is not None and args.condition_column in get_dataset_column_names(train_dataset)
-        personalize = {"auto": None, "none": False, "embedding": True}[args.condition_mode]
-        if personalize is None:
-            personalize = has_column
-            if not personalize and PartialState().is_main_process:
-                logger.warning(
-                    f"Personalization is off: the training dataset has no '{args.condition_column}' column "
-                    f"(`condition_column`), so PersonalizedDPOTrainer trains exactly as TRL's DPOTrainer. Add the "
-                    "column (or set `condition_column`) to personalize."
-                )
-        if not personalize:
-            changed = [
-                name
-                for name in PERSONALIZATION_OPTIONS
-                if getattr(args, name) != PersonalizedDPOConfig.__dataclass_fields__[name].default
-            ]
-            if changed:
-                reason = (
-                    "condition_mode='none'"
-                    if args.condition_mode == "none"
-                    else f"the training dataset has no '{args.condition_column}' column"
-                )
-                raise ValueError(
-                    f"Personalization is off ({reason}), so {', '.join(f'{n}={getattr(args, n)!r}' for n in changed)} "
-                    "would be ignored. Add the user column to the dataset (or set `condition_column`), or remove "
-                    "these options."
-                )
-            return False
-        for name, dataset in datasets:
-            PersonalizedDPOTrainer._check_user_column(args, dataset, name)
-        return True
-
-    @staticmethod
-    def _build_spec(args, saved, soft_tokens, train_dataset) -> ConditioningSpec:
-        """The users: `conditions`, or the user model's (plus the training set's users it does not know), or the
-        training set's."""
-        num_features = len(args.condition_feature_columns or [])
-        spec = args.conditioning_spec("embedding", [], placement="prepend", num_features=num_features)
-        if soft_tokens is not None:
-            known = list(saved.conditions) if saved is not None and saved.uses_soft_tokens else []
-            if args.conditions is not None and list(args.conditions)[: len(known)] != known:
-                raise ValueError(
-                    f"The user model was trained for users {known[:10]}{'...' if len(known) > 10 else ''}; "
-                    "`conditions` must start with them (new users may follow). Leave `conditions` unset to continue."
-                )
-            if soft_tokens.num_rows != len(known) + 1:
-                raise ValueError(
-                    f"The given soft tokens have {soft_tokens.num_rows} rows but the model's record names "
-                    f"{len(known)} users (+ the generic user): pass the soft tokens saved with the model."
-                )
-            new = (
-                args.conditions
-                if args.conditions is not None
-                else PersonalizedDPOTrainer._distinct_users(args, train_dataset)
-            )
-            spec.conditions = known + [u for u in map(str, new) if u not in known]
-            spec.tokens = soft_tokens.config
-        else:
-            spec.conditions = PersonalizedDPOTrainer._distinct_users(args, train_dataset)
-        return spec
-
-    @staticmethod
-    def _check_user_column(args, dataset, name):
-        if dataset is None:
-            return
-        columns = get_dataset_column_names(dataset)
-        if args.condition_column not in columns:
-            raise ValueError(
-                f"The {name} dataset has no '{args.condition_column}' column (columns: {columns}). P-DPO needs the "
-                "user of each pair: add the column, or set `condition_column` to the column holding the user id."
-            )
-        for column in args.condition_feature_columns or []:
-            if column not in columns:
-                raise ValueError(
-                    f"The {name} dataset has no user-feature column '{column}' (columns: {columns}). Add the column, "
-                    "or remove it from `condition_feature_columns`."
-                )
-
-    @staticmethod
-    def _distinct_users(args, dataset) -> list[str]:
-        if args.conditions is not None:
-            return [str(u) for u in args.conditions]
-        if isinstance(dataset, IterableDataset):
-            raise ValueError(
-                "An IterableDataset cannot be scanned for its users: pass `conditions=[...]` in the config."
-            )
-        users = {str(u) for u in dataset[args.condition_column] if not is_missing(u)}
-        return sorted(users, key=lambda u: (len(u), u))  # numeric ids in numeric order
-
+    # ------------------------------------------------------------------ data
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         dataset = check_text_columns(dataset, dataset_name)  # text or messages (a streamed row: as it is read)
         columns = get_dataset_column_names(dataset)
@@ -291,7 +197,7 @@ class PersonalizedDPOTrainer(SoftTokenCheckpointing, DPOTrainer):
         if not self.personalized:
             return dataset
         if args.condition_column not in get_dataset_column_names(dataset):  # e.g. a dataset given to evaluate()
-            self._check_user_column(args, dataset, dataset_name)
+            check_user_columns(args, dataset, dataset_name)
         spec, group_column, features = self.conditioning, args.group_column, args.condition_feature_columns
         by_user = group_column is None and len(spec.conditions) <= MAX_USERS_WITH_METRICS
         if isinstance(dataset, Dataset) and (group_column or by_user):  # group names, seen and unseen, up front

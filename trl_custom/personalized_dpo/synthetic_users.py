@@ -82,3 +82,42 @@ def build_length_preference_dataset(
                     }
                 rows.append({**row, "user_id": f"{group}-{u}", "group": group})
     return Dataset.from_list(rows)
+
+
+def build_length_prompt_dataset(
+    items: Sequence[dict],
+    users_per_group: int = 4,
+    prompts_per_user: int = 16,
+    groups: Sequence[str] = ("short", "long"),
+    seed: int = 0,
+) -> Dataset:
+    """
+    Prompts for online RL (GRPO, RLOO) with the same synthetic users: `prompt, user_id, group` rows,
+    `prompts_per_user` prompts drawn per user from the queries of `items`, rewarded by [`length_preference_reward`].
+    """
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        raise ValueError(f"Unknown groups {sorted(unknown)}; choose from {GROUPS}.")
+    queries = sorted({item["query"].strip() for item in items if item.get("query") and item["query"].strip()})
+    if not queries:
+        raise ValueError("No queries to draw prompts from.")
+    rng = random.Random(seed)
+    rows = []
+    for group in groups:
+        for u in range(users_per_group):
+            for query in rng.sample(queries, min(prompts_per_user, len(queries))):
+                rows.append({"prompt": query + "\n", "user_id": f"{group}-{u}", "group": group})
+    return Dataset.from_list(rows)
+
+
+def length_preference_reward(completion_ids, group, **kwargs) -> list[float]:
+    """
+    The synthetic users' reward for online RL: the completion's length in tokens / 100, positive for `long` users,
+    negative for `short` ones, 0 for `mixed` (no length preference). Reads the dataset's `group` column (as TRL's
+    online trainers pass every column to reward functions).
+    """
+    sign = {"short": -1.0, "long": 1.0, "mixed": 0.0}
+    unknown = sorted({g for g in group if g not in sign})
+    if unknown:
+        raise ValueError(f"length_preference_reward: unknown group(s) {unknown}; the groups are {sorted(sign)}.")
+    return [sign[g] * len(ids) / 100 for ids, g in zip(completion_ids, group, strict=True)]

@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 CURVES_FILE = "training_curves.png"
 HEATMAP_FILE = "heatmap.png"
 USER_ACCURACY_FILE = "user_accuracy.png"
+USER_REWARDS_FILE = "user_rewards.png"
 # Set by `trl-custom <command>` for the process it launches, so that the model card shows the command as typed.
 COMMAND_ENV = "TRL_CUSTOM_COMMAND"
 NO_MATPLOTLIB = (
@@ -112,6 +113,7 @@ def write_run_outputs(
     heatmap_xlabel: str = "evaluated domain",
     user_accuracy: tuple[Mapping[str, float], Mapping[str, float]] | None = None,
     user_label: str = "user",
+    user_rewards: bool = False,
     command: str | None = None,
 ) -> dict[str, str]:
     """
@@ -127,6 +129,7 @@ def write_run_outputs(
         heatmap_xlabel (`str`): Its x-axis label.
         user_accuracy (`tuple`, *optional*): P-DPO's `(before, after)` held-out accuracy per user or group.
         user_label (`str`): What the bars are (`"user"`, `"group"`).
+        user_rewards (`bool`): An online-RL run: draw its reward and completion length per user (`user_rewards.png`).
         command (`str`, *optional*): The command of the run; defaults to [`run_command`].
 
     Returns:
@@ -138,7 +141,7 @@ def write_run_outputs(
     figures: dict[str, str] = {}
     title = os.path.basename(os.path.normpath(output_dir))
     if has_matplotlib():
-        from ..evaluation.report import plot_accuracy_bars, plot_heatmap, plot_training_curves
+        from ..evaluation.report import plot_accuracy_bars, plot_heatmap, plot_training_curves, plot_user_rewards
 
         state = os.path.join(output_dir, "trainer_state.json")
         try:
@@ -149,6 +152,12 @@ def write_run_outputs(
         if heatmap and heatmap.get("rows"):
             plot_heatmap(heatmap, os.path.join(output_dir, HEATMAP_FILE), title=title, xlabel=heatmap_xlabel)
             figures["Held-out accuracy, condition given to the model x evaluated condition"] = HEATMAP_FILE
+        if user_rewards:
+            try:
+                plot_user_rewards(state, os.path.join(output_dir, USER_REWARDS_FILE), title=title)
+                figures["Reward and completion length per user during training"] = USER_REWARDS_FILE
+            except (FileNotFoundError, ValueError) as e:
+                print(f"No per-user reward curves: {e}")
         if user_accuracy and user_accuracy[1]:
             before, after = user_accuracy
             path = os.path.join(output_dir, USER_ACCURACY_FILE)

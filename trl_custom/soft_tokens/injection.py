@@ -131,6 +131,8 @@ class SoftTokenForward:
             model itself would read the last position, which `inputs_embeds` and packing do not make the last token).
         restore_hidden_states (`bool`): Return `hidden_states` in the caller's padded layout (soft positions dropped,
             packed rows unpacked).
+        sequential (`bool`): The calls are chunks of one batch (TRL's chunked log-prob passes): each call takes the
+            next rows of `soft_tokens`.
     """
 
     def __init__(
@@ -141,8 +143,11 @@ class SoftTokenForward:
         single_row: bool = False,
         read_reward: bool = False,
         restore_hidden_states: bool = False,
+        sequential: bool = False,
     ):
         self.soft_tokens = soft_tokens
+        self.sequential = sequential
+        self._next_row = 0
         self.after_first = after_first
         self.pack = pack
         self.single_row = single_row
@@ -164,9 +169,10 @@ class SoftTokenForward:
         labels = kwargs.pop("labels", None)
         insertion = packed = None
         if self.soft_tokens is not None:
-            insertion = plan_insertion(attention_mask, self.soft_tokens.shape[1], self.after_first)
+            soft = self._rows_for(input_ids.shape[0])
+            insertion = plan_insertion(attention_mask, soft.shape[1], self.after_first)
             embeds = module.get_input_embeddings()(input_ids)
-            model_inputs = {"inputs_embeds": insertion.apply(embeds, self.soft_tokens.to(embeds.dtype))}
+            model_inputs = {"inputs_embeds": insertion.apply(embeds, soft.to(embeds.dtype))}
             attention_mask, position_ids = insertion.attention_mask, insertion.position_ids
             if labels is not None:
                 labels = insertion.apply(labels, -100)
@@ -187,6 +193,17 @@ class SoftTokenForward:
                 kwargs["labels"] = labels
         self._state = (insertion, packed, attention_mask, fused)
         return args, kwargs
+
+    def _rows_for(self, rows: int) -> torch.Tensor:
+        """The soft tokens of this call's `rows` sequences: all of them, or (`sequential`) the next `rows`."""
+        if not self.sequential:
+            if self.soft_tokens.shape[0] != rows:
+                raise ValueError(f"{self.soft_tokens.shape[0]} rows of soft tokens for a call of {rows} sequences.")
+            return self.soft_tokens
+        start, self._next_row = self._next_row, self._next_row + rows
+        if self._next_row > self.soft_tokens.shape[0]:
+            raise ValueError(f"The chunked calls read {self._next_row} rows, more than {self.soft_tokens.shape[0]}.")
+        return self.soft_tokens[start : self._next_row]
 
     def after(self, module: nn.Module, args: tuple, kwargs: dict, output):
         insertion, packed, attention_mask, fused = self._state
@@ -235,6 +252,7 @@ def soft_token_forward(
     single_row: bool = False,
     reward_head: nn.Module | None = None,
     restore_hidden_states: bool = False,
+    sequential: bool = False,
 ):
     """
     Hook `module` (the model as its caller calls it: the unwrapped policy or reward model, PEFT wrapper included) with
@@ -248,6 +266,7 @@ def soft_token_forward(
         single_row=single_row,
         read_reward=reward_head is not None,
         restore_hidden_states=restore_hidden_states,
+        sequential=sequential,
     )
     handles = [
         module.register_forward_pre_hook(hooks.before, with_kwargs=True),

@@ -1,0 +1,66 @@
+# Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
+import os
+from dataclasses import fields
+
+from trl import RLOOConfig, RLOOTrainer
+
+from ..checkpointing import SoftTokenCheckpointing
+from ..soft_tokens import SoftTokens
+from .online import PersonalizedOnlineMixin, user_model_setup
+from .personalized_rloo_config import PersonalizedRLOOConfig
+
+
+class PersonalizedRLOOTrainer(PersonalizedOnlineMixin, SoftTokenCheckpointing, RLOOTrainer):
+    """
+    RLOO with a user model: TRL's [`~trl.RLOOTrainer`] whose policy reads each rollout's user from soft tokens (the
+    P-DPO user model: a generic part + an individual part per user, see [`~trl_custom.soft_tokens.SoftTokens`]), in
+    generation and in every log-prob pass, rewarded per user.
+
+    A drop-in for `RLOOTrainer`: a dataset without the user column (`condition_column`, default `"user_id"`), or a
+    plain `RLOOConfig`, trains exactly as `RLOOTrainer` (same losses, rewards and saved files, plus the model's record
+    `trl_custom.json`). With the column, see [`~trl_custom.personalized_rl.online`] for where the user tokens enter;
+    reward functions receive the user column like any other column, so a [`ConditionedRewardFunction`] scores each
+    completion under its row's user. The reference model reads the frozen initial user model (the KL starts at 0).
+    Users outside the table get the generic user (or an error with `strict_conditions=True`). Metrics: TRL's, plus
+    `user_reward/<user>` and `user_completion_length/<user>` (per `group_column` value when given; up to 20 users
+    otherwise, `unseen` for users outside the table); the completions table has the user column.
+
+    The user model starts from a P-DPO (or personalized GRPO/RLOO) checkpoint when `model` is one (a folder saved by
+    those trainers, or a model from [`load_personalized_model`]), or `soft_tokens=` is given; users of the training
+    set it does not know are added (as the generic user) before the optimizer is built. `condition_learning_rate`
+    gives it its own learning rate. Checkpoints hold it (`soft_tokens.safetensors` + the record); resuming restores
+    it.
+
+    Refused with users, with a message: vLLM and continuous-batching generation (token ids only), vision models,
+    `sync_ref_model`, and `normalize_advantages=True` (it mixes users' reward scales).
+
+    Args:
+        model, reward_funcs, train_dataset, eval_dataset, processing_class, reward_processing_classes, callbacks,
+        optimizers, quantization_config, peft_config:
+            As in [`~trl.RLOOTrainer`].
+        args ([`PersonalizedRLOOConfig`], *optional*): Configuration; a plain [`~trl.RLOOConfig`] means no users.
+        soft_tokens ([`~trl_custom.soft_tokens.SoftTokens`], *optional*): A trained user model to start from.
+    """
+
+    _tag_names = ["trl", "rloo", "trl-custom", "personalized"]
+    _name = "Personalized RLOO"
+
+    def __init__(self, model, reward_funcs=None, args=None, train_dataset=None, eval_dataset=None,
+                 soft_tokens: SoftTokens | None = None, **kwargs):  # fmt: skip
+        if args is None:
+            name = model if isinstance(model, str) else model.config._name_or_path
+            args = PersonalizedRLOOConfig(f"{os.path.basename(str(name).rstrip('/'))}-PersonalizedRLOO")
+        elif not isinstance(args, PersonalizedRLOOConfig):
+            if not isinstance(args, RLOOConfig):
+                raise TypeError(f"`args` must be a PersonalizedRLOOConfig or RLOOConfig, got {type(args).__name__}.")
+            values = {f.name: getattr(args, f.name) for f in fields(args) if f.init}
+            args = PersonalizedRLOOConfig(**{**values, "condition_mode": "none"})
+        soft_tokens = user_model_setup(self, model, args, train_dataset, eval_dataset, soft_tokens)
+        if self.personalized and args.normalize_advantages:
+            raise ValueError(
+                "normalize_advantages=True normalizes every user's advantages by one standard deviation that mixes "
+                "users whose rewards differ in scale: keep normalize_advantages=False (the default) with users."
+            )
+        super().__init__(model, reward_funcs, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         **kwargs)  # fmt: skip
+        self.attach_user_model(soft_tokens, model)
