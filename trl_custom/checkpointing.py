@@ -25,6 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from transformers.trainer_utils import get_last_checkpoint
 
+from . import trl_seams
 from .record import RECORD_FILE, ModelRecord, has_record
 from .soft_tokens.module import (
     SOFT_TOKENS_ATTRIBUTE,
@@ -211,7 +212,7 @@ class SoftTokenCheckpointing:
             history = json.load(f).get("log_history", [])
         counts = [entry["num_tokens"] for entry in history if "num_tokens" in entry and "loss" in entry]
         if counts:
-            self._total_train_tokens = int(counts[-1])
+            trl_seams.set_total_train_tokens(self, int(counts[-1]))
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         with kept_dtypes(model if model is not None else self.model):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from . import trl_seams
 from .models import unwrap_peft
 
 
@@ -53,7 +54,7 @@ def attention_implementation(model: nn.Module) -> str:
     """The attention implementation of a (possibly PEFT-wrapped) model, e.g. `"sdpa"`."""
     inner = unwrap_peft(model)
     config = inner.config.get_text_config()
-    return str(getattr(config, "_attn_implementation", None) or "eager")
+    return trl_seams.attention_implementation(config)
 
 
 def check_packable(model: nn.Module, decoder: bool = True) -> None:

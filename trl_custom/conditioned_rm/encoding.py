@@ -16,8 +16,8 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 from trl.data_utils import common_prefix_length
 
+from .. import trl_seams
 from ..soft_tokens.spec import ConditioningSpec, is_missing
-from ..trl_seams import tokenize as _tokenize
 
 
 Messages = list[dict[str, Any]]
@@ -59,11 +59,11 @@ def encode_sequence(
 ) -> list[int]:
     """Token ids of prompt + response, as TRL's `RewardTrainer` builds them."""
     if isinstance(response, list):
-        return _tokenize(tokenizer, (prompt or []) + response, **chat_template_kwargs)["input_ids"]
+        return trl_seams.tokenize(tokenizer, (prompt or []) + response, **chat_template_kwargs)["input_ids"]
     eos = tokenizer.eos_token
     if eos is not None and not response.endswith(eos):
         response = response + eos
-    return _tokenize(tokenizer, (prompt or "") + response)["input_ids"]
+    return trl_seams.tokenize(tokenizer, (prompt or "") + response)["input_ids"]
 
 
 def render_reward_text(
@@ -98,8 +98,8 @@ def render_reward_text(
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str | Messages, **chat_template_kwargs) -> list[int]:
     """Token ids of the prompt alone (with the generation prompt for conversations), to locate the completion."""
     if isinstance(prompt, list):
-        return _tokenize(tokenizer, prompt, add_generation_prompt=True, **chat_template_kwargs)["input_ids"]
-    return _tokenize(tokenizer, prompt)["input_ids"]
+        return trl_seams.tokenize(tokenizer, prompt, add_generation_prompt=True, **chat_template_kwargs)["input_ids"]
+    return trl_seams.tokenize(tokenizer, prompt)["input_ids"]
 
 
 def truncate_ids(ids: list[int], max_length: int) -> list[int]:

@@ -42,6 +42,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .. import trl_seams
 from ..conditioned_rm.scoring import RewardScorer
 
 
@@ -224,7 +225,7 @@ class RewardModelJudge(PairJudge):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}.")
         if name is None:
-            source = os.path.basename(str(scorer.model.config._name_or_path).rstrip("/")) or "model"
+            source = os.path.basename(trl_seams.name_or_path(scorer.model).rstrip("/")) or "model"
             name = f"rm:{source}" + (f"@{condition}" if condition is not None else "")
         super().__init__(name, batch_size)
         self.scorer = scorer
@@ -318,7 +319,7 @@ class LMJudge(PairJudge):
             if fieldname not in template:
                 raise ValueError(f"The LM judge template has no {fieldname} field: add it.")
         if name is None:
-            name = f"lm:{os.path.basename(str(model.config._name_or_path).rstrip('/')) or 'model'}"
+            name = f"lm:{os.path.basename(trl_seams.name_or_path(model).rstrip('/')) or 'model'}"
         super().__init__(name, batch_size)
         self.model = model.eval()
         self.tokenizer = tokenizer

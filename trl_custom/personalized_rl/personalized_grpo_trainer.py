@@ -4,6 +4,7 @@ from dataclasses import fields
 
 from trl import GRPOConfig, GRPOTrainer
 
+from .. import trl_seams
 from ..checkpointing import SoftTokenCheckpointing
 from ..soft_tokens import SoftTokens
 from .online import PersonalizedOnlineMixin, user_model_setup
@@ -48,7 +49,7 @@ class PersonalizedGRPOTrainer(PersonalizedOnlineMixin, SoftTokenCheckpointing, G
     def __init__(self, model, reward_funcs=None, args=None, train_dataset=None, eval_dataset=None,
                  soft_tokens: SoftTokens | None = None, **kwargs):  # fmt: skip
         if args is None:
-            name = model if isinstance(model, str) else model.config._name_or_path
+            name = model if isinstance(model, str) else trl_seams.name_or_path(model)
             args = PersonalizedGRPOConfig(f"{os.path.basename(str(name).rstrip('/'))}-PersonalizedGRPO")
         elif not isinstance(args, PersonalizedGRPOConfig):
             if not isinstance(args, GRPOConfig):

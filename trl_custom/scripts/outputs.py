@@ -62,9 +62,10 @@ def ignore_bias_buffers(trainer, script_args) -> None:
     if getattr(script_args, "ignore_bias_buffers", False):
         import torch
 
-        trainer.model._ddp_params_and_buffers_to_ignore = [
-            name for name, buffer in trainer.model.named_buffers() if buffer.dtype == torch.bool
-        ]
+        from .. import trl_seams
+
+        names = [name for name, buffer in trainer.model.named_buffers() if buffer.dtype == torch.bool]
+        trl_seams.ignore_ddp_buffers(trainer.model, names)
 
 
 def flatten_results(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> dict[str, Any]:
