@@ -60,3 +60,21 @@ def test_tokenize_preferences_is_trls_dpo_tokenization():
     prompt = tokenizer("question about t1 ")["input_ids"]
     assert row["prompt_ids"] == prompt and row["chosen_ids"][-1] == tokenizer.eos_token_id
     assert row["chosen_ids"] == tokenizer("question about t1 answer short<eos>")["input_ids"][len(prompt) :]
+
+
+PRIVATE_NAMES = re.compile(
+    r"\._(metrics|total_train_tokens|tp_size|is_vision_dataset|signature_columns|name_or_path|attn_implementation"
+    r"|ddp_params_and_buffers_to_ignore)\b|\b_tokenize\b|_IncompatibleKeys"
+)
+
+
+def test_private_names_are_used_in_the_seams_module_only():
+    from pathlib import Path
+
+    package = Path(trl_seams.__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "trl_seams.py":
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#")[0]
+            assert not PRIVATE_NAMES.search(code), f"{path.relative_to(package)}:{number}: {line.strip()}"
