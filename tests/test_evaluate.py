@@ -389,6 +389,11 @@ def test_plots_from_a_trainer_state_and_without_matplotlib(tmp_path, monkeypatch
     assert matplotlib.image.imread(tmp_path / "curves.png").ndim == 3
     plot_accuracy_bars({"u1": 0.8, "u2": None}, tmp_path / "bars.png", before={"u1": 0.5, "u2": 0.5})
     assert (tmp_path / "bars.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # an online-RL log (GRPO/RLOO: no accuracy): the loss and the mean reward, no empty accuracy panel
+    online = {"log_history": [{"step": s, "loss": 0.0, "reward": 0.1 * s, "kl": 0.01 * s} for s in (1, 2)]}
+    curves = plot_training_curves(online, tmp_path / "online.png")
+    assert set(curves) == {"loss", "reward"} and curves["reward"]["train reward"] == [(1, 0.1), (2, 0.2)]
+    assert set(curves["reward"]) == {"train reward", "train kl"}
     with pytest.raises(ValueError, match="logs no loss or accuracy: lower `logging_steps`"):
         plot_training_curves({"log_history": [{"step": 1, "train_runtime": 2.0}]}, tmp_path / "none.png")
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if matplotlib were not installed

@@ -121,9 +121,11 @@ ACCURACY_KEYS = ("accuracy", "rewards/accuracies")
 def training_curves(log_history: list[dict]) -> dict[str, dict[str, list[tuple[int, float]]]]:
     """
     The curves of a `trainer_state.json` log history: `{"loss": {name: [(step, value)]}, "accuracy": {...}}`, training
-    and evaluation (`eval_` prefix), overall and per condition/user (`.../<value>`).
+    and evaluation (`eval_` prefix), overall and per condition/user (`.../<value>`). An online-RL log (GRPO, RLOO: no
+    accuracy) gives `{"loss": ..., "reward": {...}}` instead, its mean reward and, when logged, the KL to the reference.
     """
     curves: dict[str, dict[str, list[tuple[int, float]]]] = {"loss": {}, "accuracy": {}}
+    rewards: dict[str, list[tuple[int, float]]] = {}
     for log in log_history:
         step = log.get("step")
         for key, value in log.items():
@@ -133,12 +135,16 @@ def training_curves(log_history: list[dict]) -> dict[str, dict[str, list[tuple[i
             split = "eval" if key.startswith("eval_") else "train"
             if name == "loss":
                 curves["loss"].setdefault(f"{split} loss", []).append((step, value))
+            elif name in ("reward", "kl"):
+                rewards.setdefault(f"{split} {name}", []).append((step, value))
             elif name in ACCURACY_KEYS:
                 curves["accuracy"].setdefault(f"{split} overall", []).append((step, value))
             else:
                 prefix = next((f"{k}/" for k in ACCURACY_KEYS if name.startswith(f"{k}/")), None)
                 if prefix:
                     curves["accuracy"].setdefault(f"{split} {name[len(prefix) :]}", []).append((step, value))
+    if not curves["accuracy"] and rewards:
+        return {"loss": curves["loss"], "reward": rewards}
     return curves
 
 
@@ -146,7 +152,8 @@ def plot_training_curves(
     trainer_state: str | os.PathLike | Mapping[str, Any], path: str | os.PathLike, title: str | None = None
 ) -> dict[str, dict[str, list[tuple[int, float]]]]:
     """
-    Save the loss and accuracy curves (overall and per condition/user, training and evaluation) of a run as an image.
+    Save the loss and accuracy curves (overall and per condition/user, training and evaluation) of a run as an image;
+    for an online-RL run (no accuracy logged), the loss and the mean reward (and KL when logged).
 
     Args:
         trainer_state (`str` or `dict`): A `trainer_state.json` file (written by `trainer.save_state()`) or its
@@ -164,12 +171,14 @@ def plot_training_curves(
         with open(trainer_state, encoding="utf-8") as f:
             trainer_state = json.load(f)
     curves = training_curves(trainer_state.get("log_history", []))
-    if not curves["loss"] and not curves["accuracy"]:
+    if not any(curves.values()):
         raise ValueError(
             "The trainer state logs no loss or accuracy: lower `logging_steps` (or set `eval_strategy`) to get curves."
         )
-    fig = new_figure("training curves", figsize=(12, 4.5))
-    for ax, (name, series) in zip(fig.subplots(1, 2), curves.items(), strict=True):
+    panels = {name: series for name, series in curves.items() if series}
+    fig = new_figure("training curves", figsize=(6 * len(panels), 4.5))
+    axes = fig.subplots(1, len(panels)) if len(panels) > 1 else [fig.subplots(1, 1)]
+    for ax, (name, series) in zip(axes, panels.items(), strict=True):
         for label, points in sorted(series.items()):
             steps, values = zip(*points, strict=True)
             style = "o--" if label.startswith("eval") else "-"

@@ -146,8 +146,9 @@ def write_run_outputs(
 
         state = os.path.join(output_dir, "trainer_state.json")
         try:
-            plot_training_curves(state, os.path.join(output_dir, CURVES_FILE), title=title)
-            figures["Training curves (loss, accuracy overall and per condition)"] = CURVES_FILE
+            curves = plot_training_curves(state, os.path.join(output_dir, CURVES_FILE), title=title)
+            shown = {"loss": "loss", "accuracy": "accuracy overall and per condition", "reward": "mean reward"}
+            figures[f"Training curves ({', '.join(shown[k] for k, v in curves.items() if v)})"] = CURVES_FILE
         except (FileNotFoundError, ValueError) as e:
             print(f"No training curves: {e}")
         if heatmap and heatmap.get("rows"):
