@@ -122,7 +122,7 @@ def training_curves(log_history: list[dict]) -> dict[str, dict[str, list[tuple[i
     """
     The curves of a `trainer_state.json` log history: `{"loss": {name: [(step, value)]}, "accuracy": {...}}`, training
     and evaluation (`eval_` prefix), overall and per condition/user (`.../<value>`). An online-RL log (GRPO, RLOO: no
-    accuracy) gives `{"loss": ..., "reward": {...}}` instead, its mean reward and, when logged, the KL to the reference.
+    accuracy) has `{"loss": ..., "reward": {...}}` instead: its mean reward and, when logged, the KL to the reference.
     """
     curves: dict[str, dict[str, list[tuple[int, float]]]] = {"loss": {}, "accuracy": {}}
     rewards: dict[str, list[tuple[int, float]]] = {}
