@@ -1,5 +1,7 @@
 """The benchmark scripts run end to end on tiny models (what they measure is in benchmarks/RESULTS.md)."""
 
+import ast
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -11,6 +13,45 @@ from trl_custom.data import DSP_RESPONSE_KEYS
 
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+SCRIPTS = sorted(path.stem for path in BENCHMARKS.glob("*.py"))
+
+
+def imported_modules(path):
+    """The modules `path` imports (`import a.b`, `from a.b import c` -> `a.b.c` too: `c` may be a module)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names += [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+    return names
+
+
+def test_benchmarks_share_code_only_through_their_shared_modules():
+    """No benchmark imports another benchmark script (their common parts are in `benchmarks/_shared/`) nor the
+    command lines' code (`trl_custom.scripts`: the library has what they need)."""
+    assert len(SCRIPTS) >= 9 and not [s for s in SCRIPTS if s.startswith("_")]
+    for path in sorted(BENCHMARKS.rglob("*.py")):
+        where = path.relative_to(ROOT)
+        for name in imported_modules(path):
+            assert name.split(".")[0] not in SCRIPTS, f"{where} imports the benchmark script {name}"
+            assert not (name + ".").startswith("trl_custom.scripts."), f"{where} imports {name}: use the library"
+    assert "sys.path" not in "".join(path.read_text(encoding="utf-8") for path in BENCHMARKS.glob("*.py"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_benchmark_help(script, capsys):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        module = importlib.import_module(script)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    with pytest.raises(SystemExit) as exit_info:
+        module.parse_args(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ") and "--output_dir" in out and out.count("--") > 5
 
 
 def tiny_dsp_file(path, n=12):
