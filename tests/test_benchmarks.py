@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from toy import make_causal_lm, make_reward_model, make_tokenizer, run_offline
 
-from trl_custom.data import DSP_RESPONSE_KEYS
+from trl_custom.data import DSP_DOMAINS, DSP_RESPONSE_KEYS
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -317,3 +317,85 @@ def test_pdpo_cold_start_benchmark_runs(tmp_path):
     for curve in results["curve"].values():
         assert set(curve) == {"0", "2"} and all(0.0 <= point["accuracy"] <= 1.0 for point in curve.values())
     assert "| short-0 |" in result.stdout and (out / "cold_start.png").is_file()
+
+
+def tiny_data_dir(path, general_pairs=12):
+    """A `--data_dir` as the benchmarks read it: `dsp_queries.dev.json` and the three general `*.dev.json` files."""
+    path.mkdir()
+    tiny_dsp_file(path / "dsp_queries.dev.json", n=12)
+    for name in ("helpful", "harmless", "webgpt"):
+        tiny_general_file(path / f"{name}.dev.json", n=general_pairs)
+    return path
+
+
+def test_dsp_customized_rm_benchmark_runs(tmp_path):
+    """`benchmarks/dsp_customized_rm.py`: general RM, per-domain RMs, conditioned RMs, the step-time table."""
+    from toy import save_reward_model
+
+    out, data_dir = tmp_path / "out", tiny_data_dir(tmp_path / "d")
+    model = save_reward_model(tmp_path, arch="bert", kind="bert")
+    command = [sys.executable, str(BENCHMARKS / "dsp_customized_rm.py"), "--data_dir", str(data_dir), "--model", model]
+    command += ["--output_dir", str(out)] + (
+        "--train_queries 6 --general_train_pairs 4 --general_eval_pairs 4 --batch_size 4 --max_length 48 "
+        "--per_domain_epochs 1 --timing_reps 1 --conditioned text embedding+enrichment"
+    ).split()
+    result = run_offline(command, ROOT)
+
+    results = json.loads((out / "results.json").read_text())
+    per_domain = [f"per-domain RM: {d}" for d in DSP_DOMAINS]
+    conditioned = ["conditioned RM, text", "conditioned RM, embedding + enrichment"]
+    models = ["general RM (stage 2)", *per_domain, "per-domain RMs (own domain)", *conditioned]
+    assert list(results["models"]) == models
+    for name in ["general RM (stage 2)", *per_domain, *conditioned]:
+        row = results["models"][name]
+        assert set(row["dsp"]) == {*DSP_DOMAINS, "mean"} and set(row["general"]) == {"helpful", "harmless", "webgpt"}
+        assert all(0.0 <= v <= 1.0 for v in [*row["dsp"].values(), *row["general"].values()])
+    assert [len(row) for row in results["per_domain_heatmap"]["values"]] == [4] * 4
+    assert all("heatmap" in results["models"][name] for name in conditioned)
+    steps = results["step_time"]
+    assert list(steps)[0] == "stock RewardTrainer" and steps["stock RewardTrainer"]["ratio_vs_stock"] == 1.0
+    assert len(steps) == 5 and all(t["median_s"] > 0 and t["tokens"] > 0 for t in steps.values())
+    assert "| conditioned RM, text |" in result.stdout and "| ours, embedding (K=4) |" in result.stdout
+
+
+def test_padding_free_benchmark_runs(tmp_path):
+    """`benchmarks/padding_free.py`: stock, padded and packed on the same batches, and each one's memory probe."""
+    tokenizer_dir = tmp_path / "tokenizer"
+    make_tokenizer().save_pretrained(tokenizer_dir)
+    out, data = tmp_path / "out", tiny_dsp_file(tmp_path / "d.json")
+    command = [sys.executable, str(BENCHMARKS / "padding_free.py"), "--data", str(data), "--output_dir", str(out)]
+    command += ["--tokenizer", str(tokenizer_dir)] + (
+        "--hidden_size 64 --num_layers 1 --intermediate_size 64 --batch_size 2 --batches 2 --memory_batches 1 "
+        "--max_length 64"
+    ).split()
+    result = run_offline(command, ROOT)
+
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["variants"]) == ["stock", "padded", "packed"] and results["pairs"] == 6  # warm-up + 2 batches
+    assert 0 < results["padding_efficiency"] <= results["packed_efficiency"] <= 1.0
+    for row in results["variants"].values():
+        assert len(row["step_seconds"]) == 2 and row["tokens_per_s"] > 0 and row["peak_rss_growth_mib"] > 0
+        assert row["speedup_vs_stock"] > 0 and row["memory_vs_stock"] > 0
+    assert results["variants"]["stock"]["speedup_vs_stock"] == 1.0
+    assert "| packed |" in result.stdout
+
+
+def test_margin_regularization_benchmark_runs(tmp_path):
+    """`benchmarks/margin_regularization.py`: judges, augmented pairs, plain BT vs the margin RM, held-out judges."""
+    from toy import save_reward_model
+
+    out = tmp_path / "out"
+    data_dir = tiny_data_dir(tmp_path / "d", general_pairs=40)
+    command = [sys.executable, str(BENCHMARKS / "margin_regularization.py"), "--data_dir", str(data_dir)]
+    command += ["--output_dir", str(out), "--model", save_reward_model(tmp_path, arch="bert", kind="bert")]
+    command += "--test_pairs 4 --train_pairs 8 --judge_pairs 8 --judge_epochs 1 --lm_judge_pairs 0".split()
+    command += "--batch_size 4 --max_length 48".split()
+    result = run_offline(command, ROOT)
+
+    results = json.loads((out / "results.json").read_text())
+    reference = "reference: training judges' mean P(chosen)"
+    assert list(results["models"]) == [reference, "plain BT", "margin (scale 1)"]
+    for row in results["models"].values():
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["calibration_all"] <= 1.0
+    assert len(results["judges"]) == 6 and results["data"]["train_pairs"] == 24 and results["data"]["test_pairs"] == 12
+    assert (out / "train.augmented.jsonl").is_file() and "| margin (scale 1) |" in result.stdout
