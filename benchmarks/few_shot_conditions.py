@@ -29,18 +29,15 @@ import math
 import os
 import shutil
 import statistics
-import sys
 import time
 
 import torch
+from _shared import figure_or_none, load_scorer, record_setup, same_setup, save_results, train_reward_model
 
-from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer, fit_new_condition
+from trl_custom import fit_new_condition
 from trl_custom.data import DSP_DOMAINS, dsp_pairs, load_dsp_queries, split_dsp_queries
-from trl_custom.evaluation import evaluate_pairs, evaluate_reward_model, new_figure, save_figure
+from trl_custom.evaluation import evaluate_pairs, evaluate_reward_model, save_figure
 from trl_custom.models import resolve_model_path
-
-
-ON_GPU = torch.cuda.is_available()
 
 
 def parse_args(argv=None):
@@ -91,21 +88,17 @@ def train(model_path, dataset, out_dir, args, mode, epochs, learning_rate, condi
         "learning_rate": learning_rate,
         **{key: getattr(args, key) for key in ("max_length", "batch_size", "condition_learning_rate", "seed")},
     }
-    stamp = os.path.join(out_dir, "benchmark_setup.json")
-    if args.reuse_models and os.path.exists(stamp):
-        with open(stamp) as f:
-            if json.load(f) == setup:
-                print(f"  reused {out_dir} ({mode}, {len(dataset)} pairs: same setup)", flush=True)
-                return out_dir
-    config = CustomRewardConfig(
+    if args.reuse_models and same_setup(out_dir, setup):
+        print(f"  reused {out_dir} ({mode}, {len(dataset)} pairs: same setup)", flush=True)
+        return out_dir
+    train_reward_model(
+        model_path,
+        dataset,
         out_dir,
+        note=f"{mode}, {len(dataset)} pairs",
         condition_mode=mode,
         conditions=conditions,
         condition_learning_rate=args.condition_learning_rate if mode == "embedding" else None,
-        use_cpu=not ON_GPU,  # float32 on either device
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
         max_length=args.max_length,
         per_device_train_batch_size=args.batch_size,
         learning_rate=learning_rate,
@@ -113,22 +106,9 @@ def train(model_path, dataset, out_dir, args, mode, epochs, learning_rate, condi
         warmup_steps=min(5, len(dataset) // args.batch_size),
         logging_steps=20,
         seed=args.seed,
-        disable_tqdm=True,
     )
-    start = time.perf_counter()
-    trainer = CustomRewardTrainer(model_path, args=config, train_dataset=dataset)
-    trainer.train()
-    trainer.save_model(out_dir)
-    with open(stamp, "w") as f:
-        json.dump(setup, f, indent=2)
-    print(f"  trained {out_dir} ({mode}, {len(dataset)} pairs) in {time.perf_counter() - start:.0f}s", flush=True)
+    record_setup(out_dir, setup)
     return out_dir
-
-
-def scorer_of(path, args):
-    return RewardScorer.from_pretrained(
-        path, max_length=args.max_length, batch_size=64, device="cuda" if ON_GPU else None
-    )
 
 
 def accuracies(scorer, queries, condition="auto"):
@@ -153,7 +133,7 @@ def capped_epochs(k, epochs, args):
 
 def fit_row(emb_path, held, shots, learning_rate, epochs, args):
     """The embedding RM with a fitted row for `held` (a fresh scorer each time) and the fit's seconds."""
-    fitted = scorer_of(emb_path, args)
+    fitted = load_scorer(emb_path, args.max_length)
     start = time.perf_counter()
     fit_new_condition(
         fitted, held, shots, num_epochs=epochs, learning_rate=learning_rate, batch_size=args.batch_size, seed=args.seed
@@ -183,7 +163,9 @@ def select_settings(models, pools, dev_queries, args):
         for lr, epochs in grids["finetune"]:
             out_dir = os.path.join(args.output_dir, held, "select-finetune")
             tuned = train(text_path, shots, out_dir, args, "text", epochs, lr)
-            dev["finetune"][f"{lr:g}:{epochs}"][held] = dev_accuracy(scorer_of(tuned, args), dev_pairs, held)
+            dev["finetune"][f"{lr:g}:{epochs}"][held] = dev_accuracy(
+                load_scorer(tuned, args.max_length), dev_pairs, held
+            )
             shutil.rmtree(out_dir)
         print(
             f"  dev accuracy of {held!r} at k={args.select_k}: "
@@ -227,7 +209,7 @@ def main(argv=None):
     print("Upper bound: embedding RM on all four domains", flush=True)
     everything = dsp_pairs(train_queries)
     upper_path = train(model_path, everything, out("upper"), args, "embedding", args.epochs, args.learning_rate)
-    upper, _ = accuracies(scorer_of(upper_path, args), test_queries)
+    upper, _ = accuracies(load_scorer(upper_path, args.max_length), test_queries)
 
     models, pools = {}, {}
     for held in args.held_out:
@@ -253,10 +235,10 @@ def main(argv=None):
 
     for held, (emb_path, text_path) in models.items():
         others = [d for d in DSP_DOMAINS if d != held]
-        emb = scorer_of(emb_path, args)
+        emb = load_scorer(emb_path, args.max_length)
         generic, _ = accuracies(emb, test_queries, condition="none")
         base, base_cache = accuracies(emb, test_queries)
-        zero_shot, _ = accuracies(scorer_of(text_path, args), test_queries)
+        zero_shot, _ = accuracies(load_scorer(text_path, args.max_length), test_queries)
         row = {
             "generic": generic[held],
             "text zero-shot": zero_shot[held],
@@ -289,7 +271,7 @@ def main(argv=None):
             tuned_path = train(
                 text_path, shots, out(held, f"text-finetune-k{k}"), args, "text", tune_epochs, tune["learning_rate"]
             )
-            tuned, _ = accuracies(scorer_of(tuned_path, args), test_queries)
+            tuned, _ = accuracies(load_scorer(tuned_path, args.max_length), test_queries)
             row["finetune"][k] = {
                 "accuracy": tuned[held],
                 "others": statistics.mean(tuned[d] for d in others),
@@ -297,12 +279,10 @@ def main(argv=None):
             }
             print(f"  k={k}: fit {after[held]:.3f} ({fit_s:.0f}s), fine-tune {tuned[held]:.3f}", flush=True)
         results["domains"][held] = row
-        with open(out("results.json"), "w") as f:
-            json.dump(results, f, indent=2)
+        save_results(results, args.output_dir)
 
     results["mean"] = mean_row(results["domains"])
-    with open(out("results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    save_results(results, args.output_dir)
     print(markdown(results))
     plot(results, out("few_shot_curve.png"))
     print(f"Curve written to {out('few_shot_curve.png')}")
@@ -353,10 +333,8 @@ def markdown(results):
 
 def plot(results, path):
     panels = {**results["domains"], "mean": results["mean"]}
-    try:
-        fig = new_figure("the few-shot curve", figsize=(3.2 * len(panels), 3.2))
-    except ImportError as error:
-        print(f"{error} No curve written.", file=sys.stderr)
+    fig = figure_or_none("the few-shot curve", figsize=(3.2 * len(panels), 3.2))
+    if fig is None:
         return
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)
     for ax, (name, row) in zip(axes[0], panels.items()):

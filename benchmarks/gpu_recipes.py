@@ -22,23 +22,10 @@ import threading
 import time
 
 import torch
+from _shared import SHAPES, llama_config, save_results
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-SHAPES = {
-    "smollm2-1.7b": dict(
-        hidden_size=2048,
-        intermediate_size=8192,
-        num_hidden_layers=24,
-        num_attention_heads=32,
-        num_key_value_heads=32,
-        vocab_size=49152,
-        max_position_embeddings=8192,
-        rope_theta=130000.0,
-        tie_word_embeddings=True,
-    ),
-}
 
 # name: (accelerate config, recipe script, recipe YAML, kind of model, extra flags)
 RUNS = {
@@ -51,7 +38,7 @@ RUNS = {
 }
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokenizer", required=True, help="Tokenizer folder (e.g. SmolLM2's).")
     parser.add_argument("--dsp_file", required=True, help="DSP query file (training data of both recipes).")
@@ -62,25 +49,19 @@ def parse_args():
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     parser.add_argument("--timeout", type=int, default=240, help="Seconds per run.")
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def build_models(args) -> dict[str, str]:
     """Random-weight reward model and causal LM of the chosen shape, saved in bf16 with the tokenizer."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+    from transformers import AutoTokenizer, LlamaForCausalLM, LlamaForSequenceClassification
 
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     paths = {}
     for kind, model_class in (("reward", LlamaForSequenceClassification), ("causal", LlamaForCausalLM)):
         path = os.path.join(args.output_dir, f"random-{args.shape}-{kind}")
         if not os.path.isfile(os.path.join(path, "config.json")):
-            config = LlamaConfig(
-                **SHAPES[args.shape],
-                num_labels=1,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                bos_token_id=tokenizer.bos_token_id,
-            )
+            config = llama_config(args.shape, tokenizer)
             torch.manual_seed(0)
             with torch.device("cuda"):
                 model = model_class(config).to(torch.bfloat16)
@@ -204,8 +185,8 @@ def markdown(results):
     return "\n".join(lines)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     os.makedirs(args.output_dir, exist_ok=True)
     models = build_models(args)
     results = {
@@ -218,8 +199,7 @@ def main():
     }
     for name in args.runs:
         results["runs"][name] = run(name, RUNS[name], models, args)
-        with open(os.path.join(args.output_dir, "results.json"), "w") as f:
-            json.dump(results, f, indent=2)
+        save_results(results, args.output_dir)
     print(markdown(results))
 
 

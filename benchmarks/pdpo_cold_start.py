@@ -14,30 +14,24 @@ Results: `<output_dir>/results.json`, a markdown table on stdout, `<output_dir>/
 """
 
 import argparse
-import json
 import os
 import statistics
-import sys
 import time
 
 import torch
+from _shared import dpo_run_args, dpo_trainer, figure_or_none, lora_config, save_results
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from trl_custom import fit_new_user, generate_for_user
+from trl_custom.data import load_dsp_queries
+from trl_custom.evaluation import save_figure
+from trl_custom.models import resolve_model_path
+from trl_custom.personalized_dpo.inference import preference_batches, sequence_log_probs
+from trl_custom.personalized_dpo.synthetic_users import build_length_preference_dataset
+from trl_custom.soft_tokens import get_soft_tokens
 
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import pdpo_synthetic  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
-
-from trl_custom import PersonalizedDPOConfig, PersonalizedDPOTrainer, fit_new_user, generate_for_user  # noqa: E402
-from trl_custom.data import load_dsp_queries  # noqa: E402
-from trl_custom.evaluation import new_figure, save_figure  # noqa: E402
-from trl_custom.models import resolve_model_path  # noqa: E402
-from trl_custom.personalized_dpo.inference import preference_batches, sequence_log_probs  # noqa: E402
-from trl_custom.personalized_dpo.synthetic_users import build_length_preference_dataset  # noqa: E402
-from trl_custom.soft_tokens import get_soft_tokens  # noqa: E402
-
-
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dsp_file", required=True)
     parser.add_argument("--output_dir", default="outputs/bench-cold-start")
@@ -61,7 +55,7 @@ def parse_args():
     parser.add_argument("--generation_prompts", type=int, default=5)
     parser.add_argument("--max_new_tokens", type=int, default=48)
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def preference_accuracy(model, tokenizer, pairs, soft_tokens, batch_size=8):
@@ -81,8 +75,8 @@ def preference_accuracy(model, tokenizer, pairs, soft_tokens, batch_size=8):
     return statistics.mean(wins)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     os.makedirs(args.output_dir, exist_ok=True)
     model_path = resolve_model_path(args.model)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -105,19 +99,13 @@ def main():
                 ". Raise --pairs_per_user."
             )
     print(f"P-DPO on {len(train)} pairs of {sorted(set(train['user_id']))}; newcomers {held_out_users}", flush=True)
-    pdpo_args = argparse.Namespace(**{**vars(args), "precompute_ref_log_probs": True})
-    config = PersonalizedDPOConfig(
-        **pdpo_synthetic.common_args(pdpo_args, os.path.join(args.output_dir, "policy")),
-        alpha=args.alpha,
-        group_column="group",
-        condition_learning_rate=args.user_learning_rate,
-    )
-    trainer = PersonalizedDPOTrainer(
+    trainer = dpo_trainer(
+        {"alpha": args.alpha, "group_column": "group", "condition_learning_rate": args.user_learning_rate},
         AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32),
-        args=config,
-        train_dataset=train,
-        processing_class=tokenizer,
-        peft_config=pdpo_synthetic.lora(),
+        train,
+        tokenizer,
+        lora_config(),
+        **dpo_run_args(args, os.path.join(args.output_dir, "policy"), precompute_ref_log_probs=True),
     )
     start = time.perf_counter()
     trainer.train()
@@ -157,8 +145,7 @@ def main():
                 "samples": texts[:2],
             }
             print(f"  {user} k={k}: accuracy {accuracy:.3f}, {tokens:.1f} tokens", flush=True)
-        with open(os.path.join(args.output_dir, "results.json"), "w") as f:
-            json.dump(results, f, indent=2)
+        save_results(results, args.output_dir)
     print(markdown(results))
     plot(results, os.path.join(args.output_dir, "cold_start.png"))
 
@@ -173,10 +160,8 @@ def markdown(results):
 
 
 def plot(results, path):
-    try:
-        fig = new_figure("the cold-start curve", figsize=(9, 3.5))
-    except ImportError as error:
-        print(f"{error} No curve written.", file=sys.stderr)
+    fig = figure_or_none("the cold-start curve", figsize=(9, 3.5))
+    if fig is None:
         return
     ks = results["args"]["ks"]
     axes = fig.subplots(1, 2)

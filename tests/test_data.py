@@ -14,6 +14,7 @@ from trl_custom.data import (
     mix_general_preferences,
     split_dsp_queries,
     split_transcript,
+    write_general_pairs,
 )
 
 
@@ -200,6 +201,15 @@ def test_load_general_pairs_keep_ties(tmp_path):
     assert len(ds) == 4
     assert ds["tie"] == [False, False, True, False]
     assert (ds[2]["chosen"], ds[2]["rejected"]) == (" tie1", " tie2")
+
+
+def test_write_general_pairs_reads_back_as_the_same_pairs(tmp_path):
+    """Held-out pairs written for evaluation are read back by `load_general_pairs` as the pairs they were."""
+    pairs = load_general_pairs(_write(tmp_path / "helpful.json", _general_items()))
+    write_general_pairs(pairs, tmp_path / "held_out.json")
+    items = json.loads((tmp_path / "held_out.json").read_text())
+    assert [item["score"] for item in items] == [[1.0, 0.0]] * len(pairs)
+    assert load_general_pairs(tmp_path / "held_out.json").to_list() == pairs.to_list()
 
 
 def test_load_general_pairs_errors(tmp_path):

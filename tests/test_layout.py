@@ -1,4 +1,4 @@
-"""The package layout: public names, the `python -m` commands, module headers and sizes."""
+"""The package layout: public names, `python -m trl_custom`, module headers and sizes (benchmarks included)."""
 
 import ast
 import importlib
@@ -85,16 +85,41 @@ def test_each_method_has_its_folder():
             assert getattr(package, name) is not None
 
 
-@pytest.mark.parametrize("command", ["evaluate", "augment", "synthetic_users", "fit_condition"])
-def test_python_m_commands_still_run(command):
-    argv = [sys.executable, "-m", f"trl_custom.{command}", "--help"]
+@pytest.mark.parametrize("command", ["evaluate", "augment", "synthetic-users", "fit-condition"])
+def test_python_m_trl_custom_runs_the_commands(command):
+    """`python -m trl_custom <command>` is `trl-custom <command>` (one name per command: no forwarding modules)."""
+    argv = [sys.executable, "-m", "trl_custom", command, "--help"]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "--" in done.stdout and "usage" in done.stdout.lower()
+    assert done.stdout.startswith(f"usage: trl-custom {command}") and "--" in done.stdout
+
+
+def test_python_m_trl_custom_help_imports_nothing_heavy():
+    """`python -m trl_custom --help` answers as `trl-custom --help` does, without torch, transformers or TRL."""
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['trl_custom', '--help']\n"
+        "try:\n    runpy.run_module('trl_custom', run_name='__main__')\n"
+        "except SystemExit as e:\n    print(e.code, sorted({'torch', 'transformers', 'trl'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.startswith("usage: trl-custom") and done.stdout.endswith("0 []\n"), done.stdout + done.stderr
+
+
+def test_one_module_per_name_at_the_package_root():
+    """The commands live in `scripts/` (their `main`) and their method folders (the library), not in root modules."""
+    root = sorted(path.stem for path in PACKAGE.glob("*.py"))
+    for name in ("augment", "evaluate", "fit_condition", "synthetic_users"):
+        assert name not in root, f"trl_custom/{name}.py: run `trl-custom {name.replace('_', '-')}`"
+
+
+def python_files():
+    """The package's modules and the benchmarks' (scripts and their shared modules)."""
+    return sorted(PACKAGE.rglob("*.py")) + sorted((ROOT / "benchmarks").rglob("*.py"))
 
 
 def test_modules_have_the_project_header_and_stay_small():
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path in python_files():
         lines = path.read_text(encoding="utf-8").splitlines()
         assert lines and lines[0] == HEADER, f"{path.relative_to(ROOT)}: first line must be the project header"
         assert not any(line.startswith("# Licensed under") for line in lines), f"{path}: copied licence block"

@@ -238,7 +238,7 @@ def test_synthetic_users_do_not_depend_on_the_hash_seed(tmp_path):
     for seed in ("1", "2"):
         out = tmp_path / f"users-{seed}.jsonl"
         subprocess.run(
-            [sys.executable, "-m", "trl_custom.synthetic_users", "--dsp_file", str(dsp), "--output", str(out),
+            [sys.executable, "-m", "trl_custom", "synthetic-users", "--dsp_file", str(dsp), "--output", str(out),
              "--min_ratio", "1.0", "--users_per_group", "1", "--pairs_per_user", "6"],
             check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": seed},
         )  # fmt: skip
@@ -247,7 +247,7 @@ def test_synthetic_users_do_not_depend_on_the_hash_seed(tmp_path):
 
 
 def test_build_reward_data_train_file_keeps_margins(tmp_path):
-    """`--train_file` (e.g. written by `python -m trl_custom.augment`) trains with its margins; general rows get 0."""
+    """`--train_file` (e.g. written by `trl-custom augment`) trains with its margins; general rows get 0."""
     from trl_custom.scripts.reward import build_reward_data
 
     train_file, general = tmp_path / "augmented.jsonl", tmp_path / "general.json"

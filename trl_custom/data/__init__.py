@@ -14,6 +14,7 @@ from .preferences import (
     read_records,
     split_dsp_queries,
     split_transcript,
+    write_general_pairs,
 )
 
 
@@ -30,4 +31,5 @@ __all__ = [
     "read_records",
     "split_dsp_queries",
     "split_transcript",
+    "write_general_pairs",
 ]

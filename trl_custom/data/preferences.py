@@ -348,6 +348,23 @@ def load_general_pairs(
     return Dataset.from_dict(rows, features=Features(features))
 
 
+def write_general_pairs(pairs: Dataset, path: str | os.PathLike) -> None:
+    """
+    Writes preference pairs as a general preference file, the format [`load_general_pairs`] reads: one `{"text":
+    [prompt + chosen, prompt + rejected], "score": [1.0, 0.0]}` item per pair (e.g. held-out pairs for evaluation).
+
+    Args:
+        pairs ([`~datasets.Dataset`]): Standard preference rows (`prompt`, `chosen`, `rejected`, all text).
+        path (`str` or `os.PathLike`): The JSON file written.
+    """
+    items = [
+        {"text": [row["prompt"] + row["chosen"], row["prompt"] + row["rejected"]], "score": [1.0, 0.0]}
+        for row in pairs
+    ]
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(items, f)
+
+
 def mix_general_preferences(
     custom: Dataset,
     general: Dataset,

@@ -19,7 +19,7 @@ heatmap rows share most of their sequences with the main evaluation.
 Example:
 
 ```bash
-python -m trl_custom.evaluate \\
+trl-custom evaluate \\
     --model_name_or_path outputs/dsp-rm \\
     --dsp_file data/dsp.json --dsp_split test \\
     --general_files data/helpful.json data/harmless.json \\

@@ -2,7 +2,7 @@
 """
 From synthetic judgments to disagreement-aware training data ("Beyond the Binary", Padmakumar et al.): `agreement`,
 `margin`, `plurality`, `similarity` and `indistinguishable` columns (formulas in [`AugmentConfig`]), and reading /
-writing preference-pair files. The command line is `python -m trl_custom.augment`.
+writing preference-pair files. The command line is `trl-custom augment`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ AGREEMENT_MODES = ("vote", "mean")
 @dataclass
 class AugmentConfig:
     r"""
-    Configuration of [`augment_pairs`] / `python -m trl_custom.augment`: how synthetic judgments become `agreement`,
+    Configuration of [`augment_pairs`] / `trl-custom augment`: how synthetic judgments become `agreement`,
     `margin` and the two subjectivity flags ("Beyond the Binary", Padmakumar et al.).
 
     With `N` judges and `p_j` = judge `j`'s probability that `chosen` beats `rejected`:

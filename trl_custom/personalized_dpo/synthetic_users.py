@@ -11,7 +11,7 @@ responses of clearly different lengths, and users of three groups:
 The same pair can appear for users of different groups with opposite labels, so a single (vanilla) policy cannot fit
 the short and long users at once, while a personalized one can.
 
-    python -m trl_custom.synthetic_users --dsp_file dsp_queries.json --output users.jsonl --users_per_group 4
+    trl-custom synthetic-users --dsp_file dsp_queries.json --output users.jsonl --users_per_group 4
 """
 
 from __future__ import annotations

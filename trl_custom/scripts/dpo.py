@@ -42,7 +42,7 @@ class DPOScriptArguments(ScriptArguments):
         dataset_file (`str` or `None`): JSON/JSON-lines file (path or `https://` URL) of
             `{prompt, chosen, rejected, user_id[, group]}` rows.
         synthetic_dsp_file (`str` or `None`): Instead, build the synthetic short-vs-long users from this DSP query
-            file (path or URL; `"demo"`: the built-in demo queries), see `trl_custom.synthetic_users`.
+            file (path or URL; `"demo"`: the built-in demo queries), see `trl_custom.personalized_dpo.synthetic_users`.
         users_per_group (`int`): Synthetic users per group (short, long, mixed).
         pairs_per_user (`int`): Synthetic pairs per user.
         max_chars (`int` or `None`): Cut synthetic responses to this many characters (CPU-sized runs).

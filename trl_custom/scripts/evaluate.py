@@ -1,7 +1,7 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
 """
-`python -m trl_custom.evaluate` (`trl-custom evaluate`): accuracy of a reward model per DSP domain, per general file,
-or per condition of any preference dataset (`--dataset_name`: a Hub id, a local folder/file, a `save_to_disk`
+`trl-custom evaluate` (or `python -m trl_custom evaluate`): accuracy of a reward model per DSP domain, per general
+file, or per condition of any preference dataset (`--dataset_name`: a Hub id, a local folder/file, a `save_to_disk`
 folder, with a `--condition_column`), as JSON, a table and a condition x evaluated-condition heatmap.
 """
 
@@ -42,7 +42,7 @@ def _test_size(value: str) -> float | int:
 
 def make_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = ArgumentParser(
-        prog=prog or "python -m trl_custom.evaluate",
+        prog=prog or "trl-custom evaluate",
         description="Evaluate a (conditioned) reward model on DSP pairs, general preference files, or any preference "
         "dataset with a condition column. Give --dsp_file and/or --general_files, or --dataset_name.",
     )

@@ -1,10 +1,10 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
 """
-`python -m trl_custom.fit_condition`: add a condition (domain, user) to a trained embedding-mode reward model from a
+`trl-custom fit-condition`: add a condition (domain, user) to a trained embedding-mode reward model from a
 few preference pairs ([`fit_new_condition`]) and save the adapted model.
 
 ```bash
-python -m trl_custom.fit_condition --model_name_or_path outputs/dsp-rm --condition literature \\
+trl-custom fit-condition --model_name_or_path outputs/dsp-rm --condition literature \\
     --pairs_file literature_pairs.jsonl --max_pairs 16 --output_dir outputs/dsp-rm-literature
 ```
 
@@ -29,7 +29,7 @@ from .trl_parser import StrictTrlParser
 @dataclass
 class FitConditionArguments:
     """
-    Arguments of `python -m trl_custom.fit_condition` (see [`fit_new_condition`] for the fitting ones).
+    Arguments of `trl-custom fit-condition` (see [`fit_new_condition`] for the fitting ones).
 
     Args:
         model_name_or_path (`str`): Folder of an embedding-mode reward model (`trainer.save_model`, a `checkpoint-N`,

@@ -34,6 +34,7 @@ from ..data.preferences import (
     load_general_pairs,
     mix_general_preferences,
     split_dsp_queries,
+    write_general_pairs,
 )
 from ..data.sources import check_data_file, describe_source, load_data_source, resolve_data_file, train_test_split
 from .outputs import check_plotting, flatten_results, ignore_bias_buffers, write_run_outputs
@@ -59,7 +60,7 @@ class RewardScriptArguments(ScriptArguments):
         general_files (`list[str]` or `None`): General preference files (`{text: [a, b], score: [sa, sb]}`), paths or
             URLs.
         train_file (`str` or `None`): Preference pairs as JSON / JSON lines rows with `prompt`, `chosen`, `rejected`
-            and optionally `margin` (e.g. written by `python -m trl_custom.augment`), used like one more general
+            and optionally `margin` (e.g. written by `trl-custom augment`), used like one more general
             file: `general_eval_pairs` of them are held out for evaluation, the margins are trained on
             (rows from other sources get margin 0).
         domains (`list[str]`): DSP domains to train on.
@@ -198,7 +199,7 @@ def build_reward_data(
                 pairs.select(range(held_out, min(len(pairs), held_out + (args.max_general_pairs or len(pairs)))))
             )
             eval_path = os.path.join(eval_dir, f"{os.path.splitext(os.path.basename(path))[0]}.json")
-            write_general_eval(pairs.select(range(held_out)), eval_path)
+            write_general_pairs(pairs.select(range(held_out)), eval_path)
             general_eval_files.append(eval_path)
             described.append(f"General pairs from `{path}`: {len(parts[-1])} trained on, {held_out} held out.")
         general = concatenate_datasets(_with_common_columns(parts))
@@ -281,16 +282,6 @@ def _with_common_columns(parts: list[Dataset]) -> list[Dataset]:
         part = part.select_columns(["prompt", "chosen", "rejected", "margin"])
         out.append(part.cast_column("margin", Value("float64")))
     return out
-
-
-def write_general_eval(pairs: Dataset, path: str) -> None:
-    """Held-out general pairs, written back in the `{text, score}` format the evaluator reads."""
-    items = [
-        {"text": [row["prompt"] + row["chosen"], row["prompt"] + row["rejected"]], "score": [1.0, 0.0]}
-        for row in pairs
-    ]
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(items, f)
 
 
 def print_before_after(before: dict | None, after: dict) -> str:

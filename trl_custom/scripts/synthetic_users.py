@@ -1,9 +1,9 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
 """
-`python -m trl_custom.synthetic_users`: write the synthetic short / long / mixed length-preference users
+`trl-custom synthetic-users`: write the synthetic short / long / mixed length-preference users
 ([`trl_custom.personalized_dpo.synthetic_users`]) of a DSP-format prompt file as JSON lines.
 
-    python -m trl_custom.synthetic_users --dsp_file dsp_queries.json --output users.jsonl --users_per_group 4
+    trl-custom synthetic-users --dsp_file dsp_queries.json --output users.jsonl --users_per_group 4
 """
 
 from __future__ import annotations
