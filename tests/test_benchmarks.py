@@ -320,10 +320,16 @@ def test_pdpo_cold_start_benchmark_runs(tmp_path):
 
 
 def test_online_users_benchmark_runs(tmp_path):
-    """The conflicting-users online benchmark on a tiny model built in code: every variant trains, evaluates own and
-    swapped users, and the step-time ratios are measured."""
+    """The conflicting-users online benchmark on a toy causal LM (tests/toy.py; `--model tiny` needs SmolLM2's
+    tokenizer, not installed in CI): every variant trains, evaluates own and swapped users, and the step-time ratios
+    are measured."""
+    tokenizer = make_tokenizer()
+    model_dir = tmp_path / "tiny-llama"
+    make_causal_lm("llama", tokenizer).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
     out = tmp_path / "out"
-    command = [sys.executable, str(ROOT / "benchmarks/online_users.py"), "--model", "tiny", "--output_dir", str(out)]
+    command = [sys.executable, str(ROOT / "benchmarks/online_users.py"), "--model", str(model_dir)]
+    command += ["--output_dir", str(out)]
     command += (
         "--steps 2 --users_per_group 1 --prompts_per_user 4 --eval_prompts 2 --eval_samples 1 --batch_size 4 "
         "--num_generations 2 --max_completion_length 4 --timing --timing_reps 1"

@@ -15,6 +15,8 @@ from trl_custom import CustomRewardConfig, PersonalizedDPOConfig
 from trl_custom.scripts.config_file import ACCELERATE_CONFIGS
 from trl_custom.scripts.config_file import RECIPES as RECIPES_DIR
 from trl_custom.scripts.dpo import make_parser as make_dpo_parser
+from trl_custom.scripts.online_rl import CONFIGS as ONLINE_CONFIGS
+from trl_custom.scripts.online_rl import make_parser as make_online_parser
 from trl_custom.scripts.reward import RewardScriptArguments
 from trl_custom.scripts.reward import make_parser as make_reward_parser
 
@@ -23,21 +25,24 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(RECIPES_DIR.glob("*.yaml"))
 
 
-LAUNCH_LINE = re.compile(r"^# trl-custom (reward|dpo) --config (\S+) --accelerate_config (\S+)$", re.MULTILINE)
+LAUNCH_LINE = re.compile(r"^# trl-custom (reward|dpo|grpo|rloo) --config (\S+) --accelerate_config (\S+)$", re.MULTILINE)
 
 
 def launch_line(recipe):
-    """The documented command of a recipe: its header line `# trl-custom reward|dpo --config NAME
+    """The documented command of a recipe: its header line `# trl-custom reward|dpo|grpo|rloo --config NAME
     --accelerate_config NAME` -> (command, recipe name, accelerate config name)."""
     match = LAUNCH_LINE.search(recipe.read_text())
-    assert match, f"{recipe.name} has no '# trl-custom reward|dpo --config ... --accelerate_config ...' line"
+    assert match, f"{recipe.name} has no '# trl-custom reward|dpo|grpo|rloo --config ... --accelerate_config ...' line"
     return match.groups()
 
 
 def parser_for(recipe):
-    """The parser of the command the recipe's launch line runs: `trl-custom dpo` or `trl-custom reward`."""
-    if launch_line(recipe)[0] == "dpo":
+    """The parser of the command the recipe's launch line runs: `trl-custom dpo|grpo|rloo|reward`."""
+    command = launch_line(recipe)[0]
+    if command == "dpo":
         return make_dpo_parser(), PersonalizedDPOConfig
+    if command in ("grpo", "rloo"):
+        return make_online_parser(trainer=command), ONLINE_CONFIGS[command]
     return make_reward_parser(), CustomRewardConfig
 
 
