@@ -18,7 +18,12 @@ def test_configs_and_recipes_live_in_the_package_only():
     assert ACCELERATE_CONFIGS == RECIPES.parent / "accelerate_configs" == ROOT / "trl_custom" / "accelerate_configs"
     assert (ACCELERATE_CONFIGS / "single_cpu.yaml").is_file() and (RECIPES / "quickstart_minilm.yaml").is_file()
     assert not (ROOT / "accelerate_configs").exists()
-    assert sorted(p.name for p in (ROOT / "recipes").iterdir() if p.name != "__pycache__") == ["dpo.py", "grpo.py", "reward.py", "rloo.py"]
+    assert sorted(p.name for p in (ROOT / "recipes").iterdir() if p.name != "__pycache__") == [
+        "dpo.py",
+        "grpo.py",
+        "reward.py",
+        "rloo.py",
+    ]
 
 
 def test_wheel_holds_the_accelerate_configs_and_recipes(tmp_path):

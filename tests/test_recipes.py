@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(RECIPES_DIR.glob("*.yaml"))
 
 
-LAUNCH_LINE = re.compile(r"^# trl-custom (reward|dpo|grpo|rloo) --config (\S+) --accelerate_config (\S+)$", re.MULTILINE)
+LAUNCH_LINE = re.compile(
+    r"^# trl-custom (reward|dpo|grpo|rloo) --config (\S+) --accelerate_config (\S+)$", re.MULTILINE
+)
 
 
 def launch_line(recipe):
