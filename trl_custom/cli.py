@@ -8,6 +8,7 @@ The `trl-custom` command, shaped like TRL's `trl`:
     trl-custom augment --config augment.yaml
     trl-custom synthetic-users --dsp_file demo --output users.jsonl
     trl-custom fit-condition --model_name_or_path outputs/my-rm --condition legal --pairs_file legal.jsonl ...
+    trl-custom serve-reward --model_name_or_path outputs/my-rm --port 8001
 
 `reward` and `dpo` run the same code as `recipes/reward.py` and `recipes/dpo.py` (`trl_custom.scripts.reward` /
 `.dpo`) through `accelerate launch`, as `trl reward` does. Their arguments are checked here first, so a misspelled
@@ -42,6 +43,7 @@ COMMANDS = {
     "evaluate": ("trl_custom.scripts.evaluate", "Evaluate a reward model per domain / condition", False),
     "synthetic-users": ("trl_custom.scripts.synthetic_users", "Write synthetic length-preference users", False),
     "fit-condition": ("trl_custom.scripts.fit_condition", "Add a condition to an embedding RM from k pairs", False),
+    "serve-reward": ("trl_custom.scripts.serve_reward", "Serve a reward model over HTTP for online RL", False),
 }
 
 LAUNCH_HELP = (
