@@ -78,7 +78,7 @@ def launch(name: str, argv: list[str]) -> int:
     exit code. The run prints its own error: no second traceback from the launcher.
     """
     module_name = COMMANDS[name][0]
-    from .scripts.trl_parser import accelerate_launch_flags
+    from .scripts.trl_parser import accelerate_launch_flags, check_machines
 
     parser = importlib.import_module(module_name).make_parser(prog=f"trl-custom {name}")
     parser.epilog = LAUNCH_HELP
@@ -92,6 +92,10 @@ def launch(name: str, argv: list[str]) -> int:
 
     launch_args = resolve_accelerate_config(launch_args)
     accelerate_args = launch_command_parser().parse_args(launch_args + ["--module", module_name] + script_args)
+    try:
+        check_machines(accelerate_args)
+    except ValueError as e:
+        raise SystemExit(f"trl-custom {name}: error: {e}") from None
     # the model card's "How it was made" shows the command as typed
     os.environ["TRL_CUSTOM_COMMAND"] = " ".join(["trl-custom", name] + [shlex.quote(a) for a in argv])
     try:
