@@ -49,7 +49,8 @@ COMMANDS = {
 LAUNCH_HELP = (
     "The flags of `accelerate launch` (--num_processes N, --config_file FILE, --mixed_precision, ...) go to it; "
     f"--accelerate_config NAME_OR_PATH is --config_file with a file or a name of {ACCELERATE_CONFIGS.name}/ shipped "
-    "with trl-custom (single_cpu, multi_cpu, single_gpu, multi_gpu, deepspeed_zero2, deepspeed_zero3, fsdp2, ...)."
+    "with trl-custom (single_cpu, multi_cpu, single_gpu, multi_gpu, deepspeed_zero2, deepspeed_zero3, fsdp2, ...; "
+    "several machines: multi_node_ddp, multi_node_zero3, multi_node_fsdp2, with --machine_rank --main_process_ip)."
 )
 
 
