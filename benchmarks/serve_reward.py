@@ -13,8 +13,9 @@ meaningless, the compute is the real one). The server runs as `trl-custom serve-
   against the rewards of the same request scored locally (`RewardScorer`, one request at a time): every request
   answered, in order, nothing lost or mixed between clients (each request's texts are its own). Reported:
   completions/s, client-side p50/p99 latency, mean completions per forward pass. Variants: dynamic batching
-  (`--max_batch_size`, `--max_wait_ms`) against one request per forward (`max_batch_size 1`), same model, same run;
-  the gain at the largest N is the goal's number (>= 3x at 16 clients on CPU).
+  (`--max_batch_size`, `--max_wait_ms`) against one request per forward (`max_batch_size 1`), same model, both
+  servers up at once and the variants interleaved, `--repeats` times; the gain at the largest N is the goal's number
+  (>= 3x at 16 clients on CPU).
 - **Faults**: a client timeout (a timeout shorter than a forward pass: bounded retries, then an error naming the
   server); the server restarted mid-run (a subprocess killed and started again on the same port while a client keeps
   calling `ConditionedRewardFunction.from_url(...)` on a GRPO-sized batch: every call answered with the right
@@ -56,7 +57,8 @@ def parse_args(argv=None):
     parser.add_argument("--output_dir", default="outputs/bench-serve")
     parser.add_argument("--max_length", type=int, default=128, help="Tokens per sequence (the model's max_length).")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16], help="Concurrent clients (N).")
-    parser.add_argument("--requests", type=int, default=25, help="Requests per client (M).")
+    parser.add_argument("--requests", type=int, default=20, help="Requests per client (M).")
+    parser.add_argument("--repeats", type=int, default=3, help="Interleaved repeats of each load run.")
     parser.add_argument("--completions_per_request", type=int, default=1)
     parser.add_argument("--max_batch_size", type=int, default=64, help="The batching variant's batch size.")
     parser.add_argument("--max_wait_ms", type=float, default=5.0, help="The batching variant's wait.")
@@ -321,36 +323,53 @@ def main(argv=None):
         f"batched (max {args.max_batch_size}, {args.max_wait_ms:g} ms)": (args.max_batch_size, args.max_wait_ms),
         "one request per forward (max 1)": (1, 0.0),
     }
-    load = {}
-    for name, (max_batch_size, max_wait_ms) in variants.items():
-        server = Server(args, folder, scorer, max_batch_size, max_wait_ms)
-        try:
-            load[name] = [load_run(args, server, pool, expected, n) for n in args.clients]
-        finally:
+    # both servers up at once, the variants interleaved (the same load on a shared machine), `--repeats` times
+    servers = {name: Server(args, folder, scorer, *settings) for name, settings in variants.items()}
+    load = {name: [] for name in variants}
+    try:
+        for n in args.clients:
+            for repeat in range(args.repeats):
+                for name, server in servers.items():
+                    row = {**load_run(args, server, pool, expected, n), "repeat": repeat}
+                    load[name].append(row)
+                    print(name, row, flush=True)
+    finally:
+        for server in servers.values():
             server.stop()
-        for row in load[name]:
-            print(name, row, flush=True)
+    batched_name, single_name = variants
+    gains = {}
+    for n in args.clients:
+        ratios = sorted(
+            b["completions_per_s"] / s["completions_per_s"]
+            for b, s in zip(load[batched_name], load[single_name], strict=True)
+            if b["clients"] == n
+        )
+        gains[str(n)] = {"median": round(statistics.median(ratios), 2), "min": round(ratios[0], 2),
+                         "max": round(ratios[-1], 2)}  # fmt: skip
     results = {"args": vars(args), "model": folder, "local_completions_per_s": round(local, 2), "load": load}
-    (batched, single), top = load.values(), -1
-    results["batching_gain"] = {
-        str(b["clients"]): round(b["completions_per_s"] / s["completions_per_s"], 2)
-        for b, s in zip(batched, single, strict=True)
-    }
+    results["batching_gain"] = gains
     if not args.skip_faults:
         results["faults"] = faults(args, folder, scorer, pool, expected)
     with open(os.path.join(args.output_dir, "results.json"), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
 
-    print(
-        "\n| variant | clients | requests answered | wrong | completions/s | p50 ms | p99 ms | completions/forward |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| variant | clients | answered right, in order | completions/s: median (min-max) | p50 ms | p99 ms | "
+          "completions/forward |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for name, rows in load.items():
-        for r in rows:
-            print(f"| {name} | {r['clients']} | {r['answered']}/{r['requests']} | {r['wrong']} | "
-                  f"{r['completions_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['mean_batch']} |")  # fmt: skip
-    gain = results["batching_gain"][str(batched[top]["clients"])]
-    print(f"\nbatching gain at {batched[top]['clients']} clients: {gain}x (goal >= 3x at 16 clients on CPU)")
+        for n in args.clients:
+            runs = [r for r in rows if r["clients"] == n]
+            right = sum(r["answered"] - r["wrong"] for r in runs)
+            speeds = sorted(r["completions_per_s"] for r in runs)
+            print(f"| {name} | {n} | {right}/{sum(r['requests'] for r in runs)} | {statistics.median(speeds)} "
+                  f"({speeds[0]}-{speeds[-1]}) | {statistics.median(r['p50_ms'] for r in runs)} | "
+                  f"{statistics.median(r['p99_ms'] for r in runs)} | "
+                  f"{statistics.median(r['mean_batch'] for r in runs)} |")  # fmt: skip
+    top = str(max(args.clients))
+    print(
+        f"\nbatching gain at {top} clients: {gains[top]['median']}x (min {gains[top]['min']}x, max "
+        f"{gains[top]['max']}x over {args.repeats} interleaved repeats; goal >= 3x at 16 clients on CPU)"
+    )
     if "faults" in results:
         print(json.dumps(results["faults"], indent=1))
     return results

@@ -296,13 +296,14 @@ def test_serve_reward_benchmark_runs_load_and_faults(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, str(ROOT / "benchmarks/serve_reward.py"), "--model", folder, "--server", "thread"]
     command += ["--dsp_file", str(tiny_dsp_file(tmp_path / "dsp.json", n=30)), "--output_dir", str(out)]
-    command += ["--clients", "1", "4", "--requests", "4", "--max_wait_ms", "20"]
+    command += ["--clients", "1", "4", "--requests", "4", "--max_wait_ms", "20", "--repeats", "1"]
     result = run_offline(command, ROOT)
     results = json.loads((out / "results.json").read_text())
     batched, single = results["load"].values()
     assert all(row["ok"] and row["answered"] == row["requests"] for row in batched + single)
     assert single[-1]["mean_batch"] == 1 and batched[-1]["mean_batch"] >= 1
     assert set(results["batching_gain"]) == {"1", "4"} and "batching gain at 4 clients" in result.stdout
+    assert "| one request per forward (max 1) | 4 | 16/16 |" in result.stdout
     faults = results["faults"]
     assert faults["client_timeout"]["raised"] and "timeout" in faults["client_timeout"]["error"]
     assert [status for status, _ in faults["bad_requests"]["answers"].values()] == [400, 413, 422, 422]

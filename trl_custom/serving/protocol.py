@@ -95,8 +95,8 @@ def _conditions(body: dict, count: int, conditioning: ConditioningSpec) -> list 
     if values is None:
         return None
     if not isinstance(values, list) or len(values) != count:
-        what = f"{len(values)} values" if isinstance(values, list) else f"a {type(values).__name__}"
-        raise RequestError(422, f"'conditions' is {what} for {count} completions: send one condition per completion.")
+        what = f"has {len(values)} values" if isinstance(values, list) else f"is a {type(values).__name__}"
+        raise RequestError(422, f"'conditions' {what} for {count} completions: send one condition per completion.")
     for i, value in enumerate(values):
         if not (value is None or isinstance(value, (str, int, float)) and not isinstance(value, bool)):
             raise RequestError(
