@@ -42,7 +42,8 @@ class ConditionedRewardFunction:
 
     Not an `nn.Module`, on purpose: TRL would otherwise call it as a plain sequence classifier, without the condition.
     It is therefore not prepared by the trainer either (no DeepSpeed/FSDP sharding): each process keeps a full copy
-    of the reward model, where it is or on `device`.
+    of the reward model, where it is or on `device` — or none with [`~ConditionedRewardFunction.from_url`], which
+    sends the texts to the model served by `trl-custom serve-reward` elsewhere (same rewards, same checks).
 
     Args:
         model ([`~transformers.PreTrainedModel`]):
