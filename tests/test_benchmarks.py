@@ -422,3 +422,36 @@ def test_margin_regularization_benchmark_runs(tmp_path):
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["calibration_all"] <= 1.0
     assert len(results["judges"]) == 6 and results["data"]["train_pairs"] == 24 and results["data"]["test_pairs"] == 12
     assert (out / "train.augmented.jsonl").is_file() and "| margin (scale 1) |" in result.stdout
+def test_serve_reward_benchmark_runs_load_and_faults(tmp_path):
+    """The serving benchmark on a tiny Llama reward model, server in a thread: every request answered right in both
+    variants, the batching variant merges requests, and each fault ends as it should (no made-up reward)."""
+    pytest.importorskip("fastapi")
+    from trl_custom import ConditioningSpec, save_reward_model
+    from trl_custom.data import DSP_DOMAINS
+    from trl_custom.record import ModelRecord
+
+    tokenizer = make_tokenizer()
+    model = make_reward_model("llama", tokenizer).eval()
+    spec = ConditioningSpec(
+        mode="text", column="domain", conditions=list(DSP_DOMAINS), template="domain is {condition} "
+    )
+    ModelRecord(kind="reward_model", conditioning=spec, max_length=48).attach(model)
+    folder = save_reward_model(model, tokenizer, tmp_path / "rm")
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "benchmarks/serve_reward.py"), "--model", folder, "--server", "thread"]
+    command += ["--dsp_file", str(tiny_dsp_file(tmp_path / "dsp.json", n=30)), "--output_dir", str(out)]
+    command += ["--clients", "1", "4", "--requests", "4", "--max_wait_ms", "20", "--repeats", "1"]
+    result = run_offline(command, ROOT)
+    results = json.loads((out / "results.json").read_text())
+    batched, single = results["load"].values()
+    assert all(row["ok"] and row["answered"] == row["requests"] for row in batched + single)
+    assert single[-1]["mean_batch"] == 1 and batched[-1]["mean_batch"] >= 1
+    assert set(results["batching_gain"]) == {"1", "4"} and "batching gain at 4 clients" in result.stdout
+    assert "| one request per forward (max 1) | 4 | 16/16 |" in result.stdout
+    faults = results["faults"]
+    assert faults["client_timeout"]["raised"] and "timeout" in faults["client_timeout"]["error"]
+    assert [status for status, _ in faults["bad_requests"]["answers"].values()] == [400, 413, 422, 422]
+    assert faults["bad_requests"]["good_answered_right"] and faults["bad_requests"]["healthy_after"]
+    restart = faults["server_restart"]
+    assert restart["calls"] >= 2 and restart["answered_right"] + len(restart["errors"]) == restart["calls"]
+    assert faults["server_gone"]["raised"] and "connection refused" in faults["server_gone"]["error"]

@@ -16,7 +16,7 @@ from trl_custom.scripts.config_file import ACCELERATE_CONFIGS, RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ["accelerate", "bitsandbytes", "torch", "transformers", "trl"]
-SUBCOMMANDS = ["reward", "dpo", "grpo", "rloo", "augment", "evaluate", "synthetic-users", "fit-condition"]
+SUBCOMMANDS = ["reward", "dpo", "grpo", "rloo", "augment", "evaluate", "synthetic-users", "fit-condition", "serve-reward"]
 
 
 def test_entry_points_in_pyproject():
@@ -45,6 +45,7 @@ def test_help_lists_every_subcommand():
         ("evaluate", ["--dataset_name", "--condition_column", "--dsp_file", "--config"]),
         ("synthetic-users", ["--dsp_file", "--users_per_group", "--config"]),
         ("fit-condition", ["--model_name_or_path", "--condition", "--pairs_file", "--max_pairs"]),
+        ("serve-reward", ["--model_name_or_path", "--host", "--port", "--api_key", "--max_batch_size", "--config"]),
     ],
 )
 def test_subcommand_help_shows_its_arguments(name, flags, capsys):

@@ -394,3 +394,175 @@ def test_personalized_grpo_two_processes_resume_equals_uninterrupted(assets, tmp
     )
     history = json.loads((tmp_path / "full" / "trainer_state.json").read_text())["log_history"]
     assert {"user_reward/short", "user_reward/long"} <= {key for entry in history for key in entry}
+# ---------------------------------------------------------------------------------------------------- several machines
+MULTI_NODE = ROOT / "examples" / "multi_node"
+
+
+@pytest.fixture(scope="module")
+def multi_node_cpu_config(tmp_path_factory):
+    """The shipped multi_node_ddp.yaml on the CPU (gloo, fp32); machines, ranks and ports come from the launchers."""
+    text = (ACCELERATE_CONFIGS / "multi_node_ddp.yaml").read_text()
+    text = text.replace("use_cpu: false", "use_cpu: true").replace("mixed_precision: bf16", 'mixed_precision: "no"')
+    path = tmp_path_factory.mktemp("multi_node") / "multi_node_ddp_cpu.yaml"
+    path.write_text(text)
+    return path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_machines(*launches, timeout=400):
+    """
+    Run the `(command, environment)` `launches` (one per "machine", or one SLURM job that starts them) at once on
+    127.0.0.1, each in a session of its own; every one must succeed. On a failure or a timeout all their processes
+    (launchers, torchrun agents, workers) are killed.
+    """
+    import signal
+
+    processes = [
+        subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )
+        for command, env in launches
+    ]  # fmt: skip
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=timeout))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+    for process, (out, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, out[-2000:] + err[-4000:]
+    return outputs
+
+
+def machines_env(tmp_path, port):
+    """What both launchers read: 2 machines of 1 CPU process, the head node 127.0.0.1:`port`, fake `srun` and
+    `scontrol` (SLURM's own commands, standing in for an allocation: `srun` starts its command once per node here,
+    with that node's SLURM_NODEID)."""
+    bin_dir = tmp_path / "fake-slurm"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "srun").write_text(
+        "#!/bin/bash\nwhile [[ $1 == --* ]]; do shift; done\npids=()\n"
+        'for ((i = 0; i < SLURM_NNODES; i++)); do SLURM_NODEID=$i SLURM_PROCID=$i "$@" & pids+=($!); done\n'
+        'status=0\nfor pid in "${pids[@]}"; do wait "$pid" || status=$?; done\nexit $status\n'
+    )
+    (bin_dir / "scontrol").write_text('#!/bin/bash\n[[ "$1 $2" == "show hostnames" ]] && echo 127.0.0.1\n')
+    for name in ("srun", "scontrol"):
+        (bin_dir / name).chmod(0o755)
+    return {
+        **os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "TRL_CUSTOM": f"{sys.executable} -m trl_custom.cli", "PROCESSES_PER_MACHINE": "1", "NUM_MACHINES": "2",
+        "MAIN_PROCESS_IP": "127.0.0.1", "MAIN_PROCESS_PORT": str(port), "SLURM_NNODES": "2",
+        "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_SUBMIT_DIR": str(ROOT),
+    }  # fmt: skip
+
+
+def test_launchers_parse_and_refuse_missing_machine_flags(tmp_path):
+    for script in ("launch.slurm", "launch_host.sh"):
+        done = subprocess.run(["bash", "-n", str(MULTI_NODE / script)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    env = {k: v for k, v in os.environ.items() if k not in ("MACHINE_RANK", "MAIN_PROCESS_IP", "SLURM_NNODES")}
+    done = subprocess.run(
+        ["bash", str(MULTI_NODE / "launch_host.sh"), "reward"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode != 0 and "set MACHINE_RANK" in done.stderr
+    done = subprocess.run(
+        ["bash", str(MULTI_NODE / "launch.slurm"), "reward"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode != 0 and "inside a SLURM allocation" in done.stderr
+
+
+@pytest.mark.parametrize("name", ["multi_node_ddp", "multi_node_zero3", "multi_node_fsdp2"])
+def test_multi_node_configs_take_the_machine_flags_from_the_command_line(name):
+    """accelerate's own launch preparation of each shipped multi-node config, with the machine values overridden:
+    torchrun's nodes, rank, processes per node and the head node's address come from the flags."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
+
+    flags = ["--config_file", str(ACCELERATE_CONFIGS / f"{name}.yaml"), "--num_machines", "4", "--num_processes"]
+    flags += ["32", "--machine_rank", "3", "--main_process_ip", "10.1.2.3", "--main_process_port", "29600", "x.py"]
+    args, defaults, _ = _validate_launch_command(launch_command_parser().parse_args(flags))
+    if name == "multi_node_zero3":
+        args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)
+        _, env = prepare_deepspeed_cmd_env(args)
+        assert env["ACCELERATE_DEEPSPEED_ZERO_STAGE"] == "3" and args.deepspeed_multinode_launcher == "standard"
+    else:
+        env = prepare_multi_gpu_env(args)
+        assert env.get("FSDP_VERSION", "2") == "2" and ("fsdp" in name) == (env.get("ACCELERATE_USE_FSDP") == "true")
+    assert (args.nnodes, args.node_rank, args.nproc_per_node) == ("4", 3, "8")
+    assert args.rdzv_endpoint == "10.1.2.3:29600" and env["ACCELERATE_MIXED_PRECISION"] == "bf16"
+
+
+def test_multi_node_launch_without_machine_flags_fails_with_the_fix(capsys):
+    from trl_custom import cli
+
+    reward = ["reward", "--config", "quickstart_minilm", "--accelerate_config", "multi_node_ddp"]
+    with pytest.raises(SystemExit, match="needs --machine_rank and --main_process_ip on each machine"):
+        cli.main(reward)
+    with pytest.raises(SystemExit, match="--num_processes 3 counts the processes of all machines"):
+        cli.main(reward + ["--machine_rank", "0", "--main_process_ip", "10.0.0.1", "--num_processes", "3"])
+    dpo = [
+        "dpo",
+        "--config",
+        "pdpo_lora_smollm2",
+        "--synthetic_dsp_file",
+        "demo",
+        "--accelerate_config",
+        "multi_node_zero3",
+    ]
+    with pytest.raises(SystemExit, match="--machine_rank 2: the machines of this launch are numbered 0 to 1"):
+        cli.main(dpo + ["--machine_rank", "2", "--main_process_ip", "head-node"])
+
+
+def test_reward_recipe_on_two_machines_under_slurm_matches_one_process_and_resumes(
+    assets, one_process_runs, multi_node_cpu_config, tmp_path
+):
+    """
+    examples/multi_node/launch.slurm in a stand-in allocation of 2 nodes (both on 127.0.0.1: fake `srun` runs
+    launch_host.sh twice, ranks 0 and 1): 2 `accelerate launch` of 1 gloo process each give the one-process run's
+    losses (same global batch); then, from its checkpoint-2 alone, a new 2-machine launch resumes to the same losses
+    and the same final weights and condition table.
+    """
+    from safetensors.torch import load_file
+
+    def slurm(out, *extra):
+        args = reward_args(assets, out, 2, "--save_strategy", "steps", "--save_steps", "2", "--disable_tqdm", "true")
+        command = ["reward", "--config", "quickstart_minilm", "--accelerate_config", str(multi_node_cpu_config)]
+        return ["bash", str(MULTI_NODE / "launch.slurm"), *command, *args, *extra]
+
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    ((out, err),) = run_machines((slurm(full), machines_env(tmp_path, free_port())))
+    assert "machine 0 of 2" in err and "machine 1 of 2" in err
+    reference = logged_losses(one_process_runs["reward"])
+    assert logged_losses(full) == pytest.approx(reference, rel=LOSS_TOLERANCE)
+    resumed.mkdir()
+    shutil.copytree(full / "checkpoint-2", resumed / "checkpoint-2")
+    run_machines((slurm(resumed, "--resume_from_checkpoint", "true"), machines_env(tmp_path / "again", free_port())))
+    assert logged_losses(resumed) == pytest.approx(logged_losses(full), abs=1e-6)
+    for name in ("soft_tokens.safetensors", "model.safetensors"):
+        expected, got = load_file(str(full / name)), load_file(str(resumed / name))
+        assert got.keys() == expected.keys()
+        for key, value in expected.items():
+            torch.testing.assert_close(got[key], value, atol=1e-6, rtol=0, msg=f"{name}: {key}")
+
+
+def test_dpo_recipe_on_two_hosts_matches_one_process(assets, one_process_runs, multi_node_cpu_config, tmp_path):
+    """examples/multi_node/launch_host.sh started on two "hosts" (MACHINE_RANK 0 and 1, 127.0.0.1), P-DPO with LoRA:
+    the one-process run's losses."""
+    out = tmp_path / "dpo"
+    env = machines_env(tmp_path, free_port())
+    command = ["bash", str(MULTI_NODE / "launch_host.sh"), "dpo", "--config", "pdpo_lora_smollm2"]
+    command += ["--accelerate_config", str(multi_node_cpu_config), *dpo_args(assets, out, 2), "--disable_tqdm", "true"]
+    run_machines(*((command, {**env, "MACHINE_RANK": str(rank)}) for rank in (0, 1)))
+    reference = logged_losses(one_process_runs["dpo"])
+    assert logged_losses(out) == pytest.approx(reference, rel=LOSS_TOLERANCE)

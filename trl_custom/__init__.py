@@ -64,6 +64,8 @@ _import_structure = {
         "save_reward_model",
         "write_model_card",
     ],
+    # a reward model served over HTTP (`trl-custom serve-reward`) and its client
+    "serving": ["RemoteRewardScorer", "RewardServer", "ServeRewardConfig"],
 }
 __all__ = [name for names in _import_structure.values() for name in names]
 _module_of = {name: module for module, names in _import_structure.items() for name in names}
@@ -125,4 +127,5 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
         PersonalizedRLOOTrainer,
     )
     from .record import ModelRecord
+    from .serving import RemoteRewardScorer, RewardServer, ServeRewardConfig
     from .soft_tokens import ConditioningArguments, ConditioningSpec, SoftTokenConfig, SoftTokens

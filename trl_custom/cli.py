@@ -8,6 +8,7 @@ The `trl-custom` command, shaped like TRL's `trl`:
     trl-custom augment --config augment.yaml
     trl-custom synthetic-users --dsp_file demo --output users.jsonl
     trl-custom fit-condition --model_name_or_path outputs/my-rm --condition legal --pairs_file legal.jsonl ...
+    trl-custom serve-reward --model_name_or_path outputs/my-rm --port 8001
 
 `reward` and `dpo` run the same code as `recipes/reward.py` and `recipes/dpo.py` (`trl_custom.scripts.reward` /
 `.dpo`) through `accelerate launch`, as `trl reward` does. Their arguments are checked here first, so a misspelled
@@ -44,12 +45,14 @@ COMMANDS = {
     "evaluate": ("trl_custom.scripts.evaluate", "Evaluate a reward model per domain / condition", False),
     "synthetic-users": ("trl_custom.scripts.synthetic_users", "Write synthetic length-preference users", False),
     "fit-condition": ("trl_custom.scripts.fit_condition", "Add a condition to an embedding RM from k pairs", False),
+    "serve-reward": ("trl_custom.scripts.serve_reward", "Serve a reward model over HTTP for online RL", False),
 }
 
 LAUNCH_HELP = (
     "The flags of `accelerate launch` (--num_processes N, --config_file FILE, --mixed_precision, ...) go to it; "
     f"--accelerate_config NAME_OR_PATH is --config_file with a file or a name of {ACCELERATE_CONFIGS.name}/ shipped "
-    "with trl-custom (single_cpu, multi_cpu, single_gpu, multi_gpu, deepspeed_zero2, deepspeed_zero3, fsdp2, ...)."
+    "with trl-custom (single_cpu, multi_cpu, single_gpu, multi_gpu, deepspeed_zero2, deepspeed_zero3, fsdp2, ...; "
+    "several machines: multi_node_ddp, multi_node_zero3, multi_node_fsdp2, with --machine_rank --main_process_ip)."
 )
 
 
@@ -78,7 +81,7 @@ def launch(name: str, argv: list[str]) -> int:
     exit code. The run prints its own error: no second traceback from the launcher.
     """
     module_name = COMMANDS[name][0]
-    from .scripts.trl_parser import accelerate_launch_flags
+    from .scripts.trl_parser import accelerate_launch_flags, check_machines
 
     parser = importlib.import_module(module_name).make_parser(prog=f"trl-custom {name}")
     parser.epilog = LAUNCH_HELP
@@ -92,6 +95,10 @@ def launch(name: str, argv: list[str]) -> int:
 
     launch_args = resolve_accelerate_config(launch_args)
     accelerate_args = launch_command_parser().parse_args(launch_args + ["--module", module_name] + script_args)
+    try:
+        check_machines(accelerate_args)
+    except ValueError as e:
+        raise SystemExit(f"trl-custom {name}: error: {e}") from None
     # the model card's "How it was made" shows the command as typed
     os.environ["TRL_CUSTOM_COMMAND"] = " ".join(["trl-custom", name] + [shlex.quote(a) for a in argv])
     try:

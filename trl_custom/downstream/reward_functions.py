@@ -42,7 +42,8 @@ class ConditionedRewardFunction:
 
     Not an `nn.Module`, on purpose: TRL would otherwise call it as a plain sequence classifier, without the condition.
     It is therefore not prepared by the trainer either (no DeepSpeed/FSDP sharding): each process keeps a full copy
-    of the reward model, where it is or on `device`.
+    of the reward model, where it is or on `device` — or none with [`~ConditionedRewardFunction.from_url`], which
+    sends the texts to the model served by `trl-custom serve-reward` elsewhere (same rewards, same checks).
 
     Args:
         model ([`~transformers.PreTrainedModel`]):
@@ -98,16 +99,21 @@ class ConditionedRewardFunction:
         max_length: int | None = None,
         name: str = "conditioned_reward",
     ):
-        if normalize not in NORMALIZATIONS:
-            raise ValueError(f"normalize={normalize!r}: choose one of {NORMALIZATIONS}.")
-        self.scorer = RewardScorer(model, tokenizer, spec, max_length=max_length, batch_size=batch_size)
-        self.condition_column = condition_column or self.scorer.conditioning.column
-        self.normalize = normalize
-        self.eps = eps
-        self.__name__ = name
+        scorer = RewardScorer(model, tokenizer, spec, max_length=max_length, batch_size=batch_size)
+        self._setup(scorer, condition_column, normalize, eps, name)
         self._auto_device = device == "auto"
         if device is not None and not self._auto_device:
             model.to(device)
+
+    def _setup(self, scorer, condition_column: str | None, normalize: str | None, eps: float, name: str) -> None:
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize={normalize!r}: choose one of {NORMALIZATIONS}.")
+        self.scorer = scorer
+        self.condition_column = condition_column or scorer.conditioning.column
+        self.normalize = normalize
+        self.eps = eps
+        self.__name__ = name
+        self._auto_device = False
         self.reset_statistics()
 
     @classmethod
@@ -118,6 +124,54 @@ class ConditionedRewardFunction:
         (LoRA adapter, condition table, vocabulary); `kwargs` go to the constructor."""
         model, tokenizer, spec = load_reward_model(path, tokenizer=tokenizer)
         return cls(model, tokenizer, spec, **kwargs)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        condition_column: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        retry_backoff: float = 1.0,
+        batch_size: int = 64,
+        normalize: str | None = None,
+        eps: float = 1e-6,
+        name: str = "conditioned_reward",
+    ) -> ConditionedRewardFunction:
+        """
+        The reward model served by `trl-custom serve-reward` at `url` as a reward function: the same contract,
+        checks, per-condition metrics and normalization as a local one, the rewards computed by the server (no
+        model in this process). Its conditioning (mode, column, known conditions) is read from the server when built.
+
+        Args:
+            url (`str`): The server, e.g. `"http://127.0.0.1:8001"`.
+            condition_column, normalize, eps, name: As in the constructor.
+            api_key (`str`, *optional*): The server's `--api_key`; defaults to `$TRL_CUSTOM_API_KEY`.
+            timeout (`float`, *optional*, defaults to `60.0`): Seconds to wait for each request's answer.
+            max_retries (`int`, *optional*, defaults to `3`): Retries of a request that failed in a way a retry can
+                fix (connection refused or reset, timeout, HTTP 408/429/5xx), with exponential backoff from
+                `retry_backoff` seconds; then [`~trl_custom.serving.RemoteRewardError`] names the server and each
+                failure (a training step never gets a made-up reward).
+            batch_size (`int`, *optional*, defaults to `64`): Completions per request.
+
+        Example:
+
+        ```python
+        >>> # on the reward machine: trl-custom serve-reward --model_name_or_path outputs/dsp-rm --port 8001
+        >>> reward = ConditionedRewardFunction.from_url("http://127.0.0.1:8001")
+        >>> trainer = GRPOTrainer(model=policy, reward_funcs=reward, train_dataset=dataset)  # "domain" column
+        ```
+        """
+        from ..serving.client import RemoteRewardScorer
+
+        scorer = RemoteRewardScorer(
+            url, api_key=api_key, timeout=timeout, max_retries=max_retries, retry_backoff=retry_backoff,
+            batch_size=batch_size,
+        )  # fmt: skip
+        reward = cls.__new__(cls)
+        reward._setup(scorer, condition_column, normalize, eps, name)
+        return reward
 
     @property
     def conditioning(self) -> ConditioningSpec:

@@ -22,6 +22,46 @@ def accelerate_launch_flags() -> dict[str, bool]:
     return {flag: action.nargs != 0 for action in parser._actions for flag in action.option_strings if flag != "-h"}
 
 
+def check_machines(launch_args) -> None:
+    """
+    A launch over several machines (`num_machines > 1`, from `--num_machines` or the accelerate config) names, on the
+    command line or in its config, this machine's `--machine_rank` and the head node's `--main_process_ip`; the rank
+    is below `num_machines` and the processes split evenly over the machines. Otherwise a `ValueError` with the fix
+    (accelerate would assume rank 0 on every machine, or stop on an assertion).
+
+    Args:
+        launch_args (`argparse.Namespace`): The parsed arguments of `accelerate launch`.
+    """
+    config = {}
+    if launch_args.config_file is not None:
+        with open(launch_args.config_file, encoding="utf-8") as f:
+            config = yaml.safe_load(f) or {}
+
+    def value(name):
+        given = getattr(launch_args, name, None)
+        return given if given is not None else config.get(name)
+
+    num_machines = int(value("num_machines") or 1)
+    if num_machines <= 1:
+        return
+    where = f" (num_machines={num_machines})"
+    missing = [f"--{name}" for name in ("machine_rank", "main_process_ip") if value(name) is None]
+    if missing:
+        raise ValueError(
+            f"A launch over several machines{where} needs {' and '.join(missing)} on each machine: --machine_rank 0 "
+            "on the head node, 1, 2, ... on the others, and --main_process_ip the head node's address (the same on "
+            "every machine); the repository's examples/multi_node/ has a SLURM and a two-host launcher that set them."
+        )
+    rank, num_processes = int(value("machine_rank")), int(value("num_processes") or num_machines)
+    if not 0 <= rank < num_machines:
+        raise ValueError(f"--machine_rank {rank}: the machines of this launch are numbered 0 to {num_machines - 1}.")
+    if num_processes % num_machines:
+        raise ValueError(
+            f"--num_processes {num_processes} counts the processes of all machines{where}: give a multiple of "
+            f"{num_machines} (machines x processes per machine, e.g. {num_machines * 8} for 8 GPUs each)."
+        )
+
+
 class StrictTrlParser(OneLineErrors, TrlParser):
     """
     TRL's [`~trl.TrlParser`] (dataclasses, `--config x.yaml`, `--key value` overrides of its keys), stricter:
