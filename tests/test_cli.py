@@ -16,7 +16,9 @@ from trl_custom.scripts.config_file import ACCELERATE_CONFIGS, RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ["accelerate", "bitsandbytes", "torch", "transformers", "trl"]
-SUBCOMMANDS = ["reward", "dpo", "augment", "evaluate", "synthetic-users", "fit-condition"]
+SUBCOMMANDS = [
+    "reward", "dpo", "augment", "evaluate", "synthetic-users", "fit-condition", "label-pairs", "evaluate-policy",
+]  # fmt: skip
 
 
 def test_entry_points_in_pyproject():
@@ -45,6 +47,11 @@ def test_help_lists_every_subcommand():
         ("evaluate", ["--dataset_name", "--condition_column", "--dsp_file", "--config"]),
         ("synthetic-users", ["--dsp_file", "--users_per_group", "--config"]),
         ("fit-condition", ["--model_name_or_path", "--condition", "--pairs_file", "--max_pairs"]),
+        (
+            "label-pairs",
+            ["--reward_model", "--policy", "--conditions", "--num_candidates", "--pair_strategy", "--config"],
+        ),
+        ("evaluate-policy", ["--policy", "--judge", "--base_policy", "--condition_mode", "--dsp_file", "--config"]),
     ],
 )
 def test_subcommand_help_shows_its_arguments(name, flags, capsys):

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..conditioned_rm.encoding import apply_text_condition
-from ..labelling.generation import as_policy_prompt, generate_completions
+from ..labelling.generation import generate_completions
 from ..labelling.labelling import check_conditions, reward_scores
 from ..soft_tokens import ConditioningSpec, get_soft_tokens
 from ..soft_tokens.spec import DEFAULT_TEMPLATE
@@ -67,20 +67,21 @@ def policy_generations(
     """
     One completion of each prompt under each condition, `{condition: [completion per prompt]}`: under the
     condition's soft tokens (`"embedding"`), with the condition written into the prompt (`"text"`, see
-    [`render_condition_prompt`]), or one generation shared by every condition (`"none"`).
+    [`render_condition_prompt`], before `use_chat_template` makes a text prompt a user message), or one generation
+    shared by every condition (`"none"`).
     """
     mode = resolve_policy_mode(model, mode)
-    policy_prompts = [as_policy_prompt(p, use_chat_template) for p in prompts]
     common = dict(batch_size=batch_size, seed=seed, progress=progress, desc=f"Generating ({mode})", **generate_kwargs)
+    common["use_chat_template"] = use_chat_template
     if mode == "none":
-        texts = [g[0] for g in generate_completions(model, tokenizer, policy_prompts, **common)]
+        texts = [g[0] for g in generate_completions(model, tokenizer, list(prompts), **common)]
         return {str(c): texts for c in conditions}
-    every = [(c, p) for c in conditions for p in policy_prompts]
+    every = [(c, p) for c in conditions for p in prompts]
     if mode == "embedding":
         outputs = generate_completions(
             model, tokenizer, [p for _, p in every], conditions=[c for c, _ in every], **common
         )
-    else:
+    else:  # rendered into the prompt as given: a text prompt read as a user message keeps it in that message
         rendered = [render_condition_prompt(p, c, template) for c, p in every]
         outputs = generate_completions(model, tokenizer, rendered, **common)
     n = len(prompts)

@@ -60,6 +60,7 @@ class GenerationArguments:
         seed (`int`): Each `generate` call is seeded with `seed` + the index of its first prompt, so a rerun with the
             same `generation_batch_size` reproduces the same completions.
         device (`str` or `None`): Where the models run (default: where they load).
+        dtype (`str`): The dtype the commands load the models in (`float32`, `bfloat16`, `float16`).
     """
 
     max_new_tokens: int = field(default=128, metadata={"help": "Tokens per completion."})
@@ -74,6 +75,10 @@ class GenerationArguments:
     generation_batch_size: int = field(default=16, metadata={"help": "Sequences per generate call."})
     seed: int = field(default=0, metadata={"help": "Seed of the sampling."})
     device: str | None = field(default=None, metadata={"help": "Device of the models."})
+    dtype: str = field(
+        default="float32",
+        metadata={"help": "dtype of the models the commands load.", "choices": ("float32", "bfloat16", "float16")},
+    )
 
     def __post_init__(self):
         if self.max_new_tokens < 1 or self.generation_batch_size < 1:

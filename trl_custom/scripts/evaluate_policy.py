@@ -27,7 +27,7 @@ from typing import Any
 
 from ..labelling.label_config import GenerationArguments, PromptArguments
 from ..soft_tokens.spec import DEFAULT_TEMPLATE
-from .label_pairs import load_policy, parse
+from .label_pairs import load_judge, load_policy, parse
 from .trl_parser import StrictTrlParser
 
 
@@ -80,12 +80,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
         if getattr(args, flag) is None:
             parser.error(f"--{flag} is required.")
 
-    from ..conditioned_rm.scoring import RewardScorer
     from ..evaluation.policy import evaluate_policy, format_policy_results, plot_policy_matrix, resolve_policy_mode
     from ..labelling.generation import check_can_generate
     from ..labelling.labelling import check_conditions
     from ..labelling.prompts import load_prompts
-    from ..models import resolve_model_path
     from ..record import ModelRecord
     from ..scripts.outputs import has_matplotlib
 
@@ -93,11 +91,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
         prompts = [row[prompt_args.prompt_column] for row in load_prompts(prompt_args)]
     except (ValueError, FileNotFoundError, ConnectionError) as e:
         parser.error(str(e))
-    judge = RewardScorer.from_pretrained(
-        resolve_model_path(args.judge), device=args.device, batch_size=args.scoring_batch_size
-    )
-    policy, tokenizer = load_policy(args.policy, args.device)
-    base, base_tokenizer = load_policy(args.base_policy, args.device) if args.base_policy else (None, None)
+    judge = load_judge(args.judge, args.device, args.dtype, batch_size=args.scoring_batch_size)
+    policy, tokenizer = load_policy(args.policy, args.device, args.dtype)
+    base, base_tokenizer = load_policy(args.base_policy, args.device, args.dtype) if args.base_policy else (None, None)
     conditions = args.conditions or judge.conditioning.conditions
     try:  # the checks evaluate_policy starts with, as one-line errors before anything is generated
         mode = resolve_policy_mode(policy, args.condition_mode)

