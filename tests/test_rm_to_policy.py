@@ -131,3 +131,11 @@ def test_domain_in_prompt_generations_see_the_rendered_prompt():
     expected = tokenizer.decode(greedy[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip()
     assert results["generations"]["formal"][0] == expected
     assert results["condition_mode"] == "text" and torch.is_tensor(greedy)
+
+
+def test_readme_example_compiles_and_its_imports_resolve():
+    from test_readme import python_block
+
+    code = python_block("## From a reward model to a personalized policy")
+    compile(code, "README.md", "exec")
+    exec("\n".join(line for line in code.splitlines() if line.startswith(("from ", "import "))), {})
