@@ -286,6 +286,10 @@ def test_bad_input_fails_before_any_generation(tmp_path):
     column = LabelConfig(output_file=str(tmp_path / "c.jsonl"), candidates_column="candidates")
     with pytest.raises(LabellingInputError, match=r"Row 0, column 'candidates'.*at least 2 candidate"):
         label_pairs(rows, scorer, column, progress=False)
+    column.dtype = "bfloat16"  # an option is honoured or refused: the models are float32
+    with pytest.raises(LabellingInputError, match=r"dtype=bfloat16, but the reward model is in torch.float32"):
+        label_pairs(candidate_rows(), scorer, column, progress=False)
+    column.dtype = None
     unconditioned, plain_tokenizer = conditioned_rm(mode="none")
     with pytest.raises(LabellingInputError, match="not conditioned.*--allow_generic"):
         label_pairs(candidate_rows(), RewardScorer(unconditioned, plain_tokenizer), column, progress=False)

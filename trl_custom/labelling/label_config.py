@@ -59,8 +59,10 @@ class GenerationArguments:
         generation_batch_size (`int`): Sequences per `generate` call (the candidates of a prompt stay together).
         seed (`int`): Each `generate` call is seeded with `seed` + the index of its first prompt, so a rerun with the
             same `generation_batch_size` reproduces the same completions.
-        device (`str` or `None`): Where the models run (default: where they load).
-        dtype (`str`): The dtype the commands load the models in (`float32`, `bfloat16`, `float16`).
+        device (`str` or `None`): Where the models run (default: where they are): the commands load them there,
+            [`label_pairs`] moves them there.
+        dtype (`str` or `None`): The dtype of the models (`float32`, `bfloat16`, `float16`): the commands load them in
+            it (`None`: float32); [`label_pairs`] refuses models in another dtype.
     """
 
     max_new_tokens: int = field(default=128, metadata={"help": "Tokens per completion."})
@@ -75,9 +77,9 @@ class GenerationArguments:
     generation_batch_size: int = field(default=16, metadata={"help": "Sequences per generate call."})
     seed: int = field(default=0, metadata={"help": "Seed of the sampling."})
     device: str | None = field(default=None, metadata={"help": "Device of the models."})
-    dtype: str = field(
-        default="float32",
-        metadata={"help": "dtype of the models the commands load.", "choices": ("float32", "bfloat16", "float16")},
+    dtype: str | None = field(
+        default=None,
+        metadata={"help": "dtype of the models (default: float32).", "choices": ("float32", "bfloat16", "float16")},
     )
 
     def __post_init__(self):

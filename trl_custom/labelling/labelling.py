@@ -193,6 +193,24 @@ def _check_judge_input(judge, rows: list[dict], prompt_column: str) -> None:
         )
 
 
+def _place_models(args: LabelConfig, judge, policy) -> None:
+    """`args.dtype`: the models must be in it; `args.device`: they are moved there."""
+    import torch
+
+    models = [("reward model", judge.model)] + ([("policy", policy)] if policy is not None else [])
+    if args.dtype is not None:
+        for what, model in models:
+            dtype = next(model.parameters()).dtype
+            if dtype != getattr(torch, args.dtype):
+                raise ValueError(
+                    f"dtype={args.dtype}, but the {what} is in {dtype}: load it in {args.dtype} (the commands do), "
+                    "or leave dtype unset."
+                )
+    if args.device is not None:
+        for _, model in models:
+            model.to(args.device)
+
+
 def _check_inputs(data, judge, args: LabelConfig, policy, tokenizer, prompt_column: str):
     """The rows, conditions, condition column, allowed unknown conditions and the resumed state, all checked."""
     if args.output_file is None:
@@ -218,6 +236,7 @@ def _check_inputs(data, judge, args: LabelConfig, policy, tokenizer, prompt_colu
             )
     elif policy is not None:
         raise ValueError("Give the candidates as one of a policy (generated) or candidates_column (read), not both.")
+    _place_models(args, judge, policy)
     if hasattr(judge, "batch_size"):
         judge.batch_size = args.scoring_batch_size
     elif hasattr(judge, "scorer"):

