@@ -269,6 +269,47 @@ def generate(name, model, tokenizer, prompts, mode, args):
 
 
 # ---------------------------------------------------------------------------------------------------- main
+def scoring_comparison(scorer, rows, args, prompts=12):
+    """
+    (candidate, domain) rows of the first labelled prompts (their distinct responses x the 4 domains) scored three
+    ways, rows per second side by side: one call (rows of different domains share forwards, as `label_pairs` does),
+    one call per domain, one forward per (candidate, domain). The rewards agree to float precision.
+    """
+    by_prompt = {}
+    for row in rows:
+        texts = by_prompt.setdefault(row["prompt"][0]["content"], [])
+        for response in (row["chosen"][0]["content"], row["rejected"][0]["content"]):
+            if response not in texts:
+                texts.append(response)
+    triples = [(p, r, d) for p, texts in list(by_prompt.items())[:prompts] for r in texts for d in DSP_DOMAINS]
+    if not triples:
+        return {}
+    scorer.batch_size = args.scoring_batch_size
+    timings, rewards = {}, {}
+    begin = time.perf_counter()
+    rewards["one call"] = scorer.score(*map(list, zip(*triples)))
+    timings["one call (domains share forwards)"] = time.perf_counter() - begin
+    begin = time.perf_counter()
+    per_domain = {}
+    for d in DSP_DOMAINS:
+        part = [t for t in triples if t[2] == d]
+        per_domain.update(zip(part, scorer.score(*map(list, zip(*part)))))
+    timings["one call per domain"] = time.perf_counter() - begin
+    begin = time.perf_counter()
+    single = [scorer.score([p], [r], [d])[0] for p, r, d in triples]
+    timings["one forward per (candidate, domain)"] = time.perf_counter() - begin
+    gap = max(
+        max(abs(a - b) for a, b in zip(rewards["one call"], single)),
+        max(abs(a - per_domain[t]) for a, t in zip(rewards["one call"], triples)),
+    )
+    return {
+        "rows": len(triples),
+        "batch_size": args.scoring_batch_size,
+        "rows_per_second": {name: len(triples) / seconds for name, seconds in timings.items()},
+        "max_reward_difference": gap,
+    }
+
+
 def judged(judge, prompts, generations, base):
     return judge_generations(judge, prompts, generations, base, list(DSP_DOMAINS))
 
@@ -318,6 +359,7 @@ def main(argv=None):
     chosen = judge.score(texts, [r["chosen"][0]["content"] for r in rows], [r["domain"] for r in rows])
     rejected = judge.score(texts, [r["rejected"][0]["content"] for r in rows], [r["domain"] for r in rows])
     results["judge_agrees_with_labeller"] = sum(c > r for c, r in zip(chosen, rejected)) / max(1, len(rows))
+    results["scoring_comparison"] = scoring_comparison(labeller, rows, args)
     write(results, args)
 
     # 3. the policies, on the same pairs and budget
@@ -409,6 +451,8 @@ def markdown(results):
         f"(candidate, domain) scores in {speed['scoring_seconds']:.1f} s "
         f"({speed['candidates_scored_per_second'] or 0:.1f}/s, batch {speed['scoring_batch_size']})",
         f"judge agrees with the labeller on {results['judge_agrees_with_labeller']:.3f} of the labelled pairs",
+        "scoring (candidate, domain) rows per second: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in results["scoring_comparison"].get("rows_per_second", {}).items()),
         "reward models' held-out DSP accuracy: "
         + ", ".join(f"{n} {r['dsp_accuracy']['mean']:.3f}" for n, r in results["reward_models"].items()),
         "training: "

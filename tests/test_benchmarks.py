@@ -302,6 +302,8 @@ def test_rm_to_policy_benchmark_smoke_runs_and_resumes(tmp_path):
     pooled = results["evaluation"]["pooled DPO"]["matrix"]["values"]
     assert all(line == pooled[0] for line in pooled)  # one generation for every domain
     assert results["labelling"]["counts"]["candidates"] == 3 * 3
+    comparison = results["scoring_comparison"]
+    assert len(comparison["rows_per_second"]) == 3 and comparison["max_reward_difference"] < 1e-4
     assert all(t["steps"] == 2 for t in results["training"].values())
     assert len(results["goals"]) == 4 and all(isinstance(met, bool) for met in results["goals"].values())
     assert "| P-DPO |" in result.stdout and (out / "matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
