@@ -29,6 +29,7 @@ what is done; results: `results.json`, `results.md` (stdout too) and `matrix.png
 
 import argparse
 import json
+import math
 import os
 import random
 import sys
@@ -434,14 +435,18 @@ def goals(results):
 def markdown(results):
     lines = ["| policy (judge: held-out RM) | " + " | ".join(DSP_DOMAINS) + " | diagonal | off-diagonal | diag - off "
              "| labeller's diagonal |", "|---" * (len(DSP_DOMAINS) + 5) + "|"]  # fmt: skip
+    n = results["queries"]["held_out"]
     for name, row in results["evaluation"].items():
-        cells = [f"{row['win_rate'][d]:.3f}" for d in DSP_DOMAINS]
+        rates = [row["win_rate"][d] for d in DSP_DOMAINS]
+        cells = [f"{p:.3f} ± {math.sqrt(p * (1 - p) / n):.3f}" for p in rates]
+        diagonal_se = math.sqrt(sum(p * (1 - p) / n for p in rates)) / len(rates)
         gap = row["diagonal_minus_off_diagonal"]
         labeller = results["evaluation_by_labeller"][name]["diagonal_mean"]
         lines.append(
-            f"| {name} | " + " | ".join(cells) + f" | {row['diagonal_mean']:.3f} | {row['off_diagonal_mean']:.3f} | "
-            f"{100 * gap:+.1f} | {labeller:.3f} |"
+            f"| {name} | " + " | ".join(cells) + f" | {row['diagonal_mean']:.3f} ± {diagonal_se:.3f} | "
+            f"{row['off_diagonal_mean']:.3f} | {100 * gap:+.1f} | {labeller:.3f} |"
         )
+    lines.append(f"(± binomial standard error over the {n} held-out prompts)")
     speed = results["labelling"]["throughput"]
     lines += [
         "",
