@@ -139,3 +139,24 @@ def test_readme_example_compiles_and_its_imports_resolve():
     code = python_block("## From a reward model to a personalized policy")
     compile(code, "README.md", "exec")
     exec("\n".join(line for line in code.splitlines() if line.startswith(("from ", "import "))), {})
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--conditions", "casual", "legal"], "Conditions ['legal'] are not among the reward model's domain values"),
+        (["--num_candidates", "1"], "a pair needs at least 2 candidates per prompt (n >= 2)"),
+        (
+            ["--prompt_column", "question"],
+            "has no column 'question' (columns: ['prompt', 'topic']): set --prompt_column",
+        ),
+    ],
+)
+def test_label_pairs_command_errors_are_one_line_before_generation(assets, tmp_path, capsys, extra, message):
+    argv = ["label-pairs", "--reward_model", str(assets / "labeller"), "--policy", str(assets / "lm"),
+            "--dataset_name", str(assets / "prompts.jsonl"), "--output_file", str(tmp_path / "p.jsonl")]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv + extra)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and err[-1].startswith("trl-custom label-pairs: error: ")
+    assert message in err[-1] and not (tmp_path / "p.jsonl").exists()
