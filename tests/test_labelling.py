@@ -51,7 +51,9 @@ def candidate_rows():
                 "answer gamma",
                 "answer delta t4",
             ],
-        },  # fmt: skip
+        },
+        # out-of-vocabulary words: both read as "answer <unk>", the same input once tokenized, the same reward
+        {"prompt": "question about t4 ", "candidates": ["answer zebra", "answer yak"]},
     ]
 
 
@@ -92,10 +94,12 @@ def test_labels_from_a_candidates_column(tmp_path, strategy):
     report = label_pairs(candidate_rows(), scorer, args, progress=False)
 
     counts = report["counts"]
-    assert counts["candidates"] == 10 and counts["empty"] == 1 and counts["exact_duplicates"] == 1
+    assert counts["candidates"] == 12 and counts["empty"] == 1 and counts["exact_duplicates"] == 1
     assert counts["near_duplicates"] == 1  # the 10-word and 11-word "tell me more" answers
+    assert counts["ties"] == 2  # "answer zebra" / "answer yak", under each condition
     kept = {0: ["answer alpha w1", "answer beta w2 w3"], 1: candidate_rows()[1]["candidates"],
-            2: ["tell me more w1 w2 w3 w4 w5 w6 w7 w8 w9", "answer gamma", "answer delta t4"]}  # fmt: skip
+            2: ["tell me more w1 w2 w3 w4 w5 w6 w7 w8 w9", "answer gamma", "answer delta t4"],
+            3: ["answer zebra", "answer yak"]}  # fmt: skip
     assert counts["scored"] == 2 * sum(len(c) for c in kept.values())
     rows = read_rows(args.output_file)
     assert counts["pairs"] == len(rows) == sum(report["pairs_per_condition"].values())
