@@ -270,6 +270,28 @@ def generate(name, model, tokenizer, prompts, mode, args):
 
 
 # ---------------------------------------------------------------------------------------------------- main
+def domain_agreement(rows):
+    """How much the labelled pairs differ between domains: for each two domains, the share of prompts where they chose
+    the same candidate (by chance 1/n with n distinct candidates) and the same pair."""
+    by_prompt = {}
+    for row in rows:
+        pair = (row["chosen"][0]["content"], row["rejected"][0]["content"])
+        by_prompt.setdefault(row["prompt"][0]["content"], {})[row["domain"]] = pair
+    same_chosen, same_pair = [], []
+    for a, b in ((a, b) for i, a in enumerate(DSP_DOMAINS) for b in DSP_DOMAINS[i + 1 :]):
+        both = [d for d in by_prompt.values() if a in d and b in d]
+        if both:
+            same_chosen.append(sum(d[a][0] == d[b][0] for d in both) / len(both))
+            same_pair.append(sum(d[a] == d[b] for d in both) / len(both))
+    mean = lambda values: sum(values) / len(values) if values else None  # noqa: E731
+    all_same = [len({pair[0] for pair in d.values()}) == 1 for d in by_prompt.values() if len(d) == len(DSP_DOMAINS)]
+    return {
+        "same_chosen": mean(same_chosen),
+        "same_pair": mean(same_pair),
+        "same_chosen_in_every_domain": mean([float(x) for x in all_same]),
+    }
+
+
 def scoring_comparison(scorer, rows, args, prompts=12):
     """
     (candidate, domain) rows of the first labelled prompts (their distinct responses x the 4 domains) scored three
@@ -361,6 +383,7 @@ def main(argv=None):
     rejected = judge.score(texts, [r["rejected"][0]["content"] for r in rows], [r["domain"] for r in rows])
     results["judge_agrees_with_labeller"] = sum(c > r for c, r in zip(chosen, rejected)) / max(1, len(rows))
     results["scoring_comparison"] = scoring_comparison(labeller, rows, args)
+    results["domains_agree"] = domain_agreement(rows)
     write(results, args)
 
     # 3. the policies, on the same pairs and budget
@@ -455,7 +478,10 @@ def markdown(results):
         f"(batch {speed['generation_batch_size']}, {speed['generated_tokens']} tokens); {speed['scored']} "
         f"(candidate, domain) scores in {speed['scoring_seconds']:.1f} s "
         f"({speed['candidates_scored_per_second'] or 0:.1f}/s, batch {speed['scoring_batch_size']})",
-        f"judge agrees with the labeller on {results['judge_agrees_with_labeller']:.3f} of the labelled pairs",
+        f"judge agrees with the labeller on {results['judge_agrees_with_labeller']:.3f} of the labelled pairs; two "
+        f"domains chose the same candidate for {results['domains_agree']['same_chosen'] or 0:.3f} of the prompts "
+        f"(the same pair: {results['domains_agree']['same_pair'] or 0:.3f}), all four for "
+        f"{results['domains_agree']['same_chosen_in_every_domain'] or 0:.3f}",
         "scoring (candidate, domain) rows per second: "
         + ", ".join(f"{k} {v:.1f}" for k, v in results["scoring_comparison"].get("rows_per_second", {}).items()),
         "reward models' held-out DSP accuracy: "
