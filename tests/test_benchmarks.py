@@ -422,6 +422,8 @@ def test_margin_regularization_benchmark_runs(tmp_path):
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["calibration_all"] <= 1.0
     assert len(results["judges"]) == 6 and results["data"]["train_pairs"] == 24 and results["data"]["test_pairs"] == 12
     assert (out / "train.augmented.jsonl").is_file() and "| margin (scale 1) |" in result.stdout
+
+
 def test_serve_reward_benchmark_runs_load_and_faults(tmp_path):
     """The serving benchmark on a tiny Llama reward model, server in a thread: every request answered right in both
     variants, the batching variant merges requests, and each fault ends as it should (no made-up reward)."""
@@ -455,3 +457,38 @@ def test_serve_reward_benchmark_runs_load_and_faults(tmp_path):
     restart = faults["server_restart"]
     assert restart["calls"] >= 2 and restart["answered_right"] + len(restart["errors"]) == restart["calls"]
     assert faults["server_gone"]["raised"] and "connection refused" in faults["server_gone"]["error"]
+
+
+def test_rm_to_policy_benchmark_smoke_runs_and_resumes(tmp_path):
+    """`benchmarks/rm_to_policy.py --smoke` on tiny models: two reward models, labelled pairs, the three policies and
+    the untrained prefix baseline judged per domain; a rerun reuses every stage."""
+    tokenizer = make_tokenizer()
+    rm_dir, lm_dir = tmp_path / "tiny-rm", tmp_path / "tiny-lm"
+    make_reward_model("llama", tokenizer).save_pretrained(rm_dir)
+    make_causal_lm("llama", tokenizer).save_pretrained(lm_dir)
+    for folder in (rm_dir, lm_dir):
+        tokenizer.save_pretrained(folder)
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "benchmarks/rm_to_policy.py"), "--smoke", "--output_dir", str(out)]
+    command += ["--dsp_file", str(tiny_dsp_file(tmp_path / "dsp.json", n=12)), "--rm_model", str(rm_dir)]
+    command += ["--policy_model", str(lm_dir)]
+    result = run_offline(command, ROOT)
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["queries"] == {"held_out": 2, "labeller": 5, "judge": 5}
+    assert set(results["evaluation"]) == {"P-DPO", "pooled DPO", "domain in prompt", "base + domain in prompt"}
+    for row in results["evaluation"].values():
+        assert set(row["win_rate"]) == {"academy", "business", "entertainment", "literature"}
+        assert all(0.0 <= v <= 1.0 for line in row["matrix"]["values"] for v in line)
+    pooled = results["evaluation"]["pooled DPO"]["matrix"]["values"]
+    assert all(line == pooled[0] for line in pooled)  # one generation for every domain
+    assert results["labelling"]["counts"]["candidates"] == 3 * 3
+    comparison = results["scoring_comparison"]
+    assert len(comparison["rows_per_second"]) == 3 and comparison["max_reward_difference"] < 1e-4
+    assert all(t["steps"] == 2 for t in results["training"].values())
+    assert len(results["goals"]) == 4 and all(isinstance(met, bool) for met in results["goals"].values())
+    assert "| P-DPO |" in result.stdout and (out / "matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    again = run_offline(command, ROOT)
+    assert again.stdout.count("reused ") == 2 + 3  # the reward models and the policies
+    assert json.loads((out / "results.json").read_text())["evaluation"] == results["evaluation"]

@@ -16,7 +16,10 @@ from trl_custom.scripts.config_file import ACCELERATE_CONFIGS, RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ["accelerate", "bitsandbytes", "torch", "transformers", "trl"]
-SUBCOMMANDS = ["reward", "dpo", "grpo", "rloo", "augment", "evaluate", "synthetic-users", "fit-condition", "serve-reward"]
+SUBCOMMANDS = [
+    "reward", "dpo", "grpo", "rloo", "augment", "evaluate", "synthetic-users", "fit-condition", "serve-reward",
+    "label-pairs", "evaluate-policy",
+]  # fmt: skip
 
 
 def test_entry_points_in_pyproject():
@@ -46,6 +49,11 @@ def test_help_lists_every_subcommand():
         ("synthetic-users", ["--dsp_file", "--users_per_group", "--config"]),
         ("fit-condition", ["--model_name_or_path", "--condition", "--pairs_file", "--max_pairs"]),
         ("serve-reward", ["--model_name_or_path", "--host", "--port", "--api_key", "--max_batch_size", "--config"]),
+        (
+            "label-pairs",
+            ["--reward_model", "--policy", "--conditions", "--num_candidates", "--pair_strategy", "--config"],
+        ),
+        ("evaluate-policy", ["--policy", "--judge", "--base_policy", "--condition_mode", "--dsp_file", "--config"]),
     ],
 )
 def test_subcommand_help_shows_its_arguments(name, flags, capsys):

@@ -394,6 +394,8 @@ def test_personalized_grpo_two_processes_resume_equals_uninterrupted(assets, tmp
     )
     history = json.loads((tmp_path / "full" / "trainer_state.json").read_text())["log_history"]
     assert {"user_reward/short", "user_reward/long"} <= {key for entry in history for key in entry}
+
+
 # ---------------------------------------------------------------------------------------------------- several machines
 MULTI_NODE = ROOT / "examples" / "multi_node"
 

@@ -26,16 +26,24 @@ RECIPES = sorted(RECIPES_DIR.glob("*.yaml"))
 
 
 LAUNCH_LINE = re.compile(
-    r"^# trl-custom (reward|dpo|grpo|rloo) --config (\S+) --accelerate_config (\S+)$", re.MULTILINE
+    r"^# trl-custom (reward|dpo|grpo|rloo|label-pairs|evaluate-policy) --config (\S+)(?: --accelerate_config (\S+))?$",
+    re.MULTILINE,
 )
+IN_PROCESS = ("label-pairs", "evaluate-policy")  # commands that run in the process, without accelerate
 
 
 def launch_line(recipe):
     """The documented command of a recipe: its header line `# trl-custom reward|dpo|grpo|rloo --config NAME
-    --accelerate_config NAME` -> (command, recipe name, accelerate config name)."""
+    --accelerate_config NAME` (or `# trl-custom label-pairs|evaluate-policy --config NAME`) -> (command, recipe name,
+    accelerate config name or None)."""
     match = LAUNCH_LINE.search(recipe.read_text())
-    assert match, f"{recipe.name} has no '# trl-custom reward|dpo|grpo|rloo --config ... --accelerate_config ...' line"
+    assert match, f"{recipe.name} has no '# trl-custom <command> --config ... [--accelerate_config ...]' line"
+    command, _, accelerate_config = match.groups()
+    assert (accelerate_config is None) == (command in IN_PROCESS), recipe.name
     return match.groups()
+
+
+TRAINING_RECIPES = [r for r in RECIPES if launch_line(r)[0] not in IN_PROCESS]
 
 
 def parser_for(recipe):
@@ -48,7 +56,7 @@ def parser_for(recipe):
     return make_reward_parser(), CustomRewardConfig
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+@pytest.mark.parametrize("recipe", TRAINING_RECIPES, ids=lambda p: p.name)
 def test_recipe_launch_line_names_existing_files(recipe):
     command, config, accelerate_config = launch_line(recipe)
     assert (ACCELERATE_CONFIGS / f"{accelerate_config}.yaml").is_file(), accelerate_config
@@ -104,7 +112,7 @@ def data_overrides(tmp_path, recipe):
     return args
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+@pytest.mark.parametrize("recipe", TRAINING_RECIPES, ids=lambda p: p.name)
 def test_recipe_parses(tmp_path, recipe):
     parser, config_class = parser_for(recipe)
     script_args, training_args, model_args, _ = parser.parse_args_and_config(
@@ -125,6 +133,29 @@ def test_recipe_parses(tmp_path, recipe):
         if key in config:
             holder = next(a for a in (script_args, training_args, model_args) if hasattr(a, key))
             assert getattr(holder, key) == config[key], key
+
+
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if launch_line(r)[0] in IN_PROCESS], ids=lambda p: p.name)
+def test_labelling_and_policy_evaluation_recipes_parse(tmp_path, recipe):
+    """The `label-pairs` / `evaluate-policy` recipes parse with their command's parser (a local DSP file for the URL),
+    every key read into the dataclasses."""
+    from trl_custom.scripts import evaluate_policy, label_pairs
+
+    command, config_name, _ = launch_line(recipe)
+    assert config_name == recipe.stem
+    module = label_pairs if command == "label-pairs" else evaluate_policy
+    dsp = tmp_path / "dsp.json"
+    dsp.write_text(json.dumps([{"query": "q", "responses": {"academy": "a"}}]))
+    parsed = module.make_parser().parse_args_and_config(["--config", recipe.stem, "--dsp_file", str(dsp)])
+    config = yaml.safe_load(recipe.read_text())
+    values = {k: v for dataclass in parsed for k, v in vars(dataclass).items()}
+    for key, value in config.items():
+        assert values[key] == (str(dsp) if key == "dsp_file" else value), key
+    if command == "label-pairs":  # what it writes, the P-DPO recipe of the same size reads
+        follow = {"label_pairs_dsp_smollm2": "pdpo_labelled_lora_smollm2", "label_pairs_dsp_llama8b":
+                  "pdpo_labelled_llama8b_lora"}[recipe.stem]  # fmt: skip
+        dpo = yaml.safe_load((RECIPES_DIR / f"{follow}.yaml").read_text())
+        assert dpo["dataset_name"] == config["output_file"] and dpo["condition_column"] == "domain"
 
 
 def test_recipe_refuses_missing_data_file(tmp_path):

@@ -56,6 +56,8 @@ _import_structure = {
         "PersonalizedRLOOConfig",
         "PersonalizedRLOOTrainer",
     ],
+    # from a conditioned reward model to per-condition preference pairs
+    "labelling": ["LabelConfig", "label_pairs"],
     # downstream use
     "downstream": [
         "ConditionedRewardFunction",
@@ -101,6 +103,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
         save_reward_model,
         write_model_card,
     )
+    from .labelling import LabelConfig, label_pairs
     from .margin import (
         AugmentConfig,
         JudgmentCache,

@@ -9,6 +9,8 @@ The `trl-custom` command, shaped like TRL's `trl`:
     trl-custom synthetic-users --dsp_file demo --output users.jsonl
     trl-custom fit-condition --model_name_or_path outputs/my-rm --condition legal --pairs_file legal.jsonl ...
     trl-custom serve-reward --model_name_or_path outputs/my-rm --port 8001
+    trl-custom label-pairs --config label_pairs_dsp_smollm2 --reward_model outputs/my-rm ...
+    trl-custom evaluate-policy --policy outputs/my-policy --judge outputs/other-rm --dsp_file held_out.json ...
 
 `reward` and `dpo` run the same code as `recipes/reward.py` and `recipes/dpo.py` (`trl_custom.scripts.reward` /
 `.dpo`) through `accelerate launch`, as `trl reward` does. Their arguments are checked here first, so a misspelled
@@ -46,6 +48,8 @@ COMMANDS = {
     "synthetic-users": ("trl_custom.scripts.synthetic_users", "Write synthetic length-preference users", False),
     "fit-condition": ("trl_custom.scripts.fit_condition", "Add a condition to an embedding RM from k pairs", False),
     "serve-reward": ("trl_custom.scripts.serve_reward", "Serve a reward model over HTTP for online RL", False),
+    "label-pairs": ("trl_custom.scripts.label_pairs", "Label pairs per condition with a conditioned RM", False),
+    "evaluate-policy": ("trl_custom.scripts.evaluate_policy", "Win rates of a policy per condition, judge RM", False),
 }
 
 LAUNCH_HELP = (

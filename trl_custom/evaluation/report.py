@@ -47,12 +47,18 @@ def save_figure(fig, path: str | os.PathLike) -> None:
 
 
 def plot_heatmap(
-    matrix: dict[str, Any], path: str | os.PathLike, title: str | None = None, xlabel: str = "evaluated domain"
+    matrix: dict[str, Any],
+    path: str | os.PathLike,
+    title: str | None = None,
+    xlabel: str = "evaluated domain",
+    ylabel: str = "condition given to the model",
+    value_label: str = "accuracy",
 ):
     """
-    Save `matrix` (as returned by [`heatmap`] or [`evaluate_pairs`]) as an annotated heatmap image; rows whose
-    condition the model was not trained on (`matrix["unseen"]`) are marked `*`, with a note under the title. Returns
-    the matplotlib `Figure`.
+    Save `matrix` (as returned by [`heatmap`], [`evaluate_pairs`] or [`evaluate_policy`]: `rows`, `columns` and
+    `values` in [0, 1]) as an annotated heatmap image; rows whose condition the model was not trained on
+    (`matrix["unseen"]`) are marked `*`, with a note under the title. `ylabel` and `value_label` (the color bar's)
+    name what the rows and values are. Returns the matplotlib `Figure`.
     """
     rows, note = heatmap_row_labels(matrix)
     columns = matrix["columns"]
@@ -60,11 +66,11 @@ def plot_heatmap(
     fig = new_figure("the heatmap", figsize=(1.6 * len(columns) + 2.5, 0.7 * len(rows) + 1.8 + 0.3 * bool(note)))
     ax = fig.subplots()
     image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-    fig.colorbar(image, ax=ax, label="accuracy")
+    fig.colorbar(image, ax=ax, label=value_label)
     ax.set_xticks(range(len(columns)), labels=columns, rotation=30, ha="right")
     ax.set_yticks(range(len(rows)), labels=rows)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("condition given to the model")
+    ax.set_ylabel(ylabel)
     for i, row in enumerate(values):
         for j, v in enumerate(row):
             text = "n/a" if v != v else f"{v:.2f}"
