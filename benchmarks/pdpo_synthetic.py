@@ -68,6 +68,10 @@ def parse_args():
     parser.add_argument("--alpha", type=float, default=0.75)
     parser.add_argument("--user_learning_rate", type=float, default=1e-2)
     parser.add_argument("--num_user_tokens", type=int, default=4)
+    parser.add_argument(
+        "--condition_model", default="lowrank", choices=["lowrank", "prototype", "table"], help="P-DPO's user model."
+    )
+    parser.add_argument("--num_prototypes", type=int, default=8, help="Prototypes of --condition_model prototype.")
     parser.add_argument("--sft_coef", type=float, default=0.0, help="Chosen-response NLL weight (baselines: TRL sft).")
     parser.add_argument("--eval_size", type=float, default=0.25, help="Fraction of the pairs held out.")
     parser.add_argument("--methods", nargs="+", default=["P-DPO", "vanilla DPO", "user id as text"])
@@ -230,6 +234,8 @@ def main():
                 group_column="group",
                 condition_learning_rate=args.user_learning_rate,
                 num_condition_tokens=args.num_user_tokens,
+                condition_model=args.condition_model,
+                num_prototypes=args.num_prototypes,
             ),
             train_dataset=train,
             processing_class=copy.deepcopy(tokenizer),
@@ -286,6 +292,8 @@ def main():
             alpha=args.alpha,
             conditions=users,
             num_condition_tokens=num_user_tokens,
+            condition_model=args.condition_model,
+            num_prototypes=args.num_prototypes,
         )
         return PersonalizedDPOTrainer(
             load(),
