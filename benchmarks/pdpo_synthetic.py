@@ -61,6 +61,10 @@ def parse_args(argv=None):
     parser.add_argument("--alpha", type=float, default=0.75)
     parser.add_argument("--user_learning_rate", type=float, default=1e-2)
     parser.add_argument("--num_user_tokens", type=int, default=4)
+    parser.add_argument(
+        "--condition_model", default="lowrank", choices=["lowrank", "prototype", "table"], help="P-DPO's user model."
+    )
+    parser.add_argument("--num_prototypes", type=int, default=8, help="Prototypes of --condition_model prototype.")
     parser.add_argument("--sft_coef", type=float, default=0.0, help="Chosen-response NLL weight (baselines: TRL sft).")
     parser.add_argument("--eval_size", type=float, default=0.25, help="Fraction of the pairs held out.")
     parser.add_argument("--methods", nargs="+", default=["P-DPO", "vanilla DPO", "user id as text"])
@@ -183,6 +187,8 @@ def main(argv=None):
             "group_column": "group",
             "condition_learning_rate": args.user_learning_rate,
             "num_condition_tokens": args.num_user_tokens,
+            "condition_model": args.condition_model,
+            "num_prototypes": args.num_prototypes,
         },
         "vanilla DPO": None,
         "user id as text": None,  # the user's alias written into the prompt
@@ -219,13 +225,15 @@ def main(argv=None):
     ten_users = [f"user-{i}" for i in range(10)]
 
     k = args.num_user_tokens
+    model = {"condition_model": args.condition_model, "num_prototypes": args.num_prototypes}  # the user model
     timing = {  # name: PersonalizedDPOConfig overrides (None: TRL's DPOTrainer)
         "DPO": None,
-        "P-DPO (10 users)": {"alpha": args.alpha, "conditions": ten_users, "num_condition_tokens": k},
+        "P-DPO (10 users)": {"alpha": args.alpha, "conditions": ten_users, "num_condition_tokens": k, **model},
         "P-DPO (100k users)": {
             "alpha": args.alpha,
             "conditions": [f"user-{i}" for i in range(100_000)],
             "num_condition_tokens": k,
+            **model,
         },
     }
     if k != 1:  # the soft tokens lengthen every sequence by k: the main cost on short sequences
@@ -233,6 +241,7 @@ def main(argv=None):
             "alpha": args.alpha,
             "conditions": ten_users,
             "num_condition_tokens": 1,
+            **model,
         }
     timing_trainers = {
         name: dpo_trainer(

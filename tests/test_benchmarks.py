@@ -492,3 +492,39 @@ def test_rm_to_policy_benchmark_smoke_runs_and_resumes(tmp_path):
     again = run_offline(command, ROOT)
     assert again.stdout.count("reused ") == 2 + 3  # the reward models and the policies
     assert json.loads((out / "results.json").read_text())["evaluation"] == results["evaluation"]
+
+
+def test_many_users_benchmark_smoke(tmp_path):
+    """`benchmarks/many_users.py --smoke`: every variant, the dev selection, the k-curve, the fine-tune and timing
+    sections, on a tiny BERT and a tiny population."""
+    from toy import save_reward_model
+
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "benchmarks/many_users.py"), "--smoke", "--output_dir", str(out)]
+    command += ["--dsp_file", str(tiny_dsp_file(tmp_path / "dsp.json", n=12)), "--max_length", "48"]
+    command += ["--model", save_reward_model(tmp_path, arch="bert", kind="bert"), "--seeds", "0", "1"]
+    command += ["--finetune_users", "3", "--finetune_variants", "text", "prototype", "--timing"]
+    result = run_offline(command, ROOT)
+
+    results = json.loads((out / "results.json").read_text())
+    variants = {"generic", "table", "lowrank", "prototype", "oracle", "bayes"}
+    assert set(results["head"]["seen"]) == set(results["head"]["unseen"]) == variants
+    for variant in variants:
+        assert set(results["head"]["unseen"][variant]) == {"0", "2", "4"}
+        for stat in [results["head"]["seen"][variant], *results["head"]["unseen"][variant].values()]:
+            assert 0.0 <= stat["mean"] <= 1.0 and stat["std"] >= 0.0
+    for variant in ("generic", "oracle", "bayes"):  # no user fitted: the same at every k
+        assert len({json.dumps(s) for s in results["head"]["unseen"][variant].values()}) == 1
+    selection = results["head"]["selection"]
+    assert selection["lowrank"]["train"]["rank"] == 2 and selection["prototype"]["fit"]["steps"] == 2
+    assert set(results["oracle_share"]) == {"table", "lowrank", "prototype", "seen"}
+    finetune = results["finetune"]["summary"]
+    assert {"user id as text (by hand)", "input prototype (fine-tuned)", "head prototype (frozen)"} <= set(finetune)
+    assert finetune["input prototype (fine-tuned)"]["steps"]["mean"] >= 1
+    timing = results["timing"]
+    assert set(timing["ratio"]) == {
+        f"{k}, {p}" for k in ("table", "lowrank", "prototype") for p in ("input", "reward_head")
+    }
+    assert all(r > 0 for r in timing["ratio"].values()) and timing["fit_seconds"]["reward_head"] > 0
+    assert (out / "k_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| prototype |" in result.stdout and "fit_new_condition, k=16 pairs" in result.stdout

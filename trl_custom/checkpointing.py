@@ -170,7 +170,7 @@ class SoftTokenCheckpointing:
         pairs = [("mode", saved.mode, spec.mode)]
         if spec.uses_soft_tokens:
             pairs.append(("conditions", saved.conditions, spec.conditions))
-            for name in ("kind", "num_tokens", "hidden_size", "dim", "num_prototypes", "num_features"):
+            for name in ("kind", "num_tokens", "hidden_size", "dim", "num_prototypes", "num_features", "placement"):
                 pairs.append((f"soft tokens' {name}", getattr(saved.tokens, name, None), getattr(spec.tokens, name)))
         if spec.renders_text:
             pairs.append(("template", saved.template, spec.template))

@@ -20,9 +20,19 @@ PYPI_MODELS = {
 }
 
 
+# `score`: decoder reward models (Llama, Qwen2, ...); `classifier`: encoders (BERT, MiniLM, RoBERTa, DeBERTa, ...).
+REWARD_HEAD_NAMES = ("score", "classifier")
+
+
 def unwrap_peft(model: nn.Module) -> nn.Module:
     """The transformers model inside a PEFT wrapper (`model.get_base_model()`), or `model` itself."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def reward_head_module(model: nn.Module) -> nn.Module | None:
+    """The reward head (`score` or `classifier`, possibly PEFT-wrapped) of a sequence-classification model, if any."""
+    inner = unwrap_peft(model)
+    return next((getattr(inner, n) for n in REWARD_HEAD_NAMES if isinstance(getattr(inner, n, None), nn.Module)), None)
 
 
 def resolve_model_path(name_or_path: str, cache_dir: str | None = None) -> str:

@@ -11,13 +11,16 @@ A text-mode model needs no fitting: its condition is text, so a new name is rend
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 
 from ..data.preferences import is_empty_response
-from ..soft_tokens import GENERIC, fit_new_row, is_missing
+from ..soft_tokens import GENERIC, fit_new_row, head_features, is_missing
 from ..soft_tokens.fitting import epochs_to_steps
+from ..soft_tokens.head import add_head_term
 from .conditioning import reward_forward
 from .scoring import RewardScorer
 
@@ -100,13 +103,17 @@ def fit_new_condition(
     if not encoded:
         return 0
 
-    def loss(indices, tokens):
-        batch = [encoded[i] for i in indices]
-        input_ids, attention_mask = scorer.collate([c for c, _ in batch] + [r for _, r in batch])
-        soft = tokens.expand(input_ids.shape[0], -1, -1)
-        rewards = reward_forward(scorer.model, input_ids, attention_mask, soft_tokens=soft)["rewards"].float()
-        chosen, rejected = rewards.chunk(2)
-        return -F.logsigmoid(chosen - rejected).mean()
+    if scorer.placement == "reward_head":
+        loss = _cached_head_loss(scorer, encoded)
+    else:
+
+        def loss(indices, tokens):
+            batch = [encoded[i] for i in indices]
+            input_ids, attention_mask = scorer.collate([c for c, _ in batch] + [r for _, r in batch])
+            soft = tokens.expand(input_ids.shape[0], -1, -1)
+            rewards = reward_forward(scorer.model, input_ids, attention_mask, soft_tokens=soft)["rewards"].float()
+            chosen, rejected = rewards.chunk(2)
+            return -F.logsigmoid(chosen - rejected).mean()
 
     new_id = fit_new_row(
         scorer.model,
@@ -123,6 +130,35 @@ def fit_new_condition(
     )
     spec.conditions.append(condition)
     return new_id
+
+
+def _cached_head_loss(scorer: RewardScorer, encoded: list[tuple[list[int], list[int]]]):
+    """
+    The Bradley-Terry loss of a condition at the reward head (`placement="reward_head"`) on features computed once:
+    the backbone is frozen and in eval mode while the new row is fitted, so each sequence's reward is its head's
+    reward plus `u . features` ([`~trl_custom.soft_tokens.head_features`]) and the fit runs no model forward.
+    """
+    sequences = [c for c, _ in encoded] + [r for _, r in encoded]
+    was_training = scorer.model.training
+    scorer.model.eval()
+    cached = []
+    try:
+        for start in range(0, len(sequences), scorer.batch_size):
+            input_ids, attention_mask = scorer.collate(sequences[start : start + scorer.batch_size])
+            forward = partial(reward_forward, scorer.model, input_ids, attention_mask)
+            cached.append(head_features(scorer.model, lambda: forward()["rewards"].float(), input_ids.shape[0]))  # noqa: B023
+    finally:
+        scorer.model.train(was_training)
+    base = torch.cat([rewards for rewards, _ in cached]).unsqueeze(-1)
+    features = torch.cat([feats for _, feats in cached])
+
+    def loss(indices, tokens):
+        rows = torch.tensor(indices + [len(encoded) + i for i in indices], device=features.device)
+        vectors = tokens[:, 0].float().expand(len(rows), -1)
+        chosen, rejected = add_head_term(features[rows], base[rows], vectors).squeeze(-1).chunk(2)
+        return -F.logsigmoid(chosen - rejected).mean()
+
+    return loss
 
 
 def _check_new_condition(spec, condition: Any) -> str:

@@ -13,7 +13,13 @@ import torch.nn as nn
 
 from ..models import unwrap_peft
 from ..packing import VARLEN_PACKING_ATTENTION, attention_implementation
-from ..soft_tokens import soft_token_forward
+from ..soft_tokens import reward_head_forward, soft_token_forward
+
+
+PACKED_HEAD_ERROR = (
+    "condition_placement='reward_head' with padding_free=True: the condition vectors are added per padded row, so "
+    "set padding_free=False (or put the condition in the input, condition_placement='input')."
+)
 
 
 def check_position_budget(config: Any, max_length: int | None, num_tokens: int) -> None:
@@ -42,13 +48,19 @@ def reward_hooks(
     soft_tokens: torch.Tensor | None,
     padding_free: bool = False,
     restore_hidden_states: bool = False,
+    placement: str = "after_first",
 ):
     """
     The hooks that make `base_model`'s calls inside the block read `soft_tokens` (`(sequences, K, hidden)`, after
-    the first token) and/or pack the sequences; a no-op context without either (the model runs as in TRL).
+    the first token; with `placement="reward_head"`, `(sequences, 1, width)` vectors at the reward head) and/or pack
+    the sequences; a no-op context without either (the model runs as in TRL).
     """
     if soft_tokens is None and not padding_free:
         return contextlib.nullcontext()
+    if placement == "reward_head" and soft_tokens is not None:
+        if padding_free:
+            raise ValueError(PACKED_HEAD_ERROR)
+        return reward_head_forward(base_model, soft_tokens)
     decoder = uses_last_token_pooling(base_model)
     return soft_token_forward(
         base_model,
@@ -69,20 +81,23 @@ def reward_forward(
     output_hidden_states: bool = False,
     base_model: nn.Module | None = None,
     padding_free: bool = False,
+    placement: str = "after_first",
 ) -> dict[str, Any]:
     """
     Rewards of a batch of sequences, with each sequence's soft tokens when given.
 
     Without soft tokens and packing this is exactly `model(input_ids, attention_mask)`, as in TRL's `RewardTrainer`.
     `model` is called as given (so a DDP/DeepSpeed wrapper sees the forward); `base_model` is its unwrapped module
-    (defaults to `model`), which the hooks are set on.
+    (defaults to `model`), which the hooks are set on. `placement`: where `soft_tokens` enter (`"reward_head"`: at
+    the head, see [`~trl_custom.soft_tokens.reward_head_forward`]).
 
     Returns:
         `dict` with `rewards` (`(sequences,)`) and, with `output_hidden_states`, `hidden` (the last hidden states, in
         the layout of `input_ids`).
     """
     base_model = base_model or model
-    with reward_hooks(base_model, soft_tokens, padding_free, restore_hidden_states=output_hidden_states):
+    hooks = reward_hooks(base_model, soft_tokens, padding_free, output_hidden_states, placement=placement)
+    with hooks:
         outputs = model(
             input_ids=input_ids,
             attention_mask=attention_mask,

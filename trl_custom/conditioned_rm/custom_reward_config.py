@@ -11,6 +11,8 @@ from .reward_head import POOLINGS
 
 AUTO_CONDITION_MODE = "auto"
 CONFIG_CONDITION_MODES = (AUTO_CONDITION_MODE, *CONDITION_MODES)
+# where the condition's learned parameters enter the reward model -> the soft tokens' placement
+CONDITION_PLACEMENTS = {"input": "after_first", "reward_head": "reward_head"}
 
 
 @dataclass
@@ -37,7 +39,16 @@ class CustomRewardConfig(ConditioningArguments, RewardConfig):
         condition_template (`str`, *optional*, defaults to `"Preference domain: {condition}.\n\n"`):
             Template of the text modes; prefix of the prompt (standard data) or system message (conversational).
         condition_model (`str`, *optional*, defaults to `"table"`):
-            The soft tokens of the embedding modes (see [`ConditioningArguments`]).
+            The soft tokens of the embedding modes (see [`ConditioningArguments`]): the user model, `"table"` (free
+            parameters per condition), `"lowrank"` (a `condition_dim`-sized vector per condition times a shared basis;
+            LoRe) or `"prototype"` (a weight vector per condition over `num_prototypes` shared prototypes; PAL).
+        condition_placement (`str`, *optional*, defaults to `"input"`):
+            Where the embedding modes' learned condition enters the reward model. `"input"`: `num_condition_tokens`
+            soft tokens inserted after the first token, read by every layer. `"reward_head"`: one vector per
+            condition added to the reward head over the features it reads (`reward = head(f) + u_c . f`; with
+            `"lowrank"`/`"prototype"`, a condition mixes `condition_dim`/`num_prototypes` basis rewards: LoRe's
+            form). Much cheaper, and with a frozen backbone a new condition is fitted from cached features; see
+            [`~trl_custom.soft_tokens.head`]. `num_condition_tokens` does not apply there.
         condition_dropout (`float`, *optional*, defaults to `0.0`):
             `"embedding"` mode: probability of giving a training pair the generic entry instead of its condition,
             so that the generic entry learns the population preference. Such pairs are logged as
@@ -103,6 +114,13 @@ class CustomRewardConfig(ConditioningArguments, RewardConfig):
     condition_model: str = field(
         default="table", metadata={"help": "'table', 'lowrank' or 'prototype'.", "choices": SOFT_TOKEN_KINDS}
     )
+    condition_placement: str = field(
+        default="input",
+        metadata={
+            "help": "Where a learned condition enters: 'input' (soft tokens) or 'reward_head' (a vector at the head).",
+            "choices": tuple(CONDITION_PLACEMENTS),
+        },
+    )
     condition_dropout: float = field(default=0.0, metadata={"help": "Probability of training a pair as generic."})
     imitation_coef: float = field(default=0.0, metadata={"help": "Weight of the LM loss on chosen responses."})
     truncation_mode: str = field(
@@ -146,6 +164,22 @@ class CustomRewardConfig(ConditioningArguments, RewardConfig):
             )
         soft = self.condition_mode in ("embedding", "text+embedding")
         changed = self.changed_soft_token_options()
+        if self.condition_placement not in CONDITION_PLACEMENTS:
+            raise ValueError(
+                f"condition_placement={self.condition_placement!r}: choose one of {tuple(CONDITION_PLACEMENTS)}."
+            )
+        if self.condition_placement != "input":
+            changed.append("condition_placement")
+            if self.num_condition_tokens != type(self).__dataclass_fields__["num_condition_tokens"].default:
+                raise ValueError(
+                    f"num_condition_tokens={self.num_condition_tokens} counts soft tokens in the input, but "
+                    "condition_placement='reward_head' puts one vector per condition at the reward head: leave "
+                    "num_condition_tokens unset, or set condition_placement='input'."
+                )
+            if self.padding_free:
+                from .conditioning import PACKED_HEAD_ERROR
+
+                raise ValueError(PACKED_HEAD_ERROR)
         if changed and not soft:
             raise ValueError(
                 f"{', '.join(f'{n}={getattr(self, n)!r}' for n in changed)}: soft-token options, read only with "

@@ -22,7 +22,7 @@ from ..soft_tokens import ConditioningSpec, attach_soft_tokens, get_soft_tokens,
 from ..soft_tokens.module import with_own_learning_rate
 from .collator import DataCollatorForConditionedPreference
 from .conditioning import check_position_budget, reward_forward, reward_hooks, uses_last_token_pooling
-from .custom_reward_config import AUTO_CONDITION_MODE, CustomRewardConfig
+from .custom_reward_config import AUTO_CONDITION_MODE, CONDITION_PLACEMENTS, CustomRewardConfig
 from .encoding import completion_start, render_condition_columns, without_missing_eos
 from .imitation import IMITATION_CHUNK_SIZE, chunked_lm_loss, lm_head_weight
 from .listwise import (
@@ -143,7 +143,7 @@ class CustomRewardTrainer(SoftTokenCheckpointing, RewardTrainer):
         self.soft_tokens = None
         if self.conditioning.uses_soft_tokens:
             self.soft_tokens = self._soft_tokens_of(unwrapped)
-            check_position_budget(unwrapped.config, args.max_length, self.conditioning.tokens.num_tokens)
+            check_position_budget(unwrapped.config, args.max_length, self.conditioning.tokens.num_input_tokens)
             held = {id(p) for group in getattr(self.optimizer, "param_groups", []) for p in group["params"]}
             if self.optimizer is not None and not all(id(p) in held for p in self.soft_tokens.parameters()):
                 raise ValueError(
@@ -199,10 +199,16 @@ class CustomRewardTrainer(SoftTokenCheckpointing, RewardTrainer):
         if mode == "none":
             return ConditioningSpec(mode="none", column=args.condition_column)
         conditions = args.conditions
+        placement = CONDITION_PLACEMENTS[args.condition_placement]
         continued = saved is not None and saved.uses_soft_tokens and mode in ("embedding", "text+embedding")
         if continued:
             if mode != saved.mode:
                 raise ValueError(f"The model was trained with condition_mode={saved.mode!r}: set it the same.")
+            if args.condition_placement != "input" and saved.tokens.placement != placement:
+                raise ValueError(
+                    f"The model's conditions enter at placement {saved.tokens.placement!r} (its record), not "
+                    f"{placement!r}: leave condition_placement unset to continue training them."
+                )
             if conditions is not None and list(conditions) != saved.conditions:
                 raise ValueError(
                     f"The model's soft tokens were trained for conditions {saved.conditions}, but "
@@ -211,7 +217,7 @@ class CustomRewardTrainer(SoftTokenCheckpointing, RewardTrainer):
             conditions = saved.conditions
         if conditions is None:  # the training set's values: what "seen in training" means
             conditions = CustomRewardTrainer._distinct_conditions(args, mode, train_dataset, "train")
-        spec = args.conditioning_spec(mode, conditions, placement="after_first", template=args.condition_template)
+        spec = args.conditioning_spec(mode, conditions, placement=placement, template=args.condition_template)
         if continued:
             spec.tokens = saved.tokens
         return spec
@@ -391,7 +397,8 @@ class CustomRewardTrainer(SoftTokenCheckpointing, RewardTrainer):
         if imitation:
             inputs["output_hidden_states"] = True
         unwrapped = self.accelerator.unwrap_model(model)
-        with reward_hooks(unwrapped, soft, self.args.padding_free, restore_hidden_states=imitation):
+        placement = self.conditioning.tokens.placement if soft is not None else "after_first"
+        with reward_hooks(unwrapped, soft, self.args.padding_free, imitation, placement=placement):
             loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
         rewards = outputs.logits.squeeze(-1)
         imitation_loss = None
@@ -448,6 +455,7 @@ class CustomRewardTrainer(SoftTokenCheckpointing, RewardTrainer):
             soft_tokens=soft,
             output_hidden_states=imitation,
             base_model=self.accelerator.unwrap_model(model),
+            placement=self.conditioning.tokens.placement if soft is not None else "after_first",
         )
         rewards = forward["rewards"]
         chosen, rejected = rewards[:num_chosen], rewards[num_chosen:]

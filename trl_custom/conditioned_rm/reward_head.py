@@ -13,13 +13,10 @@ import torch
 import torch.nn as nn
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from ..models import unwrap_peft
+from ..models import REWARD_HEAD_NAMES, unwrap_peft
 
 
 logger = logging.getLogger(__name__)
-
-# `score`: decoder reward models (Llama, Qwen2, ...); `classifier`: encoders (BERT, MiniLM, RoBERTa, DeBERTa, ...).
-REWARD_HEAD_NAMES = ("score", "classifier")
 # PEFT task types whose wrappers need a generative model (`prepare_inputs_for_generation`).
 GENERATIVE_TASK_TYPES = ("CAUSAL_LM", "SEQ_2_SEQ_LM")
 

@@ -161,7 +161,7 @@ class RewardScorer:
                 f"The conditioning is in {self.conditioning.mode!r} mode but the model has no soft tokens: load it "
                 "with load_reward_model / RewardScorer.from_pretrained, or pass the model of a CustomRewardTrainer."
             )
-        num_soft = self.conditioning.tokens.num_tokens if self.soft_tokens is not None else 0
+        num_soft = self.conditioning.tokens.num_input_tokens if self.soft_tokens is not None else 0
         self.max_length = resolve_max_length(model, max_length, num_soft)
         self.batch_size = batch_size
 
@@ -178,6 +178,11 @@ class RewardScorer:
         if device is not None:
             model.to(device)
         return cls(model, tokenizer, conditioning, **kwargs)
+
+    @property
+    def placement(self) -> str:
+        """Where the soft tokens enter the model (`"after_first"`, or `"reward_head"`); see [`SoftTokenConfig`]."""
+        return self.soft_tokens.config.placement if self.soft_tokens is not None else "after_first"
 
     def encode(self, prompt: Any, response: Any, condition: Any = None) -> list[int]:
         """Token ids of one input, the condition rendered and the sequence cut as in training."""
@@ -250,7 +255,7 @@ class RewardScorer:
             soft = None
             if self.soft_tokens is not None:
                 soft = self.soft_tokens(torch.tensor([condition_ids[i] for i in rows], device=input_ids.device))
-            out = reward_forward(self.model, input_ids, attention_mask, soft_tokens=soft)
+            out = reward_forward(self.model, input_ids, attention_mask, soft_tokens=soft, placement=self.placement)
             for j, i in enumerate(rows):
                 rewards[i] = out["rewards"][j].float().item()
         return rewards

@@ -298,12 +298,17 @@ def _reward_card(model_name: str, spec: ConditioningSpec, pooling: str = "model"
         f"its name rendered into the input with the template `{spec.template!r}` (prefix of the prompt, or system "
         "message of a conversation)"
     )
-    soft = (
-        f"{spec.tokens.num_tokens} learned soft tokens per condition (`{spec.tokens.kind}` soft tokens, "
-        "`soft_tokens.safetensors`), inserted after the first token; id 0 is the generic entry"
-        if spec.tokens is not None
-        else ""
-    )
+    soft = ""
+    if spec.tokens is not None and spec.tokens.placement == "reward_head":
+        soft = (
+            f"a learned vector per condition at the reward head (`{spec.tokens.kind}` user model, "
+            "`soft_tokens.safetensors`): reward = head(features) + vector . features; id 0 is the generic entry"
+        )
+    elif spec.tokens is not None:
+        soft = (
+            f"{spec.tokens.num_tokens} learned soft tokens per condition (`{spec.tokens.kind}` soft tokens, "
+            "`soft_tokens.safetensors`), inserted after the first token; id 0 is the generic entry"
+        )
     method = {
         "none": "an unconditioned reward model (TRL's `RewardTrainer` objective).",
         "text": f"a reward model conditioned on a domain/user: {text}.",
@@ -324,7 +329,9 @@ def _reward_card(model_name: str, spec: ConditioningSpec, pooling: str = "model"
             ("conditions", f"{len(spec.conditions)} (+ the generic entry for missing values)"),
             ("values not seen in training", "error (strict)" if spec.strict else spec.how_unknown_is_scored()),
         ]
-        if spec.tokens is not None:
+        if spec.tokens is not None and spec.tokens.placement == "reward_head":
+            rows.append(("condition model at the reward head", f"`{spec.tokens.kind}`"))
+        elif spec.tokens is not None:
             rows.append(("soft tokens per condition", spec.tokens.num_tokens))
         lines += ["", "## Conditions", "", _table(rows), "", f"Known values: {_listed(spec.conditions)}."]
     lines += ["", "## Usage", "", "```python", "from trl_custom import ConditionedRewardFunction, RewardScorer", ""]

@@ -96,7 +96,7 @@ class ConditioningArguments:
     def soft_token_config(self, placement: str, num_features: int = 0) -> SoftTokenConfig:
         return SoftTokenConfig(
             kind=self.condition_model,
-            num_tokens=self.num_condition_tokens,
+            num_tokens=1 if placement == "reward_head" else self.num_condition_tokens,  # one vector at the head
             dim=self.condition_dim,
             num_prototypes=self.num_prototypes,
             num_features=num_features,

@@ -10,9 +10,11 @@
   `num_prototypes` shared prototypes (PAL's ideal-point mixture; P-RLHF's cluster user model).
 
 Id 0 is always the generic entry (for the two factored variants: the generic block alone). Optional per-row feature
-vectors add `feature_proj(features)` to a condition's vector. The module is attached to the Hugging Face model as a
-submodule named `soft_tokens` (after PEFT wrapping, so it stays trainable and DDP/DeepSpeed see it) and saved beside
-the model as `soft_tokens.safetensors`, its configuration in the model's record.
+vectors add `feature_proj(features)` to a condition's vector. With `placement="reward_head"` a condition's one token
+is a vector at a reward model's head instead (see `head.py`): the same three variants, as user models there. The
+module is attached to the Hugging Face model as a submodule named `soft_tokens` (after PEFT wrapping, so it stays
+trainable and DDP/DeepSpeed see it) and saved beside the model as `soft_tokens.safetensors`, its configuration in the
+model's record.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from ..models import unwrap_peft
+from .head import head_linear
 from .spec import SoftTokenConfig
 
 
@@ -198,7 +201,11 @@ def input_embedding_stats(model: nn.Module, with_std: bool = False) -> Embedding
 
 
 def new_soft_tokens(model: nn.Module, config: SoftTokenConfig, num_conditions: int) -> SoftTokens:
-    """A new module for `model` (sized and initialised from its input embeddings), not attached yet."""
+    """A new module for `model`, not attached yet: sized and initialised from its input embeddings, or at the reward
+    head (`placement="reward_head"`) sized from the head's input and zero: every condition starts as the head."""
+    if config.placement == "reward_head":
+        config.hidden_size = head_linear(model).in_features
+        return SoftTokens(config, num_conditions, init_std=0.0)
     stats = input_embedding_stats(model, with_std=True)
     config.hidden_size = stats.hidden_size
     return SoftTokens(config, num_conditions, init_std=stats.std)
@@ -209,10 +216,16 @@ def attach_soft_tokens(model: nn.Module, module: SoftTokens) -> SoftTokens:
     Register `module` as the `soft_tokens` submodule of the underlying Hugging Face model (the PEFT base model when
     wrapped), on the embeddings' device and (floating) dtype, trainable. Attach after PEFT wrapping.
     """
-    stats = input_embedding_stats(model)
+    if module.config.placement == "reward_head":
+        weight = head_linear(model).weight
+        stats = EmbeddingStats(hidden_size=_full_shape(weight)[-1], device=weight.device, dtype=weight.dtype)
+        where = "reward head reads features of width"
+    else:
+        stats = input_embedding_stats(model)
+        where = "embeddings have"
     if module.config.hidden_size != stats.hidden_size:
         raise ValueError(
-            f"The soft tokens have hidden size {module.config.hidden_size} but the model's embeddings have "
+            f"The soft tokens have hidden size {module.config.hidden_size} but the model's {where} "
             f"{stats.hidden_size}: they were trained for another backbone. Train new ones for this model."
         )
     dtype = stats.dtype if stats.dtype.is_floating_point else torch.float32

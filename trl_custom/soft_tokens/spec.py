@@ -9,7 +9,8 @@ One [`ConditioningSpec`] serves reward models and policies alike:
 - `conditions`: the values seen in training, in table order. Id 0 is the *generic* entry: what a missing value
   gets and, unless `strict`, an unknown one;
 - `tokens` ([`SoftTokenConfig`]): in the embedding modes, the soft-token module's variant and size and where the
-  tokens enter (`"after_first"`: after BOS/CLS, reward models; `"prepend"`: before the input, policies).
+  condition enters (`"after_first"`: soft tokens after BOS/CLS, reward models; `"prepend"`: before the input,
+  policies; `"reward_head"`: a vector per condition at a reward model's head, over the backbone's pooled features).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 GENERIC = "generic"
 CONDITION_MODES = ("none", "text", "embedding", "text+embedding")
 SOFT_TOKEN_KINDS = ("table", "lowrank", "prototype")
-PLACEMENTS = ("after_first", "prepend")
+PLACEMENTS = ("after_first", "prepend", "reward_head")
 DEFAULT_TEMPLATE = "Preference domain: {condition}.\n\n"
 
 
@@ -35,7 +36,7 @@ def is_missing(value: Any) -> bool:
 class SoftTokenConfig:
     """
     Shape of a [`~trl_custom.soft_tokens.SoftTokens`] module: `num_tokens` soft tokens per condition, as one of three
-    variants of the same table (see the module's docstring for the formulas).
+    variants of the same table (see the module's docstring for the formulas), and where they enter the model.
 
     Args:
         kind (`str`): `"table"` (free `num_tokens x hidden_size` tokens per condition), `"lowrank"` (a shared generic
@@ -46,8 +47,11 @@ class SoftTokenConfig:
         dim (`int`): Size of a condition's vector (`lowrank`: its rank; `prototype`: the prototypes' width).
         num_prototypes (`int`): Prototypes of the `prototype` variant.
         num_features (`int`): Size of optional per-row feature vectors added through a linear map (not `table`).
-        placement (`str`): `"after_first"` (inserted after the first token: reward models, BOS/CLS stays first) or
-            `"prepend"` (before the first token: policies).
+        placement (`str`): `"after_first"` (inserted after the first token: reward models, BOS/CLS stays first),
+            `"prepend"` (before the first token: policies) or `"reward_head"` (reward models: not in the input; the
+            condition's one "token" is a vector `u_c` of the head's input width added to the reward head, `reward =
+            head(f) + u_c . f` with `f` the features the head reads, see [`~trl_custom.soft_tokens.head`];
+            `hidden_size` is then the head's input width and `num_tokens` is 1).
     """
 
     kind: str = "table"
@@ -68,6 +72,16 @@ class SoftTokenConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.kind == "table" and self.num_features:
             raise ValueError("Condition features need a 'lowrank' or 'prototype' condition model, not 'table'.")
+        if self.placement == "reward_head" and self.num_tokens != 1:
+            raise ValueError(
+                f"num_tokens={self.num_tokens} with placement='reward_head': a condition is one vector at the reward "
+                "head (num_tokens=1); soft tokens in the input are placement 'after_first'."
+            )
+
+    @property
+    def num_input_tokens(self) -> int:
+        """Positions the soft tokens take in the model's input (0 at the reward head)."""
+        return 0 if self.placement == "reward_head" else self.num_tokens
 
 
 @dataclass
