@@ -22,9 +22,10 @@ domain: the win rate over the base policy per (generation domain, judge domain),
 own judge) against its off-diagonal mean. The same under the labeller is reported for contrast (how much a policy is
 flattered by the reward model it was trained on).
 
-Every stage is cached under `--output_dir` (reward models, labelled pairs, policies, generations), so a rerun skips
-what is done; results: `results.json`, `results.md` (stdout too) and `matrix.png` (the P-DPO and by-hand matrices).
-`--smoke` shrinks everything to seconds (tests/test_benchmarks.py runs it on tiny models).
+Every stage is cached under `--output_dir` (reward models, labelled pairs, policies, generations): a rerun skips
+what is done, and makes again a stage whose setup changed or whose input was made again. Results: `results.json`,
+`results.md` (stdout too) and `matrix.png` (the P-DPO and by-hand matrices). `--smoke` shrinks everything to
+seconds (tests/test_benchmarks.py runs it on tiny models).
 """
 
 import argparse
@@ -32,29 +33,34 @@ import json
 import math
 import os
 import random
-import sys
 import time
 
 import torch
+from _shared import (
+    SETUP_FILE,
+    dpo_run_args,
+    dpo_trainer,
+    figure_or_none,
+    load_scorer,
+    load_tokenizer,
+    lora_config,
+    record_setup,
+    same_setup,
+    save_results,
+    train_reward_model,
+)
 from datasets import Dataset
-from peft import LoraConfig
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from trl import DPOConfig, DPOTrainer
+from transformers import AutoModelForCausalLM
+
+from trl_custom import load_personalized_model
+from trl_custom.data import DSP_DOMAINS, dsp_pairs, load_dsp_queries
+from trl_custom.evaluation import evaluate_reward_model, save_figure
+from trl_custom.evaluation.policy import judge_generations, policy_generations, render_condition_prompt
+from trl_custom.labelling import LabelConfig, label_pairs
+from trl_custom.labelling.generation import as_policy_prompt
+from trl_custom.models import resolve_model_path
 
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from trl_custom import CustomRewardConfig, CustomRewardTrainer, PersonalizedDPOConfig, PersonalizedDPOTrainer  # noqa
-from trl_custom import RewardScorer, load_personalized_model  # noqa: E402
-from trl_custom.data import DSP_DOMAINS, dsp_pairs, load_dsp_queries  # noqa: E402
-from trl_custom.evaluation import evaluate_reward_model, new_figure, save_figure  # noqa: E402
-from trl_custom.evaluation.policy import judge_generations, policy_generations, render_condition_prompt  # noqa
-from trl_custom.labelling import LabelConfig, label_pairs  # noqa: E402
-from trl_custom.labelling.generation import as_policy_prompt  # noqa: E402
-from trl_custom.models import resolve_model_path  # noqa: E402
-
-
-ON_GPU = torch.cuda.is_available()
 RM_SETTING = {  # the MiniLM DSP stage-3 recipe's row (benchmarks/RESULTS.md section 8)
     "condition_mode": "text+embedding",
     "condition_learning_rate": 1e-2,
@@ -118,80 +124,65 @@ def split_queries(queries, args):
     return held_out, rest[:half], rest[half:]
 
 
-def stamped(path, setup):
-    """Whether `path` was made with `setup` (its `benchmark_setup.json`)."""
-    stamp = os.path.join(path, "benchmark_setup.json")
-    if not os.path.isfile(stamp):
-        return False
-    with open(stamp) as f:
-        return json.load(f) == setup
+def newer(path, than=None):
+    """Whether `path` exists and was written after the file `than` (the input it was made from; `None`: none): a
+    stage made before its input was made again is stale, whatever its setup says."""
+    return os.path.exists(path) and (than is None or os.path.getmtime(path) >= os.path.getmtime(than))
 
 
-def stamp(path, setup):
-    with open(os.path.join(path, "benchmark_setup.json"), "w") as f:
-        json.dump(setup, f, indent=2)
+def train_time(out):
+    """`{"seconds", "steps"}` of the training that saved the model in `out` (`None` if not recorded)."""
+    path = os.path.join(out, "train_time.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 # ---------------------------------------------------------------------------------------------------- reward models
 def train_rm(name, queries, args):
+    """The DSP stage-3 reward model of `queries` in `<output_dir>/<name>` (reused when its setup is unchanged), and
+    its training seconds (`None` if not recorded)."""
     out = os.path.join(args.output_dir, name)
     queries = queries[: args.rm_queries] if args.rm_queries else queries
     setup = {"queries": [q["query"] for q in queries], "model": args.rm_model, "epochs": args.rm_epochs,
              "max_steps": args.rm_max_steps, "max_length": args.rm_max_length, "seed": args.seed}  # fmt: skip
-    if stamped(out, setup):
+    if same_setup(out, setup):
         print(f"{name}: reused {out}", flush=True)
-        return out, None
+        return out, (train_time(out) or {}).get("seconds")
     train = dsp_pairs(queries)
-    config = CustomRewardConfig(
-        out, use_cpu=not ON_GPU, bf16=False, report_to="none", save_strategy="no", disable_tqdm=True,
-        max_length=args.rm_max_length, per_device_train_batch_size=16, learning_rate=5e-5,
-        num_train_epochs=args.rm_epochs, max_steps=args.rm_max_steps, logging_steps=20, seed=args.seed,
-        condition_column="domain", **RM_SETTING,
-    )  # fmt: skip
     print(f"{name}: {len(train)} pairs of {len(queries)} queries", flush=True)
-    trainer = CustomRewardTrainer(resolve_model_path(args.rm_model), args=config, train_dataset=train)
-    begin = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - begin
-    trainer.save_model(out)
-    stamp(out, {**setup})
+    trainer = train_reward_model(
+        resolve_model_path(args.rm_model), train, out, max_length=args.rm_max_length, per_device_train_batch_size=16,
+        learning_rate=5e-5, num_train_epochs=args.rm_epochs, max_steps=args.rm_max_steps, logging_steps=20,
+        seed=args.seed, condition_column="domain", **RM_SETTING,
+    )  # fmt: skip
     with open(os.path.join(out, "train_time.json"), "w") as f:
-        json.dump({"seconds": seconds, "steps": trainer.state.global_step}, f)
-    return out, seconds
+        json.dump({"seconds": trainer.train_seconds, "steps": trainer.state.global_step}, f)
+    record_setup(out, setup)
+    return out, trainer.train_seconds
 
 
 def rm_accuracy(path, queries):
-    """DSP accuracy per domain on `queries`' pairs, cached beside the model."""
+    """DSP accuracy per domain on `queries`' pairs, cached beside the model (until the model is trained again)."""
     cache = os.path.join(path, "benchmark_dsp_accuracy.json")
     key = [q["query"] for q in queries]
-    if os.path.isfile(cache):
+    if newer(cache, os.path.join(path, SETUP_FILE)):
         with open(cache) as f:
             cached = json.load(f)
         if cached["queries"] == key:
             return cached["dsp"]
-    scorer = RewardScorer.from_pretrained(path, batch_size=64)
-    dsp = evaluate_reward_model(scorer, queries)["dsp"]
+    dsp = evaluate_reward_model(load_scorer(path, max_length=None), queries)["dsp"]  # its training max_length
     with open(cache, "w") as f:
         json.dump({"queries": key, "dsp": dsp}, f)
     return dsp
 
 
 # ---------------------------------------------------------------------------------------------------- policies
-def lora():
-    return LoraConfig(
-        r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"
-    )
-
-
 def dpo_kwargs(args, out):
-    loss = dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, args.sft_coef]) if args.sft_coef > 0 else {}
-    return dict(
-        **loss, output_dir=out, use_cpu=not ON_GPU, bf16=False, report_to="none", save_strategy="no",
-        seed=args.seed, max_length=args.max_length, per_device_train_batch_size=args.dpo_batch_size,
-        precompute_ref_log_probs=True, precompute_ref_batch_size=args.dpo_batch_size,
-        learning_rate=args.learning_rate, num_train_epochs=args.dpo_epochs, max_steps=args.dpo_max_steps,
-        beta=args.beta, logging_steps=10, disable_tqdm=True,
-    )  # fmt: skip
+    """The DPO arguments every method shares (`_shared.dpo_run_args` with this script's option names)."""
+    names = argparse.Namespace(**vars(args), batch_size=args.dpo_batch_size, epochs=args.dpo_epochs)
+    return {**dpo_run_args(names, out, precompute_ref_log_probs=True), "max_steps": args.dpo_max_steps}
 
 
 def method_rows(method, rows, args):
@@ -201,15 +192,14 @@ def method_rows(method, rows, args):
         return [{k: r[k] for k in keep + ["domain"]} for r in rows]
     if method == "pooled DPO":
         return [{k: r[k] for k in keep} for r in rows]
-    prefix = [
-        {**{k: r[k] for k in keep}, "prompt": as_policy_prompt(render_condition_prompt(text, r["domain"],
-                                                                                       args.template), True)}
-        for r, text in ((r, r["prompt"][0]["content"]) for r in rows)
-    ]  # fmt: skip
-    return prefix
+
+    prefixed = (render_condition_prompt(r["prompt"][0]["content"], r["domain"], args.template) for r in rows)
+    return [{**{k: r[k] for k in keep}, "prompt": as_policy_prompt(p, True)} for r, p in zip(rows, prefixed)]
 
 
-def train_policy(method, rows, args):
+def train_policy(method, rows, labels_file, args):
+    """The LoRA policy of `method` on the labelled pairs, in `<output_dir>/policies/<method>` (reused when its setup
+    is unchanged and it was trained after `labels_file` was last written), and its training time."""
     out = os.path.join(args.output_dir, "policies", method.replace(" ", "-"))
     setup = {k: getattr(args, k) for k in ("policy_model", "max_length", "dpo_batch_size", "dpo_epochs",
                                           "dpo_max_steps", "learning_rate", "beta", "sft_coef", "seed")}  # fmt: skip
@@ -218,24 +208,17 @@ def train_policy(method, rows, args):
         setup |= {"alpha": args.alpha, "condition_learning_rate": args.condition_learning_rate}
     if method == "domain in prompt":
         setup["template"] = args.template
-    if stamped(out, setup):
+    if same_setup(out, setup) and newer(os.path.join(out, SETUP_FILE), labels_file):
         print(f"{method}: reused {out}", flush=True)
-        with open(os.path.join(out, "train_time.json")) as f:
-            return out, json.load(f)
-    path = resolve_model_path(args.policy_model)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        return out, train_time(out)
+    tokenizer = load_tokenizer(args.policy_model)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(args.policy_model), dtype=torch.float32)
     dataset = Dataset.from_list(method_rows(method, rows, args))
+    overrides = None  # stock TRL DPOTrainer
     if method == "P-DPO":
-        config = PersonalizedDPOConfig(
-            **dpo_kwargs(args, out), condition_column="domain", condition_mode="embedding", alpha=args.alpha,
-            condition_learning_rate=args.condition_learning_rate,
-        )  # fmt: skip
-        trainer = PersonalizedDPOTrainer(model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                                         peft_config=lora())  # fmt: skip
-    else:
-        config = DPOConfig(**dpo_kwargs(args, out))
-        trainer = DPOTrainer(model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora())
+        overrides = dict(condition_column="domain", condition_mode="embedding", alpha=args.alpha,
+                         condition_learning_rate=args.condition_learning_rate)  # fmt: skip
+    trainer = dpo_trainer(overrides, model, dataset, tokenizer, lora_config(), **dpo_kwargs(args, out))
     print(f"{method}: training on {len(dataset)} pairs", flush=True)
     begin = time.perf_counter()
     trainer.train()
@@ -244,15 +227,16 @@ def train_policy(method, rows, args):
     tokenizer.save_pretrained(out)
     with open(os.path.join(out, "train_time.json"), "w") as f:
         json.dump(timing, f)
-    stamp(out, setup)
+    record_setup(out, setup)
     return out, timing
 
 
-def generate(name, model, tokenizer, prompts, mode, args):
-    """`{condition: completions}` of held-out prompts (greedy), cached in `generations/<name>.json`."""
+def generate(name, model, tokenizer, prompts, mode, args, policy_dir=None):
+    """`{condition: completions}` of held-out prompts (greedy), cached in `generations/<name>.json` (made again when
+    the policy saved in `policy_dir` was trained after them)."""
     path = os.path.join(args.output_dir, "generations", name.replace(" ", "-") + ".json")
     setup = {"prompts": prompts, "max_new_tokens": args.max_new_tokens, "mode": mode}
-    if os.path.isfile(path):
+    if newer(path, policy_dir and os.path.join(policy_dir, SETUP_FILE)):
         with open(path) as f:
             cached = json.load(f)
         if cached["setup"] == setup:
@@ -307,7 +291,6 @@ def scoring_comparison(scorer, rows, args, prompts=12):
     triples = [(p, r, d) for p, texts in list(by_prompt.items())[:prompts] for r in texts for d in DSP_DOMAINS]
     if not triples:
         return {}
-    scorer.batch_size = args.scoring_batch_size
     timings, rewards = {}, {}
     begin = time.perf_counter()
     rewards["one call"] = scorer.score(*map(list, zip(*triples)))
@@ -333,10 +316,6 @@ def scoring_comparison(scorer, rows, args, prompts=12):
     }
 
 
-def judged(judge, prompts, generations, base):
-    return judge_generations(judge, prompts, generations, base, list(DSP_DOMAINS))
-
-
 def main(argv=None):
     args = parse_args(argv)
     if args.num_threads:
@@ -359,17 +338,17 @@ def main(argv=None):
         )
     }
 
-    # 2. candidates from the policy, labelled by the labeller under every domain
-    policy_path = resolve_model_path(args.policy_model)
-    tokenizer = AutoTokenizer.from_pretrained(policy_path)
-    base_model = AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32)
+    # 2. candidates from the policy, labelled by the labeller under every domain (again if it was trained since)
+    tokenizer = load_tokenizer(args.policy_model)
+    base_model = AutoModelForCausalLM.from_pretrained(resolve_model_path(args.policy_model), dtype=torch.float32)
     label_args = LabelConfig(
         output_file=os.path.join(args.output_dir, "labelled.jsonl"), num_candidates=args.num_candidates,
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, use_chat_template=True,
         generation_batch_size=args.generation_batch_size, scoring_batch_size=args.scoring_batch_size,
         seed=args.seed, pair_strategy="best_vs_worst",
     )  # fmt: skip
-    labeller = RewardScorer.from_pretrained(labeller_path)
+    label_args.overwrite = not newer(label_args.progress_path, os.path.join(labeller_path, SETUP_FILE))
+    labeller = load_scorer(labeller_path, max_length=None, batch_size=args.scoring_batch_size)
     prompts = [q["query"] for q in half_a[: args.label_queries]]
     report = label_pairs(prompts, labeller, label_args, base_model, tokenizer)
     if report["prompts"]["reused"]:  # throughput of the run that labelled them
@@ -377,21 +356,20 @@ def main(argv=None):
     results["labelling"] = report
     with open(label_args.output_file, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
-    judge = RewardScorer.from_pretrained(judge_path, batch_size=64)
+    judge = load_scorer(judge_path, max_length=None)
     texts = [r["prompt"][0]["content"] for r in rows]
     chosen = judge.score(texts, [r["chosen"][0]["content"] for r in rows], [r["domain"] for r in rows])
     rejected = judge.score(texts, [r["rejected"][0]["content"] for r in rows], [r["domain"] for r in rows])
     results["judge_agrees_with_labeller"] = sum(c > r for c, r in zip(chosen, rejected)) / max(1, len(rows))
     results["scoring_comparison"] = scoring_comparison(labeller, rows, args)
     results["domains_agree"] = domain_agreement(rows)
-    write(results, args)
+    save_results(results, args.output_dir)
 
     # 3. the policies, on the same pairs and budget
-    policies = {}
-    results["training"] = {}
+    policies, results["training"] = {}, {}
     for method in args.methods:
-        policies[method], results["training"][method] = train_policy(method, rows, args)
-    write(results, args)
+        policies[method], results["training"][method] = train_policy(method, rows, label_args.output_file, args)
+    save_results(results, args.output_dir)
 
     # 4. held-out prompts under each domain; the base policy once; judged (and, for contrast, by the labeller)
     eval_prompts = [q["query"] for q in held_out]
@@ -404,20 +382,21 @@ def main(argv=None):
         model, policy_tokenizer, _ = load_personalized_model(policies[method])
         mode = {"P-DPO": "embedding", "pooled DPO": "none", "domain in prompt": "text"}[method]
         generations[method], results["generation_seconds"][method] = generate(
-            method, model, policy_tokenizer, eval_prompts, mode, args
+            method, model, policy_tokenizer, eval_prompts, mode, args, policies[method]
         )
         del model
     base_texts = base[DSP_DOMAINS[0]]
-    results["evaluation"] = {name: judged(judge, eval_prompts, g, base_texts) for name, g in generations.items()}
-    results["evaluation_by_labeller"] = {
-        name: judged(labeller, eval_prompts, g, base_texts) for name, g in generations.items()
-    }
+    for key, scorer in (("evaluation", judge), ("evaluation_by_labeller", labeller)):
+        results[key] = {
+            name: judge_generations(scorer, eval_prompts, g, base_texts, list(DSP_DOMAINS))
+            for name, g in generations.items()
+        }
     results["samples"] = {
         "prompt": eval_prompts[0], "base": base_texts[0],
         **{name: {d: g[d][0] for d in DSP_DOMAINS} for name, g in generations.items()},
     }  # fmt: skip
     results["goals"] = goals(results)
-    write(results, args)
+    save_results(results, args.output_dir)
     print(markdown(results))
     plot(results, os.path.join(args.output_dir, "matrix.png"))
     return results
@@ -429,11 +408,6 @@ def results_of(args):
         with open(path) as f:
             return json.load(f)
     return {}
-
-
-def write(results, args):
-    with open(os.path.join(args.output_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
 
 
 def goals(results):
@@ -499,10 +473,8 @@ def markdown(results):
 def plot(results, path):
     """The win-rate matrices (generated under x judged under) of the conditioned policies, side by side."""
     names = [n for n in ("P-DPO", "domain in prompt", BASE_WITH_PREFIX) if n in results["evaluation"]]
-    try:
-        fig = new_figure("the policy matrices", figsize=(5.2 * len(names), 4.6))
-    except ImportError as error:
-        print(f"{error} No figure written.", file=sys.stderr)
+    fig = figure_or_none("the policy matrices", figsize=(5.2 * len(names), 4.6))
+    if fig is None:
         return
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     for ax, name in zip(axes, names):

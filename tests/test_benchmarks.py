@@ -493,6 +493,13 @@ def test_rm_to_policy_benchmark_smoke_runs_and_resumes(tmp_path):
     assert again.stdout.count("reused ") == 2 + 3  # the reward models and the policies
     assert json.loads((out / "results.json").read_text())["evaluation"] == results["evaluation"]
 
+    # another reward-model setup: the reward models are trained again, and so is every stage made from the labeller
+    changed = run_offline(command + ["--rm_max_length", "96"], ROOT)
+    assert "reused " not in changed.stdout
+    assert json.loads((out / "results.json").read_text())["labelling"]["prompts"]["reused"] == 0
+    generated = (out / "generations" / "P-DPO.json").stat().st_mtime
+    assert generated >= (out / "policies" / "P-DPO" / "benchmark_setup.json").stat().st_mtime
+
 
 def test_many_users_benchmark_smoke(tmp_path):
     """`benchmarks/many_users.py --smoke`: every variant, the dev selection, the k-curve, the fine-tune and timing

@@ -293,7 +293,10 @@ def test_bad_input_fails_before_any_generation(tmp_path):
     column.dtype = "bfloat16"  # an option is honoured or refused: the models are float32
     with pytest.raises(LabellingInputError, match=r"dtype=bfloat16, but the reward model is in torch.float32"):
         label_pairs(candidate_rows(), scorer, column, progress=False)
-    column.dtype = None
+    column.dtype, column.max_length = None, 32  # the scorer cuts at its training max_length, 64
+    with pytest.raises(LabellingInputError, match=r"max_length=32, but the reward model given cuts at 64 tokens"):
+        label_pairs(candidate_rows(), scorer, column, progress=False)
+    column.max_length = None
     unconditioned, plain_tokenizer = conditioned_rm(mode="none")
     with pytest.raises(LabellingInputError, match="not conditioned.*--allow_generic"):
         label_pairs(candidate_rows(), RewardScorer(unconditioned, plain_tokenizer), column, progress=False)

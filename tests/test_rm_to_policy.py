@@ -110,6 +110,30 @@ def test_win_rates_and_matrix_are_the_judges_reward_comparisons():
         judge_generations(judge, prompts, {"legal": base}, base)
 
 
+def test_a_completion_equal_to_the_base_policys_is_a_tie_whatever_its_scores():
+    """The same text scored in another batch can get a reward a few 1e-6 away (the real MiniLM judge of
+    benchmarks/rm_to_policy.py: 1.4e-6 > tie_tolerance): that must not decide a win or a loss."""
+    model, tokenizer = conditioned_rm(seed=2)
+    scorer = RewardScorer(model, tokenizer)
+
+    class Jittery:  # the scorer's rewards, each row moved by 1e-5 x its position in the call
+        conditioning = scorer.conditioning
+
+        def score(self, prompts, responses, conditions):
+            return [r + 1e-5 * i for i, r in enumerate(scorer.score(prompts, responses, conditions))]
+
+    prompts = ["question about t1 ", "question about t2 "]
+    base = ["answer alpha", "answer beta w1"]
+    generations = {"casual": list(base), "formal": [base[0], "answer gamma delta"]}
+    results = judge_generations(Jittery(), prompts, generations, base)
+    assert results["matrix"]["values"][0] == [0.5, 0.5]  # without the rule: 0.0, the base rows come last
+    for column, condition in enumerate(CONDITIONS):
+        mine, theirs = (
+            scorer.score(prompts[1:], [texts[1]], [condition])[0] for texts in (generations["formal"], base)
+        )
+        assert results["matrix"]["values"][1][column] == (0.5 + float(mine > theirs)) / 2
+
+
 def test_domain_in_prompt_generations_see_the_rendered_prompt():
     """`condition_mode="text"`: the by-hand baseline's prompts, as its training rows wrote them; the base policy is
     given apart (a full model has no adapter to switch off)."""

@@ -105,12 +105,14 @@ def train_reward_model(model_path, dataset, out_dir, note=None, **config):
     """
     Trains `CustomRewardTrainer` from `model_path` on `dataset` with `CustomRewardConfig(out_dir, **run_args(
     **config))` and saves the model to `out_dir`; with `note`, prints `trained <out_dir> (<note>) in <s>s`. Returns
-    the trainer.
+    the trainer, with the wall time of its `train()` alone (not building the trainer, not saving) in `train_seconds`.
     """
     args = CustomRewardConfig(out_dir, **run_args(**config))
     start = time.perf_counter()
     trainer = CustomRewardTrainer(model_path, args=args, train_dataset=dataset)
+    begin = time.perf_counter()
     trainer.train()
+    trainer.train_seconds = time.perf_counter() - begin
     trainer.save_model(out_dir)
     if note is not None:
         print(f"  trained {out_dir} ({note}) in {time.perf_counter() - start:.0f}s", flush=True)

@@ -114,8 +114,9 @@ def judge_generations(
     """
     Score every generation and the base policy's under every condition of `judge_conditions` (default: the rows of
     `generations`) with `judge` ([`RewardScorer`] or [`ConditionedRewardFunction`]) in one call, the judge reading the
-    original prompt. A generation wins against the base policy's for the same prompt when its reward is higher (a
-    tie, within `tie_tolerance`, counts half).
+    original prompt. A generation wins against the base policy's for the same prompt when its reward is higher; a
+    tie counts half: the same completion as the base policy's (whatever the rewards: the same text scored in other
+    batches can differ by a few 1e-6), or rewards within `tie_tolerance`.
 
     Returns:
         `dict`: `win_rate` (per condition, under its own judge: the diagonal), `matrix` (rows: generation condition,
@@ -141,12 +142,12 @@ def judge_generations(
         reward[(s, j)].append(value)
     base_index = len(sources) - 1
 
+    def outcome(a: float, b: float, text: Any, base_text: Any) -> float:
+        return 0.5 if text == base_text or abs(a - b) <= tie_tolerance else float(a > b)
+
     def win(s: int, j: str) -> float:
-        outcomes = [
-            0.5 if abs(a - b) <= tie_tolerance else float(a > b)
-            for a, b in zip(reward[(s, j)], reward[(base_index, j)], strict=True)
-        ]
-        return sum(outcomes) / n
+        pairs = zip(reward[(s, j)], reward[(base_index, j)], sources[s], sources[base_index], strict=True)
+        return sum(outcome(*pair) for pair in pairs) / n
 
     wins = [[win(s, j) for j in columns] for s in range(len(rows_names))]
     means = [[sum(reward[(s, j)]) / n for j in columns] for s in range(len(rows_names))]

@@ -142,7 +142,8 @@ class LabelConfig(GenerationArguments):
         scoring_batch_size (`int`, *optional*, defaults to `32`):
             Sequences per reward-model forward (rows of different conditions share a forward).
         max_length (`int` or `None`):
-            Reward-model tokens per sequence; `None`: its training `max_length`.
+            Reward-model tokens per sequence; `None`: its training `max_length`. A scorer given to [`label_pairs`]
+            must cut at it (else an error).
 
         > Pairs
 

@@ -237,10 +237,15 @@ def _check_inputs(data, judge, args: LabelConfig, policy, tokenizer, prompt_colu
     elif policy is not None:
         raise ValueError("Give the candidates as one of a policy (generated) or candidates_column (read), not both.")
     _place_models(args, judge, policy)
-    if hasattr(judge, "batch_size"):
-        judge.batch_size = args.scoring_batch_size
-    elif hasattr(judge, "scorer"):
-        judge.scorer.batch_size = args.scoring_batch_size
+    scorer = judge if hasattr(judge, "batch_size") else getattr(judge, "scorer", None)
+    if scorer is not None:
+        scorer.batch_size = args.scoring_batch_size
+        if args.max_length is not None and getattr(scorer, "max_length", args.max_length) != args.max_length:
+            raise ValueError(
+                f"max_length={args.max_length}, but the reward model given cuts at {scorer.max_length} tokens: load "
+                f"it with max_length={args.max_length} (RewardScorer.from_pretrained(..., max_length=...)), or leave "
+                "max_length unset."
+            )
 
     state = _Progress(args, {**args.settings(), "conditions": conditions, "condition_column": column})
     return rows, conditions, column, unknown, state
