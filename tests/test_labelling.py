@@ -203,6 +203,9 @@ def test_generated_candidates_are_resumed_after_an_interruption(tmp_path):
 
     again = label_pairs(prompts, scorer, interrupted, policy, tokenizer, progress=False)  # nothing left to do
     assert again["prompts"]["reused"] == 7 and again["throughput"]["generated_sequences"] == 0
+    with pytest.raises(LabellingInputError, match=r"holds the pairs of 2 prompts that are not in this input \(5"):
+        label_pairs(prompts[:5], scorer, interrupted, policy, tokenizer, progress=False)  # fewer prompts: refused
+    assert read_rows(interrupted.output_file) == read_rows(args.output_file)  # untouched
     interrupted.temperature = 0.5
     with pytest.raises(LabellingInputError, match=r"other settings \(temperature differ\).*--overwrite"):
         label_pairs(prompts, scorer, interrupted, policy, tokenizer, progress=False)

@@ -295,6 +295,12 @@ def label_pairs(
     except ValueError as e:
         raise LabellingInputError(str(e)) from e
     keys = prompt_keys([row[prompt_column] for row in rows])
+    gone = len(set(state.done) - set(keys))
+    if gone:  # their pairs are in the output file: a DPO run on it would train on prompts this input does not hold
+        raise LabellingInputError(
+            f"{args.output_file} holds the pairs of {gone} prompts that are not in this input ({len(keys)} prompts): "
+            "a rerun may only add prompts. Pass --overwrite to label this input alone, or another --output_file."
+        )
     todo = [i for i, key in enumerate(keys) if key not in state.done]
     reused = len(rows) - len(todo)
     if reused:
