@@ -235,7 +235,8 @@ def generate(name, model, tokenizer, prompts, mode, args, policy_dir=None):
     """`{condition: completions}` of held-out prompts (greedy), cached in `generations/<name>.json` (made again when
     the policy saved in `policy_dir` was trained after them)."""
     path = os.path.join(args.output_dir, "generations", name.replace(" ", "-") + ".json")
-    setup = {"prompts": prompts, "max_new_tokens": args.max_new_tokens, "mode": mode}
+    setup = {"prompts": prompts, "max_new_tokens": args.max_new_tokens, "mode": mode, "template": args.template,
+             "batch_size": args.eval_batch_size}  # fmt: skip
     if newer(path, policy_dir and os.path.join(policy_dir, SETUP_FILE)):
         with open(path) as f:
             cached = json.load(f)
