@@ -12,10 +12,12 @@ pairs (train queries), `--dev_pairs` pairs on dev queries (to choose settings) a
 unseen users, `--dev_users` (to choose the cold-start settings) and `--test_users` (reported), have `--shots` pairs on
 train queries (their k shots, nested: the first k) and `--test_pairs` pairs on dev / test queries.
 
-Head-side variants, all on the same seen-user pairs, batches and epochs: all-MiniLM-L6-v2 (`--model`) is frozen, the
-features its reward head reads (mean-pooled, `pooling="mean"`) are computed once per (query, response) and cached in
-`--output_dir`, and the reward head is trained on them with the user model of `condition_placement="reward_head"`
-(`trl_custom.soft_tokens.reward_head_forward`, the hook the trainer and scorer use):
+Head-side variants, all on the same seen-user pairs, batches and epochs: all-MiniLM-L6-v2 (`--model`) is fine-tuned
+once as a DSP domain-conditioned reward model on the `--backbone_fraction` of the queries that no user ever sees
+(`--backbone dsp`; `raw`: the sentence encoder as it is, mean-pooled) and frozen; the features its reward head reads
+are computed once per (query, response) and cached in `--output_dir`, and the reward head is trained on them with
+the user model of `condition_placement="reward_head"` (`trl_custom.soft_tokens.reward_head_forward`, the hook the
+trainer and scorer use):
 - `generic`: the head alone, no user (Bradley-Terry on everyone's pairs);
 - `table`: a free vector per user at the head (the per-user table);
 - `lowrank`: a `dim`-sized vector per user times a shared basis of reward directions (LoRe);
@@ -30,12 +32,13 @@ k = `--select_k`; test users and test pairs are never used to choose. k = 0 is t
 user's K or r numbers, or its vector for the table, everything else frozen).
 
 `--finetune_users N` adds, on the first N seen users' pairs (a subsample, since a MiniLM fine-tune costs ~2 s a step on
-2 CPU cores), fine-tuned MiniLM reward models: "user id as text" (by hand: stock TRL `RewardTrainer` with "User: <id>"
-written before the prompt) and `CustomRewardTrainer` with the user model in the input (`condition_placement="input"`,
-table / lowrank / prototype), beside the head-side variants retrained on the same subsample; unseen users at k = 0
-and k = `--finetune_k` (`fit_new_condition`) on the first `--finetune_unseen` test users. `--timing` measures
-`fit_new_condition` at k = 16 on MiniLM (head vs input) and the step time of `CustomRewardTrainer` with 100k users
-against 10, per user model, side by side. `--smoke` runs everything at toy sizes (tests/test_benchmarks.py).
+2 CPU cores), fine-tuned MiniLM reward models: "user id as text" (by hand: stock TRL `RewardTrainer` with "[user:
+<alias>]" written before the prompt) and `CustomRewardTrainer` with the user model in the input
+(`condition_placement="input"`, table / lowrank / prototype), beside the head-side variants retrained on the same
+subsample; unseen users at k = 0 and k = `--finetune_k` (`fit_new_condition`) on the first `--finetune_unseen` test
+users. `--timing` measures `fit_new_condition` at k = 16 on MiniLM (head vs input) and the step time of
+`CustomRewardTrainer` with 100k users against 10, per user model, side by side. `--smoke` runs everything at toy sizes
+(tests/test_benchmarks.py).
 Results: `<output_dir>/results.json`, markdown on stdout (quoted in RESULTS.md) and the k-curve `k_curve.png`.
 """
 
