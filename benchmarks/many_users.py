@@ -37,8 +37,8 @@ user's K or r numbers, or its vector for the table, everything else frozen).
 (`condition_placement="input"`, table / lowrank / prototype), beside the head-side variants retrained on the same
 subsample; unseen users at k = 0 and k = `--finetune_k` (`fit_new_condition`) on the first `--finetune_unseen` test
 users. `--timing` measures `fit_new_condition` at k = 16 on MiniLM (head vs input) and the step time of
-`CustomRewardTrainer` with 100k users against 10, per user model, side by side. `--smoke` runs everything at toy sizes
-(tests/test_benchmarks.py).
+`CustomRewardTrainer` with 100k users against 10, per user model, side by side (`--timing_only`: only that, to
+`timing.json`). `--smoke` runs everything at toy sizes (tests/test_benchmarks.py).
 Results: `<output_dir>/results.json`, markdown on stdout (quoted in RESULTS.md) and the k-curve `k_curve.png`.
 """
 
@@ -127,6 +127,9 @@ def parse_args(argv=None):
     parser.add_argument("--finetune_fit_epochs", type=int, default=10, help="fit_new_condition's epochs (input).")
     parser.add_argument("--finetune_variants", nargs="+", default=["text", "table", "lowrank", "prototype"])
     parser.add_argument("--timing", action="store_true", help="Time the fit at k=16 and 100k vs 10 users.")
+    parser.add_argument(
+        "--timing_only", action="store_true", help="Only the timings (to `timing.json`), e.g. on a quiet machine."
+    )
     parser.add_argument("--timing_users", type=int, default=100_000)
     parser.add_argument("--timing_reps", type=int, default=5)
     parser.add_argument("--smoke", action="store_true", help="Toy sizes, for tests/test_benchmarks.py.")
@@ -294,6 +297,11 @@ def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.output_dir, exist_ok=True)
     queries = [q for q in load_dsp_queries(args.dsp_file) if all(q["responses"].get(s, "").strip() for s in STYLES)]
+    if args.timing_only:
+        timing = timing_section(queries, args)
+        save_results({"args": vars(args), **timing}, args.output_dir, "timing.json")
+        print(timing["markdown"])
+        return
     start = time.perf_counter()
     backbone_queries, pool = split_backbone_queries(len(queries), args)
     if args.backbone == "dsp":  # fine-tuned on the DSP domain pairs of the backbone's queries, then frozen
