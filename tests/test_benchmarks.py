@@ -508,10 +508,10 @@ def test_many_users_benchmark_smoke(tmp_path):
 
     out = tmp_path / "out"
     command = [sys.executable, str(ROOT / "benchmarks/many_users.py"), "--smoke", "--output_dir", str(out)]
-    command += ["--dsp_file", str(tiny_dsp_file(tmp_path / "dsp.json", n=12)), "--max_length", "48"]
-    command += ["--model", save_reward_model(tmp_path, arch="bert", kind="bert"), "--seeds", "0", "1"]
-    command += ["--finetune_users", "3", "--finetune_variants", "text", "prototype", "--timing"]
-    result = run_offline(command, ROOT)
+    common = ["--dsp_file", str(tiny_dsp_file(tmp_path / "dsp.json", n=12)), "--max_length", "48"]
+    common += ["--model", save_reward_model(tmp_path, arch="bert", kind="bert")]
+    command += common + ["--seeds", "0", "1", "--finetune_users", "3", "--finetune_variants", "text", "prototype"]
+    result = run_offline(command + ["--timing"], ROOT)
 
     results = json.loads((out / "results.json").read_text())
     variants = {"generic", "table", "lowrank", "prototype", "oracle", "bayes"}
@@ -535,3 +535,10 @@ def test_many_users_benchmark_smoke(tmp_path):
     assert all(r > 0 for r in timing["ratio"].values()) and timing["fit_seconds"]["reward_head"] > 0
     assert (out / "k_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| prototype |" in result.stdout and "fit_new_condition, k=16 pairs" in result.stdout
+
+    # the timings alone (e.g. rerun on a quiet machine), to their own file
+    only = tmp_path / "timing-only"
+    script = [sys.executable, str(ROOT / "benchmarks/many_users.py"), "--smoke", "--timing_only"]
+    result = run_offline(script + common + ["--output_dir", str(only)], ROOT)
+    assert set(json.loads((only / "timing.json").read_text())["ratio"]) == set(timing["ratio"])
+    assert not (only / "results.json").exists() and "fit_new_condition, k=16 pairs" in result.stdout

@@ -3,9 +3,9 @@
 What the benchmark scripts share (`from _shared import ...`: a script run as `python benchmarks/<name>.py` has
 `benchmarks/` on its `sys.path`): the device and timing helpers (`device.py`, `timing.py`), model shapes and builders
 (`models.py`), trainer arguments, variant builders and saved-model reuse (`training.py`), the development data and
-its splits (`data.py`), results files and figures (`output.py`). A script holds only what it compares: its
-arguments, its variants (as data: config overrides) and its tables. No script imports another script, nor
-`trl_custom.scripts` (the command lines' code): `tests/test_benchmarks.py` checks both.
+its splits (`data.py`), results files, figures and mean ± std over seeds (`output.py`). A script holds only what
+it compares: its arguments, its variants (as data: config overrides) and its tables. No script imports another
+script, nor `trl_custom.scripts` (the command lines' code): `tests/test_benchmarks.py` checks both.
 """
 
 from .data import (
@@ -18,7 +18,7 @@ from .data import (
 )
 from .device import DEVICE, DTYPE, ON_GPU, allocated, attention_implementation, environment, gib, sync
 from .models import SHAPES, build_random_model, llama_config, load_tokenizer, lora_config
-from .output import figure_or_none, save_results
+from .output import figure_or_none, mean_std, save_results
 from .timing import Stepper, add_ratios, first_batch, median_step_seconds, run_interleaved
 from .training import (
     SETUP_FILE,
@@ -59,6 +59,7 @@ __all__ = [
     "load_scorer",
     "load_tokenizer",
     "lora_config",
+    "mean_std",
     "median_step_seconds",
     "pairs_within",
     "record_setup",

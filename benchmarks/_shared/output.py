@@ -1,8 +1,10 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
-"""A benchmark's results file and figures."""
+"""A benchmark's results file, figures and mean ± std over seeds."""
 
 import json
+import math
 import os
+import statistics
 import sys
 
 from trl_custom.evaluation import new_figure
@@ -23,3 +25,11 @@ def figure_or_none(what: str, **kwargs):
     except ImportError as error:
         print(f"{error} No figure of {what} written.", file=sys.stderr)
         return None
+
+
+def mean_std(values) -> dict:
+    """`{"mean", "std"}` of `values` over seeds, NaNs left out (both NaN when none is left; std 0 for one value)."""
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return {"mean": float("nan"), "std": float("nan")}
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}

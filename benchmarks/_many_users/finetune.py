@@ -1,7 +1,8 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
-"""The parts of `benchmarks/many_users.py` that train or time the whole MiniLM reward model: the fine-tuned variants
-on a subsample (`--finetune_users`) and the timings (`--timing`). See many_users.py's docstring."""
+"""The part of `benchmarks/many_users.py` that fine-tunes the whole MiniLM reward model: its backbone (`--backbone
+dsp`) and the fine-tuned variants on a subsample (`--finetune_users`). See many_users.py's docstring."""
 
+import copy
 import json
 import os
 import shutil
@@ -10,16 +11,16 @@ import time
 import zlib
 
 import torch
+from _shared import mean_std, run_args
 from datasets import Dataset
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 from trl import RewardConfig, RewardTrainer
 
 from trl_custom import CustomRewardConfig, CustomRewardTrainer, RewardScorer, fit_new_condition
 from trl_custom.models import resolve_model_path
 
-
-STYLES = ("academy", "business", "entertainment", "literature", "normal")
-ON_GPU = torch.cuda.is_available()
+from .head import HEAD_VARIANTS, accuracy, train_head, unseen_accuracy
+from .population import STYLES, group
 
 
 def alias(user_id: str) -> str:
@@ -40,18 +41,14 @@ def pair_row(queries, user, pair) -> dict:
 
 
 def common(args, out: str) -> dict:
-    return dict(
+    """The fine-tunes' trainer arguments (every benchmark's `run_args`, then this section's sizes)."""
+    return run_args(
         output_dir=out,
-        use_cpu=not ON_GPU,  # float32 on either device
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
         max_length=args.max_length,
         per_device_train_batch_size=args.batch_size,
         learning_rate=args.finetune_learning_rate,
         num_train_epochs=args.finetune_epochs,
         logging_steps=10,
-        disable_tqdm=True,
     )
 
 
@@ -158,7 +155,7 @@ def train_backbone(queries, args) -> str:
     return path
 
 
-def finetune_section(queries, model_path, features, populations, results, args, bench) -> dict:
+def finetune_section(queries, model_path, features, populations, results, args) -> dict:
     """Fine-tuned variants (from the benchmark's backbone) against the head-side ones on the first `finetune_users`
     seen users."""
     k = args.finetune_k
@@ -170,20 +167,20 @@ def finetune_section(queries, model_path, features, populations, results, args, 
 
     seeds = args.finetune_seeds or list(populations)
     for seed, population in ((seed, populations[seed]) for seed in seeds):
-        seen = [u for u in population["users"] if u["group"] == "seen"][: args.finetune_users]
-        tests = [u for u in population["users"] if u["group"] == "test"][: args.finetune_unseen]
+        seen = group(population, "seen")[: args.finetune_users]
+        tests = group(population, "test")[: args.finetune_unseen]
         train_rows = [pair_row(queries, u, p) for u in seen for p in u["train"]]
         seen_rows = [pair_row(queries, u, p) for u in seen for p in u["test"]]
         print(f"fine-tune section, seed {seed}: {len(seen)} users, {len(train_rows)} pairs", flush=True)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # tiny head-side models
-        for variant in bench.HEAD_VARIANTS:
+        for variant in HEAD_VARIANTS:
             selection = results["head"]["selection"][variant]
-            model, user_index = bench.train_head(features, population, variant, selection["train"], args, seed, seen)
-            seen_acc = bench.accuracy(model, features, [(u, p) for u in seen for p in u["test"]], user_index)
+            model, user_index = train_head(features, population, variant, selection["train"], args, seed, seen)
+            seen_acc = accuracy(model, features, [(u, p) for u in seen for p in u["test"]], user_index)
             unseen = {}
             for shots in (0, k):
-                fitted = [bench.unseen_accuracy(bench.copy.deepcopy(model), features, u, shots, selection["fit"], seed)
+                fitted = [unseen_accuracy(copy.deepcopy(model), features, u, shots, selection["fit"], seed)
                           for u in tests]  # fmt: skip
                 unseen[shots] = statistics.mean(fitted)
             record(f"head {variant} (frozen)", seen=seen_acc, unseen0=unseen[0], unseenk=unseen[k])
@@ -212,7 +209,7 @@ def finetune_section(queries, model_path, features, populations, results, args, 
             print(f"  {name}: seen {seen_acc:.3f}, unseen k=0 {unseen0:.3f}, k={k} {unseenk:.3f} ({steps} steps, "
                   f"{seconds:.0f}s)", flush=True)  # fmt: skip
             shutil.rmtree(out, ignore_errors=True)
-    summary = {v: {key: bench.mean_std(values) for key, values in c.items()} for v, c in cells.items()}
+    summary = {v: {key: mean_std(values) for key, values in c.items()} for v, c in cells.items()}
     lines = [
         f"Fine-tune section: first {args.finetune_users} seen users, first {args.finetune_unseen} unseen test users, "
         f"seeds {seeds} (mean ± std); fine-tunes: {args.finetune_epochs} epochs, backbone lr "
@@ -227,106 +224,3 @@ def finetune_section(queries, model_path, features, populations, results, args, 
         steps = f"{row['steps']['mean']:.0f}" if "steps" in row else "(head only)"
         lines.append(f"| {variant} | " + " | ".join(text) + f" | {steps} |")
     return {"cells": cells, "summary": summary, "markdown": "\n".join(lines)}
-
-
-# ---------------------------------------------------------------------------------------------------- timing
-def timed(function, reps: int) -> float:
-    """Median seconds of `function()` over `reps` runs after one warm-up run."""
-    times = []
-    for rep in range(reps + 1):
-        start = time.perf_counter()
-        function()
-        if rep:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def timing_section(queries, args) -> dict:
-    """fit_new_condition at k = 16 on MiniLM (head vs input), and 100k vs 10 users' step time per user model."""
-    model_path = resolve_model_path(args.model)
-    users = [f"user-{i}" for i in range(10)]
-    items = [queries[i % len(queries)] for i in range(16)]  # one batch of 16 pairs (the step time of the issue)
-    rows = [{"prompt": q["query"], "chosen": q["responses"]["academy"], "rejected": q["responses"]["normal"],
-             "user_id": users[i % 10]} for i, q in enumerate(items)]  # fmt: skip
-    pairs = [{key: r[key] for key in ("prompt", "chosen", "rejected")} for r in rows[:16]]
-    result = {"fit_seconds": {}, "step_seconds": {}, "ratio": {}}
-    for placement in ("reward_head", "input"):
-        trainer = build(model_path, rows, users, "prototype", placement, args, "fit")
-        scorer = RewardScorer(trainer.model.eval(), trainer.processing_class, trainer.conditioning, batch_size=32)
-        epochs = 30 if placement == "reward_head" else 10
-        names = iter(range(10_000))
-
-        def fit(scorer=scorer, epochs=epochs, names=names):
-            fit_new_condition(scorer, f"new-{next(names)}", pairs, num_epochs=epochs)
-
-        result["fit_seconds"][placement] = timed(fit, args.timing_reps)
-        result["fit_seconds"][f"{placement} (epochs)"] = epochs
-        print(f"fit at k=16, {placement}: {result['fit_seconds'][placement]:.2f}s", flush=True)
-        del trainer, scorer
-    many = [f"user-{i}" for i in range(args.timing_users)]
-    for kind in ("table", "lowrank", "prototype"):
-        for placement in ("input", "reward_head"):
-            trainers = {
-                n: build(model_path, rows, u, kind, placement, args, n) for n, u in (("10", users), ("many", many))
-            }
-            steps = interleaved_steps(trainers, args.timing_reps)
-            name = f"{kind}, {placement}"
-            result["step_seconds"][name] = steps
-            result["ratio"][name] = steps["many"] / steps["10"]
-            print(f"step time {name}: 10 users {steps['10']:.2f}s, {args.timing_users} users {steps['many']:.2f}s "
-                  f"({result['ratio'][name]:.3f}x)", flush=True)  # fmt: skip
-            del trainers
-    lines = [
-        f"Timing ({'GPU' if ON_GPU else f'CPU, {os.cpu_count()} cores'}; medians of {args.timing_reps}):",
-        "",
-        f"- fit_new_condition, k=16 pairs: at the head {result['fit_seconds']['reward_head']:.2f} s "
-        f"({result['fit_seconds']['reward_head (epochs)']} epochs); in the input "
-        f"{result['fit_seconds']['input']:.2f} s ({result['fit_seconds']['input (epochs)']} epochs)",
-        "",
-        f"| user model | step, 10 users (s) | step, {args.timing_users} users (s) | ratio |",
-        "|---|---|---|---|",
-    ]
-    for name, steps in result["step_seconds"].items():
-        lines.append(f"| {name} | {steps['10']:.3f} | {steps['many']:.3f} | {result['ratio'][name]:.3f} |")
-    result["markdown"] = "\n".join(lines)
-    return result
-
-
-def build(model_path, rows, users, kind, placement, args, name):
-    """A CustomRewardTrainer on MiniLM with `users` as its conditions (the timings' models)."""
-    config = CustomRewardConfig(
-        **{**common(args, f"/tmp/many-users-timing-{name}"), "max_steps": 1, "per_device_train_batch_size": 16},
-        condition_mode="embedding",
-        condition_column="user_id",
-        conditions=users,
-        condition_model=kind,
-        condition_placement=placement,
-        condition_learning_rate=1e-2,
-        pooling="mean",
-    )
-    model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=1, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    return CustomRewardTrainer(model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
-
-
-def interleaved_steps(trainers: dict, reps: int) -> dict:
-    """Median seconds of one training step (forward, backward, the trainer's optimizer step) on the same batch,
-    interleaved across the trainers."""
-    batches = {}
-    for name, trainer in trainers.items():
-        trainer.model.train()
-        trainer.create_optimizer()
-        rows = [trainer.train_dataset[i] for i in range(trainer.args.per_device_train_batch_size)]
-        batches[name] = trainer._prepare_inputs(trainer.data_collator(rows))
-    times = {name: [] for name in trainers}
-    for rep in range(reps + 1):
-        for name, trainer in trainers.items():
-            start = time.perf_counter()
-            trainer.compute_loss(trainer.model, dict(batches[name])).backward()
-            trainer.optimizer.step()
-            trainer.optimizer.zero_grad()
-            if ON_GPU:
-                torch.cuda.synchronize()
-            if rep:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
