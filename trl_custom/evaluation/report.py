@@ -40,8 +40,10 @@ def new_figure(what: str, **kwargs):
 
 
 def save_figure(fig, path: str | os.PathLike) -> None:
-    """Lay out `fig` and write it to `path` (PNG at 120 dpi), creating the folder."""
-    fig.tight_layout()
+    """Lay out `fig` (tight, unless it was made with a layout engine: `layout="constrained"`) and write it to `path`
+    (PNG at 120 dpi), creating the folder."""
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
     fig.savefig(os.fspath(path), dpi=120)
 
