@@ -82,11 +82,20 @@ def test_missing_condition_column_fails_naming_column_and_fix():
         ConditionedRewardFunction(model, tokenizer, normalize="zscore")
 
 
-def test_unknown_condition_raises_for_strict_models_and_is_generic_otherwise():
+def test_unknown_condition_raises_for_strict_models_and_is_generic_otherwise(caplog):
     model, tokenizer = conditioned_rm("embedding")
     reward = ConditionedRewardFunction(model, tokenizer)
-    unknown, generic = reward(prompts=[PROMPT] * 2, completions=[COMPLETION] * 2, domain=["legal", None])
+    with caplog.at_level("WARNING", logger="trl_custom.downstream.reward_functions"):
+        unknown, generic = reward(prompts=[PROMPT] * 2, completions=[COMPLETION] * 2, domain=["legal", None])
+        reward(prompts=[PROMPT], completions=[COMPLETION], domain=["legal"])  # logged once per value
     assert unknown == pytest.approx(generic, abs=1e-6)
+    warnings = [r.getMessage() for r in caplog.records if "not seen in training" in r.getMessage()]
+    assert len(warnings) == 1 and "['legal']" in warnings[0] and "scored with the generic entry" in warnings[0]
+    with pytest.raises(ValueError, match="Unknown domain='legal'"):  # the option, without touching the record
+        ConditionedRewardFunction(model, tokenizer, strict_conditions=True)(
+            prompts=[PROMPT], completions=[COMPLETION], domain=["legal"]
+        )
+    assert not ModelRecord.of(model).conditioning.strict
     ModelRecord.of(model).conditioning.strict = True
     with pytest.raises(ValueError, match="Unknown domain='legal'"):
         ConditionedRewardFunction(model, tokenizer)(prompts=[PROMPT], completions=[COMPLETION], domain=["legal"])

@@ -8,6 +8,8 @@ the condition travels with each completion.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -20,6 +22,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..conditioned_rm.scoring import RewardScorer, load_reward_model
 from ..soft_tokens import GENERIC, ConditioningSpec, is_missing
 
+
+logger = logging.getLogger(__name__)
 
 NORMALIZATIONS = (None, "batch", "running")
 MAX_CONDITIONS_WITH_METRICS = 20
@@ -73,6 +77,9 @@ class ConditionedRewardFunction:
         name (`str`, *optional*, defaults to `"conditioned_reward"`):
             The function's `__name__`: TRL logs `rewards/<name>/mean`. Per-condition means of the raw reward are
             logged as `<name>/<condition>` (GRPO and RLOO, up to 20 conditions).
+        strict_conditions (`bool`, *optional*):
+            Overrides the model's saved `strict_conditions`: `True` makes a condition value not seen in training an
+            error naming it (instead of the generic condition, logged once per value, e.g. for a typo in the column).
 
     Example:
 
@@ -98,8 +105,11 @@ class ConditionedRewardFunction:
         batch_size: int = 16,
         max_length: int | None = None,
         name: str = "conditioned_reward",
+        strict_conditions: bool | None = None,
     ):
         scorer = RewardScorer(model, tokenizer, spec, max_length=max_length, batch_size=batch_size)
+        if strict_conditions is not None:
+            scorer.conditioning = dataclasses.replace(scorer.conditioning, strict=strict_conditions)
         self._setup(scorer, condition_column, normalize, eps, name)
         self._auto_device = device == "auto"
         if device is not None and not self._auto_device:
@@ -114,6 +124,7 @@ class ConditionedRewardFunction:
         self.eps = eps
         self.__name__ = name
         self._auto_device = False
+        self._warned_unknown: set[str] = set()
         self.reset_statistics()
 
     @classmethod
@@ -234,6 +245,15 @@ class ConditionedRewardFunction:
             raise ValueError(
                 f"The '{self.condition_column}' column has {len(values)} values for {num_completions} completions: "
                 "pass one condition per completion."
+            )
+        spec = self.conditioning
+        unknown = [v for v in spec.unknown_values(values) if v not in self._warned_unknown]
+        if unknown and not spec.strict:  # (strict: the scorer raises, naming them)
+            self._warned_unknown.update(unknown)
+            logger.warning(
+                f"Reward function {self.__name__!r}: {self.condition_column} value(s) {unknown} were not seen in "
+                f"training (known: {list(spec.conditions)[:20]}); each is {spec.how_unknown_is_scored()}. A typo? "
+                "Fix the column, or pass strict_conditions=True to make this an error. (Logged once per value.)"
             )
         return values
 
