@@ -1,7 +1,6 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
 import contextlib
 import logging
-import os
 from dataclasses import fields
 
 import torch
@@ -16,17 +15,22 @@ from ..checkpointing import SoftTokenCheckpointing
 from ..data.checks import check_text_columns
 from ..models import uses_zero3
 from ..packing import VARLEN_PACKING_ATTENTION, attention_implementation, check_packable
-from ..record import ModelRecord, has_record
+from ..record import ModelRecord
 from ..soft_tokens import (
     ConditioningSpec,
     SoftTokens,
     attach_soft_tokens,
-    get_soft_tokens,
     new_soft_tokens,
     soft_token_forward,
 )
 from ..soft_tokens.module import with_own_learning_rate
-from ..soft_tokens.policy import check_user_columns, policy_spec, resolve_personalization
+from ..soft_tokens.policy import (
+    check_user_columns,
+    personalized_args,
+    policy_spec,
+    resolve_personalization,
+    saved_user_model,
+)
 from .collator import MAX_USERS_WITH_METRICS, USER_KEYS, DataCollatorForPersonalizedPreference, check_value, group_of
 from .personalized_dpo_config import DPO_PERSONALIZATION_OPTIONS, PersonalizedDPOConfig
 
@@ -93,22 +97,8 @@ class PersonalizedDPOTrainer(SoftTokenCheckpointing, DPOTrainer):
     ):
         if "user_model" in kwargs:
             raise TypeError("PersonalizedDPOTrainer: `user_model` was renamed `soft_tokens` (the same module).")
-        if args is None:
-            name = model if isinstance(model, str) else trl_seams.name_or_path(model)
-            args = PersonalizedDPOConfig(f"{os.path.basename(str(name).rstrip('/'))}-PersonalizedDPO")
-        elif not isinstance(args, PersonalizedDPOConfig):
-            if not isinstance(args, DPOConfig):
-                raise TypeError(f"`args` must be a PersonalizedDPOConfig or DPOConfig, got {type(args).__name__}.")
-            values = {f.name: getattr(args, f.name) for f in fields(args) if f.init}
-            args = PersonalizedDPOConfig(**{**values, "condition_mode": "none"})
-        saved = None
-        if isinstance(model, str) and has_record(model):
-            saved = ModelRecord.load(model, kind="policy").conditioning
-            if soft_tokens is None and saved.uses_soft_tokens:
-                soft_tokens = SoftTokens.load(model, saved.tokens)
-        elif not isinstance(model, str):
-            saved = ModelRecord.of(model, kind="policy").conditioning
-            soft_tokens = soft_tokens if soft_tokens is not None else get_soft_tokens(model)
+        args = personalized_args(args, model, PersonalizedDPOConfig, DPOConfig, "PersonalizedDPO")
+        saved, soft_tokens = saved_user_model(model, soft_tokens)
         self.personalized = resolve_personalization(
             args, type(self).__name__, train_dataset, eval_dataset, DPO_PERSONALIZATION_OPTIONS
         )

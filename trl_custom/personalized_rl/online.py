@@ -26,18 +26,17 @@ from collections import defaultdict
 import torch
 
 from .. import trl_seams
-from ..record import ModelRecord, has_record
+from ..record import ModelRecord
 from ..soft_tokens import (
     ConditioningSpec,
     SoftTokens,
     attach_soft_tokens,
     embed_with_soft_tokens,
-    get_soft_tokens,
     new_soft_tokens,
     soft_token_forward,
 )
 from ..soft_tokens.module import with_own_learning_rate
-from ..soft_tokens.policy import policy_spec, resolve_personalization
+from ..soft_tokens.policy import policy_spec, resolve_personalization, saved_user_model
 
 
 MAX_USERS_WITH_METRICS = 20
@@ -57,14 +56,7 @@ def user_model_setup(trainer, model, args, train_dataset, eval_dataset, soft_tok
     continues (from a folder or model saved by a personalized trainer, or `soft_tokens`). Refuses what the user model
     cannot follow, naming it.
     """
-    saved = None
-    if isinstance(model, str) and has_record(model):
-        saved = ModelRecord.load(model, kind="policy").conditioning
-        if soft_tokens is None and saved.uses_soft_tokens:
-            soft_tokens = SoftTokens.load(model, saved.tokens)
-    elif not isinstance(model, str):
-        saved = ModelRecord.of(model, kind="policy").conditioning
-        soft_tokens = soft_tokens if soft_tokens is not None else get_soft_tokens(model)
+    saved, soft_tokens = saved_user_model(model, soft_tokens)
     name = type(trainer).__name__
     trainer.personalized = resolve_personalization(args, name, train_dataset, eval_dataset)
     trainer.conditioning = ConditioningSpec(mode="none", column=args.condition_column)

@@ -1,12 +1,10 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
-import os
-from dataclasses import fields
 
 from trl import GRPOConfig, GRPOTrainer
 
-from .. import trl_seams
 from ..checkpointing import SoftTokenCheckpointing
 from ..soft_tokens import SoftTokens
+from ..soft_tokens.policy import personalized_args
 from .online import PersonalizedOnlineMixin, user_model_setup
 from .personalized_grpo_config import PersonalizedGRPOConfig
 
@@ -48,14 +46,7 @@ class PersonalizedGRPOTrainer(PersonalizedOnlineMixin, SoftTokenCheckpointing, G
 
     def __init__(self, model, reward_funcs=None, args=None, train_dataset=None, eval_dataset=None,
                  soft_tokens: SoftTokens | None = None, **kwargs):  # fmt: skip
-        if args is None:
-            name = model if isinstance(model, str) else trl_seams.name_or_path(model)
-            args = PersonalizedGRPOConfig(f"{os.path.basename(str(name).rstrip('/'))}-PersonalizedGRPO")
-        elif not isinstance(args, PersonalizedGRPOConfig):
-            if not isinstance(args, GRPOConfig):
-                raise TypeError(f"`args` must be a PersonalizedGRPOConfig or GRPOConfig, got {type(args).__name__}.")
-            values = {f.name: getattr(args, f.name) for f in fields(args) if f.init}
-            args = PersonalizedGRPOConfig(**{**values, "condition_mode": "none"})
+        args = personalized_args(args, model, PersonalizedGRPOConfig, GRPOConfig, "PersonalizedGRPO")
         soft_tokens = user_model_setup(self, model, args, train_dataset, eval_dataset, soft_tokens)
         if self.personalized and args.scale_rewards == "batch":
             raise ValueError(

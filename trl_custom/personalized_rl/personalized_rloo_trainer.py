@@ -1,12 +1,10 @@
 # Copyright 2026 The trl-custom authors. Licensed under the Apache License, Version 2.0.
-import os
-from dataclasses import fields
 
 from trl import RLOOConfig, RLOOTrainer
 
-from .. import trl_seams
 from ..checkpointing import SoftTokenCheckpointing
 from ..soft_tokens import SoftTokens
+from ..soft_tokens.policy import personalized_args
 from .online import PersonalizedOnlineMixin, user_model_setup
 from .personalized_rloo_config import PersonalizedRLOOConfig
 
@@ -48,14 +46,7 @@ class PersonalizedRLOOTrainer(PersonalizedOnlineMixin, SoftTokenCheckpointing, R
 
     def __init__(self, model, reward_funcs=None, args=None, train_dataset=None, eval_dataset=None,
                  soft_tokens: SoftTokens | None = None, **kwargs):  # fmt: skip
-        if args is None:
-            name = model if isinstance(model, str) else trl_seams.name_or_path(model)
-            args = PersonalizedRLOOConfig(f"{os.path.basename(str(name).rstrip('/'))}-PersonalizedRLOO")
-        elif not isinstance(args, PersonalizedRLOOConfig):
-            if not isinstance(args, RLOOConfig):
-                raise TypeError(f"`args` must be a PersonalizedRLOOConfig or RLOOConfig, got {type(args).__name__}.")
-            values = {f.name: getattr(args, f.name) for f in fields(args) if f.init}
-            args = PersonalizedRLOOConfig(**{**values, "condition_mode": "none"})
+        args = personalized_args(args, model, PersonalizedRLOOConfig, RLOOConfig, "PersonalizedRLOO")
         soft_tokens = user_model_setup(self, model, args, train_dataset, eval_dataset, soft_tokens)
         if self.personalized and args.normalize_advantages:
             raise ValueError(

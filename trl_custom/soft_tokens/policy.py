@@ -5,7 +5,8 @@ options ([`PolicyConditioningArguments`]), whether a run personalizes, and its u
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from accelerate import PartialState
@@ -92,6 +93,47 @@ class PolicyConditioningArguments(ConditioningArguments):
         if self.condition_mode not in POLICY_CONDITION_MODES:
             hint = " (a policy reads its user from soft tokens)" if "text" in str(self.condition_mode) else ""
             raise ValueError(f"condition_mode={self.condition_mode!r}: choose one of {POLICY_CONDITION_MODES}{hint}.")
+
+
+def personalized_args(args, model, config_class, base_class, suffix: str):
+    """
+    `args` as a personalized trainer's config: `None` -> a default `config_class` named after `model` (TRL's default
+    `output_dir` shape, `<model>-<suffix>`); a plain TRL `base_class` config -> the same values with personalization
+    off (`condition_mode="none"`: the trainer is TRL's); any other type is refused.
+    """
+    if args is None:
+        from .. import trl_seams
+
+        name = model if isinstance(model, str) else trl_seams.name_or_path(model)
+        return config_class(f"{os.path.basename(str(name).rstrip('/'))}-{suffix}")
+    if isinstance(args, config_class):
+        return args
+    if not isinstance(args, base_class):
+        raise TypeError(
+            f"`args` must be a {config_class.__name__} or {base_class.__name__}, got {type(args).__name__}."
+        )
+    values = {f.name: getattr(args, f.name) for f in fields(args) if f.init}
+    return config_class(**{**values, "condition_mode": "none"})
+
+
+def saved_user_model(model, soft_tokens=None):
+    """
+    The user model a policy `model` carries: `(its saved conditioning or None, its soft tokens)`, from a folder saved
+    by a personalized trainer (the record and `soft_tokens.safetensors`) or from a loaded model; an explicit
+    `soft_tokens` wins.
+    """
+    from ..record import ModelRecord, has_record
+    from .module import SoftTokens, get_soft_tokens
+
+    saved = None
+    if isinstance(model, str) and has_record(model):
+        saved = ModelRecord.load(model, kind="policy").conditioning
+        if soft_tokens is None and saved.uses_soft_tokens:
+            soft_tokens = SoftTokens.load(model, saved.tokens)
+    elif not isinstance(model, str):
+        saved = ModelRecord.of(model, kind="policy").conditioning
+        soft_tokens = soft_tokens if soft_tokens is not None else get_soft_tokens(model)
+    return saved, soft_tokens
 
 
 def resolve_personalization(args, trainer_name: str, train_dataset, eval_dataset, options=PERSONALIZATION_OPTIONS):
