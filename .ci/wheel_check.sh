@@ -24,5 +24,5 @@ trl-custom reward --config quickstart_minilm --accelerate_config single_cpu --ma
     --max_eval_queries 2 --evaluate_before false --per_device_train_batch_size 4 --max_length 64 \
     --output_dir out --disable_tqdm true
 python3 -c "import json; print('after:', json.load(open('out/eval_results.json'))['after']['dsp']['mean'])"
-test -f out/README.md && test -f out/conditioning.json
+test -f out/README.md && test -f out/trl_custom.json   # the model's record
 echo "wheel check passed in $((SECONDS - start)) s: $(basename "$wheel"), installed outside the clone, 2-step run"
