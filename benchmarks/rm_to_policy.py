@@ -474,7 +474,7 @@ def markdown(results):
 def plot(results, path):
     """The win-rate matrices (generated under x judged under) of the conditioned policies, side by side."""
     names = [n for n in ("P-DPO", "domain in prompt", BASE_WITH_PREFIX) if n in results["evaluation"]]
-    fig = figure_or_none("the policy matrices", figsize=(5.2 * len(names), 4.8), layout="constrained")
+    fig = figure_or_none("the policy matrices", figsize=(5.2 * len(names), 5.3), layout="constrained")
     if fig is None:
         return
     axes = fig.subplots(1, len(names), squeeze=False)[0]
